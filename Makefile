@@ -1,0 +1,62 @@
+# mpesa-gateway: every target installs what it needs first, so a fresh clone works with no manual step.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FUNCTIONS_VENV := functions/venv
+STAMP_DIR := .stack
+
+.PHONY: install dev test test-unit demo lint bench clean help
+
+help:
+	@echo "make test   install everything, start the local stack, run all test tiers, stop the stack"
+	@echo "make demo   install everything, start the stack if needed, run the end-to-end walk-through"
+	@echo "make dev    start the whole local stack in the foreground (Ctrl-C stops it)"
+	@echo "make lint   ruff + mypy"
+	@echo "make bench  benchmarks; writes bench/results/latest.json"
+
+$(STAMP_DIR):
+	@mkdir -p $(STAMP_DIR)
+
+# The dev/test venv: tools plus the functions' own runtime dependencies.
+$(STAMP_DIR)/venv.stamp: requirements.txt functions/requirements.txt | $(STAMP_DIR)
+	@echo "==> creating $(VENV) (dev and test tools)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# The functions emulator runs the functions from functions/venv, as Cloud Functions would from requirements.txt.
+$(STAMP_DIR)/functions-venv.stamp: functions/requirements.txt | $(STAMP_DIR)
+	@echo "==> creating $(FUNCTIONS_VENV) (functions runtime)"
+	@test -x $(FUNCTIONS_VENV)/bin/python || $(PYTHON) -m venv $(FUNCTIONS_VENV)
+	@$(FUNCTIONS_VENV)/bin/pip install --quiet --disable-pip-version-check -r functions/requirements.txt
+	@touch $@
+
+$(STAMP_DIR)/npm.stamp: package.json package-lock.json | $(STAMP_DIR)
+	@echo "==> installing firebase-tools from package-lock.json (about a minute the first time)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/npm.stamp
+
+dev: install
+	@$(PY) scripts/stack.py dev
+
+test-unit: $(STAMP_DIR)/venv.stamp
+	@$(PY) -m pytest tests/unit tests/devservers -q
+
+test: install
+	@$(PY) scripts/stack.py run -- $(PY) -m pytest tests -q
+
+demo: install
+	@$(PY) scripts/stack.py ensure -- $(PY) scripts/demo.py
+
+lint: $(STAMP_DIR)/venv.stamp
+	@$(PY) -m ruff check functions/gateway functions/main.py devservers scripts tests
+	@$(PY) -m mypy
+
+bench: install
+	@$(PY) scripts/stack.py ensure -- $(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) $(FUNCTIONS_VENV) node_modules $(STAMP_DIR)

@@ -1,0 +1,1 @@
+"""Local stand-ins for the external services the gateway talks to (development and tests only)."""

@@ -1,0 +1,1 @@
+"""The gateway's shared library: configuration, errors, domain rules and adapters behind the functions."""

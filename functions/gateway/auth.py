@@ -1,0 +1,106 @@
+"""Who is calling: verifies a Firebase ID token with firebase-admin and resolves the calling developer.
+
+The Admin SDK bypasses security rules, so the uid returned here is the only tenant key the rest of the code
+trusts. With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips signature and expiry checks, so that mode is
+refused unless we really run in the emulator or in a `demo-` project.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from gateway import errors
+from gateway.http import Developer
+from gateway.logs import Event, log_event
+from gateway.settings import Settings
+
+_BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*\.[A-Za-z0-9\-_=+/]*)\s*$", re.IGNORECASE)
+# Firestore document ids cannot contain "/" and cannot be "." or ".."; refuse such uids outright.
+_SAFE_UID = re.compile(r"[^/]{1,128}")
+
+
+class FirebaseAuthenticator:
+    """Callable boundary: `Authorization` header value -> Developer, or a 401/503 GatewayError."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _firebase_app(self) -> Any:
+        # firebase_admin is heavy to import; do it on the first authenticated request, once per instance.
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    import firebase_admin
+
+                    try:
+                        self._app = firebase_admin.get_app()
+                    except ValueError:
+                        self._app = firebase_admin.initialize_app(options={"projectId": self._settings.project_id})
+        return self._app
+
+    def __call__(self, authorization: str | None) -> Developer:
+        if self._settings.auth_emulator_host and not self._settings.emulated_auth_allowed:
+            log_event(
+                Event.EMULATOR_TOKENS_REFUSED,
+                "CRITICAL",
+                reason="FIREBASE_AUTH_EMULATOR_HOST is set outside the emulator and outside a demo- project; "
+                "unsigned emulator tokens would be accepted, so this instance refuses to serve",
+                project_id=self._settings.project_id,
+            )
+            raise errors.ServiceUnavailable(
+                "auth_misconfigured", "this deployment is misconfigured and refuses to authenticate requests"
+            )
+        token = _bearer_token(authorization)
+        claims = self._verify(token)
+        uid = claims.get("uid") or claims.get("sub")
+        if not isinstance(uid, str) or not _SAFE_UID.fullmatch(uid) or uid in (".", ".."):
+            raise errors.AuthenticationError("invalid_token", "the ID token's subject is not a usable user id")
+        email = claims.get("email")
+        return Developer(uid=uid, email=email if isinstance(email, str) else None)
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        from firebase_admin import auth as firebase_auth
+        from firebase_admin import exceptions as firebase_exceptions
+
+        try:
+            claims: dict[str, Any] = firebase_auth.verify_id_token(
+                token, app=self._firebase_app(), check_revoked=self._settings.check_revoked_tokens
+            )
+            return claims
+        except firebase_auth.ExpiredIdTokenError:
+            raise _rejected("token_expired", "the ID token has expired; get a fresh one and retry") from None
+        except firebase_auth.RevokedIdTokenError:
+            raise _rejected("token_revoked", "the ID token has been revoked; sign in again") from None
+        except firebase_auth.UserDisabledError:
+            raise _rejected("user_disabled", "this user account is disabled") from None
+        except firebase_auth.UserNotFoundError:
+            raise _rejected("invalid_token", "the ID token's user no longer exists") from None
+        except firebase_auth.CertificateFetchError:
+            log_event(Event.AUTH_REJECTED, "ERROR", code="certificate_fetch_failed")
+            raise errors.ServiceUnavailable(
+                "auth_unavailable", "could not fetch Google's token certificates; retry shortly"
+            ) from None
+        except (firebase_auth.InvalidIdTokenError, ValueError):
+            raise _rejected("invalid_token", "the ID token is not a valid Firebase ID token for this project") from None
+        except firebase_exceptions.FirebaseError as error:
+            # The revocation check talks to Firebase Auth; its outage is ours, not the caller's fault.
+            log_event(Event.AUTH_REJECTED, "ERROR", code="auth_backend_error", exception=type(error).__name__)
+            raise errors.ServiceUnavailable("auth_unavailable", "could not verify the ID token; retry shortly") from None
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise _rejected("missing_token", "send the developer's Firebase ID token as 'Authorization: Bearer <token>'")
+    match = _BEARER.match(authorization.strip())
+    if match is None:
+        raise _rejected("malformed_authorization", "the Authorization header must be 'Bearer <Firebase ID token>'")
+    return match.group(1)
+
+
+def _rejected(code: str, message: str) -> errors.AuthenticationError:
+    log_event(Event.AUTH_REJECTED, "INFO", code=code)
+    return errors.AuthenticationError(code, message)

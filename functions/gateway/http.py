@@ -1,0 +1,175 @@
+"""The HTTP boundary shared by every function: method check, authentication, body limits, JSON parsing, one error
+envelope and a request id on every answer.
+
+Handlers receive a `Call` and return an `ApiResponse`; they never build Flask responses or catch errors
+themselves. An unexpected exception is logged with its type and answered as a generic 500, never with its text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+
+from gateway import errors
+from gateway.domain.errors import ValidationError
+from gateway.logs import Event, log_event
+
+
+@dataclass(frozen=True)
+class Developer:
+    """The authenticated caller. `uid` is the tenant key for every read and write."""
+
+    uid: str
+    email: str | None = None
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Mapping[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Call:
+    """One request as the handlers see it: the verified developer, the parsed JSON body and the query."""
+
+    def __init__(
+        self,
+        request: flask.Request,
+        request_id: str,
+        max_body_bytes: int,
+        authenticate: Callable[[str | None], Developer] | None,
+    ) -> None:
+        self.request = request
+        self.request_id = request_id
+        self._max_body_bytes = max_body_bytes
+        self._authenticate = authenticate
+        self._developer: Developer | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method.upper()
+
+    @property
+    def developer(self) -> Developer:
+        if self._developer is None:
+            if self._authenticate is None:
+                raise RuntimeError("this endpoint is not authenticated")
+            self._developer = self._authenticate(self.request.headers.get("Authorization"))
+        return self._developer
+
+    def query(self, name: str) -> str | None:
+        value = self.request.args.get(name)
+        return value if value is None else value.strip()
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    def raw_body(self) -> bytes:
+        declared = self.request.content_length
+        if declared is not None and declared > self._max_body_bytes:
+            raise errors.PayloadTooLarge(
+                "body_too_large", f"request body must be at most {self._max_body_bytes} bytes"
+            )
+        data = self.request.stream.read(self._max_body_bytes + 1)
+        if len(data) > self._max_body_bytes:
+            raise errors.PayloadTooLarge(
+                "body_too_large", f"request body must be at most {self._max_body_bytes} bytes"
+            )
+        return bytes(data)
+
+    def json(self) -> Any:
+        data = self.raw_body()
+        if not data.strip():
+            raise errors.InvalidRequest("invalid_json", "request body must be a JSON object")
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise errors.InvalidRequest("invalid_json", f"request body is not valid JSON: {_short(error)}") from None
+
+
+def _short(error: Exception) -> str:
+    return str(error).split("\n")[0][:120]
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def serve(
+    request: flask.Request,
+    *,
+    methods: tuple[str, ...],
+    handler: Callable[[Call], ApiResponse],
+    max_body_bytes: int,
+    authenticate: Callable[[str | None], Developer] | None,
+    error_body: Callable[[errors.GatewayError, str], Mapping[str, Any]] | None = None,
+) -> flask.Response:
+    """Run one handler inside the error boundary and render its answer as JSON."""
+    request_id = new_request_id()
+    call = Call(request, request_id, max_body_bytes, authenticate)
+    try:
+        if call.method not in methods:
+            raise errors.MethodNotAllowed(methods)
+        result = handler(call)
+    except ValidationError as invalid:
+        error = errors.InvalidRequest(invalid.code, invalid.message, invalid.param)
+        return _error_response(error, request_id, error_body)
+    except errors.GatewayError as error:
+        if error.http_status >= 500:
+            log_event(
+                Event.REQUEST_FAILED,
+                "ERROR",
+                request_id=request_id,
+                code=error.code,
+                status=error.http_status,
+                path=request.path,
+            )
+        return _error_response(error, request_id, error_body)
+    except Exception as unexpected:  # noqa: BLE001 - the boundary must never leak internals
+        log_event(
+            Event.UNHANDLED_EXCEPTION,
+            "ERROR",
+            request_id=request_id,
+            exception=type(unexpected).__name__,
+            traceback=traceback.format_exc(limit=12),
+            path=request.path,
+        )
+        internal = errors.ServerError("internal_error", "an internal error occurred; retry with the same request")
+        return _error_response(internal, request_id, error_body)
+    return _json_response(result.status, result.body, request_id, result.headers)
+
+
+def _error_response(
+    error: errors.GatewayError,
+    request_id: str,
+    error_body: Callable[[errors.GatewayError, str], Mapping[str, Any]] | None,
+) -> flask.Response:
+    body = error_body(error, request_id) if error_body else error.to_envelope(request_id)
+    headers: dict[str, str] = {}
+    if isinstance(error, errors.MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allowed)
+    if isinstance(error, errors.AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="mpesa-gateway"'
+    return _json_response(error.http_status, body, request_id, headers)
+
+
+def _json_response(
+    status: int, body: Mapping[str, Any], request_id: str, headers: Mapping[str, str]
+) -> flask.Response:
+    response = flask.Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str),
+        status=status,
+        mimetype="application/json",
+    )
+    response.headers["X-Request-Id"] = request_id
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response

