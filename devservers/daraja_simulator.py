@@ -678,7 +678,8 @@ class SimulatorState:
             "body": payload,
         }
         with self._lock:
-            self._callbacks.append(entry)
+            if self._pushes.get(push.checkout_request_id) is push:  # a reset during delivery forgets it
+                self._callbacks.append(entry)
 
     def requests(self, filters: dict[str, str]) -> list[JsonObject]:
         with self._lock:

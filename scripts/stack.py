@@ -45,6 +45,7 @@ PORTS = {
     "functions": 5001,
     "hub": 4400,
     "logging": 4500,
+    "firestore_websocket": 9150,
     "secret_manager": 8086,
     "daraja": 8089,
 }
@@ -284,9 +285,12 @@ class Stack:
                 if http_ok(url):
                     log(f"{name} ready ({elapsed:.1f}s)")
                     del pending[name]
-            if not functions_ready and "All emulators ready" in self.firebase_log():
+            if not functions_ready and "All emulators ready" in self.firebase_log() and functions_answer():
                 functions_ready = True
-                log(f"firebase emulators ready ({elapsed:.1f}s)")
+                log(f"functions loaded and answering ({elapsed:.1f}s)")
+            if "Failed to load function definition" in self.firebase_log():
+                self.dump_logs()
+                raise SystemExit("the functions emulator could not load functions/main.py (see the log above)")
             time.sleep(0.25)
         log(f"stack ready in {time.monotonic() - started:.1f}s")
 
@@ -314,6 +318,18 @@ class Stack:
             log(f"WARNING: ports still open after stop: {', '.join(still_open)}")
         else:
             log("stopped; all ports free")
+
+
+def functions_answer() -> bool:
+    """The functions emulator has loaded main.py when an unauthenticated call gets our JSON 401 envelope."""
+    url = f"{stack_env()['FUNCTIONS_BASE_URL']}/payment_status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return b'"error"' in response.read()
+    except urllib.error.HTTPError as error:
+        return error.code == 401 and b'"error"' in error.read()
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def stack_is_up() -> bool:

@@ -1,0 +1,31 @@
+"""Test tiers: tests/unit and tests/devservers need nothing running; tests/integration and tests/e2e need the
+local stack, which `make test` starts. Those fail (not skip) when the stack is missing, so CI cannot go green
+without running them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import support
+
+STACK_TIERS = ("tests/integration", "tests/e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(tier in str(item.path) for tier in STACK_TIERS):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    missing = support.stack_missing()
+    if missing:
+        pytest.fail(f"the local stack is not running ({', '.join(missing)} down): use `make test` or `make dev`")
+
+
+@pytest.fixture(autouse=True)
+def _needs_stack(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("stack") is not None:
+        request.getfixturevalue("stack")
