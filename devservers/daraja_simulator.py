@@ -170,7 +170,7 @@ class App:
 
 PRESET_APP = App(
     consumer_key="sandbox-consumer-key",
-    consumer_secret="sandbox-consumer-secret",
+    consumer_secret="sandbox-consumer-secret",  # noqa: S106 - the simulator's public, documented test app
     shortcode="174379",
     passkey="bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919",
 )
@@ -1040,9 +1040,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--token-ttl", type=float, default=3599.0, help="access token lifetime, seconds")
     parser.add_argument("--callback-delay-ms", type=int, default=300, help="time until the payer answers")
     parser.add_argument("--max-amount", type=int, default=150_000)
-    parser.add_argument(
-        "--timestamp-skew", type=float, default=300.0, help="allowed Timestamp drift, seconds"
-    )
+    parser.add_argument("--timestamp-skew", type=float, default=300.0, help="allowed Timestamp drift, seconds")
     parser.add_argument("--quiet", action="store_true", help="do not log one line per request")
     return parser.parse_args(argv)
 
@@ -1065,7 +1063,8 @@ def main(argv: list[str] | None = None) -> int:
         message = f"daraja simulator cannot listen on {args.host}:{args.port}: {error}"
         print(message, file=sys.stderr, flush=True)
         return 1
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it starts ignored in background jobs
+        signal.signal(signum, _interrupt)
     print(f"daraja simulator listening on {simulator.url}", flush=True)
     try:
         simulator.serve_forever()

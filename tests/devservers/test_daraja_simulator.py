@@ -173,7 +173,7 @@ def post(http: requests.Session, url: str, token: str | None, body: Any) -> requ
     return http.post(url, json=body, headers=headers, timeout=5)
 
 
-def push(sim: DarajaSimulator, http: requests.Session, token: str, body: Any) -> requests.Response:
+def push(sim: DarajaSimulator, http: requests.Session, token: str | None, body: Any) -> requests.Response:
     return post(http, f"{sim.url}{PUSH_PATH}", token, body)
 
 
@@ -331,9 +331,7 @@ def test_push_succeeds_and_the_callback_has_darajas_exact_shape(
     assert values["PhoneNumber"] == 254708374149
 
 
-def test_receipts_are_unique(
-    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
-) -> None:
+def test_receipts_are_unique(simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener) -> None:
     token = mint_token(simulator, http)
     urls = [listener.url() for _ in range(5)]
     for index, url in enumerate(urls):
@@ -406,7 +404,7 @@ def test_push_accepts_values_at_the_limits(
     simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
 ) -> None:
     token = mint_token(simulator, http)
-    accepted = [
+    accepted: list[dict[str, Any]] = [
         {"Amount": 150_000, "PhoneNumber": "254712000001"},
         {"Amount": "25", "PhoneNumber": "254112000002", "PartyA": "254112000002"},
         {"AccountReference": "A" * 12, "TransactionDesc": "D" * 13, "PhoneNumber": "254712000003"},

@@ -192,9 +192,7 @@ def parse_credentials_request(body: object) -> CredentialsRequest:
     elif transaction_type == BUY_GOODS:
         # A till's money goes to the till number, not the store number used as shortcode; mixing them up is the
         # SFC_IC0003 failure, so the gateway cannot guess it.
-        raise ValidationError(
-            "missing_parameter", f"party_b (the till number) is required for {BUY_GOODS}", "party_b"
-        )
+        raise ValidationError("missing_parameter", f"party_b (the till number) is required for {BUY_GOODS}", "party_b")
     else:
         party_b = shortcode
 

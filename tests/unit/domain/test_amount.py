@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from gateway.domain.amount import parse_amount
 from gateway.domain.errors import ValidationError
 
@@ -96,7 +95,9 @@ def test_huge_amount_is_not_echoed_in_the_message() -> None:
     assert len(caught.value.message) < 60
 
 
-@pytest.mark.parametrize(("cap", "raw", "ok"), [(70_000, 70_000, True), (70_000, 70_001, False), (1, 1, True), (1, 2, False)])
+@pytest.mark.parametrize(
+    ("cap", "raw", "ok"), [(70_000, 70_000, True), (70_000, 70_001, False), (1, 1, True), (1, 2, False)]
+)
 def test_the_cap_is_configurable(cap: int, raw: int, ok: bool) -> None:
     if ok:
         assert parse_amount(raw, cap) == raw

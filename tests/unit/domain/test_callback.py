@@ -9,13 +9,13 @@ import json
 from typing import Any
 
 import pytest
-
 from gateway.domain.callback import StkCallback, parse_query_result, parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import PaymentStatus, decide_settlement, status_for_result_code
 
-# Byte for byte the sample in the Daraja notes (a JSON number 1.00 arrives in Python as the float 1.0).
-SAMPLE_TEXT = """{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1","CheckoutRequestID":"ws_CO_191220191020363925",
+# The sample in the Daraja notes, only re-wrapped (a JSON number 1.00 arrives in Python as the float 1.0).
+SAMPLE_TEXT = """{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1",
+  "CheckoutRequestID":"ws_CO_191220191020363925",
   "ResultCode":0,"ResultDesc":"The service request is processed successfully.",
   "CallbackMetadata":{"Item":[{"Name":"Amount","Value":1.00},{"Name":"MpesaReceiptNumber","Value":"NLJ7RT61SV"},
    {"Name":"Balance"},{"Name":"TransactionDate","Value":20191219102115},{"Name":"PhoneNumber","Value":254708374149}]}}}}"""
@@ -116,7 +116,9 @@ def test_amount_without_a_value_is_none(value: object) -> None:
     assert parse_stk_callback(with_item("Amount", value)).amount is None
 
 
-@pytest.mark.parametrize("value", [1.5, "1.50", "1.5", True, "abc", "", [1], {"v": 1}, float("nan"), float("inf"), "-1"])
+@pytest.mark.parametrize(
+    "value", [1.5, "1.50", "1.5", True, "abc", "", [1], {"v": 1}, float("nan"), float("inf"), "-1"]
+)
 def test_unusable_amounts_are_malformed(value: object) -> None:
     with pytest.raises(ValidationError) as caught:
         parse_stk_callback(with_item("Amount", value))
@@ -391,8 +393,14 @@ def test_query_outcome_has_no_amount_phone_or_receipt() -> None:
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("0", PaymentStatus.SUCCEEDED), ("1032", PaymentStatus.CANCELLED), (1032, PaymentStatus.CANCELLED),
-     ("1037", PaymentStatus.TIMED_OUT), (" 1 ", PaymentStatus.FAILED), ("SFC_IC0003", PaymentStatus.FAILED)],
+    [
+        ("0", PaymentStatus.SUCCEEDED),
+        ("1032", PaymentStatus.CANCELLED),
+        (1032, PaymentStatus.CANCELLED),
+        ("1037", PaymentStatus.TIMED_OUT),
+        (" 1 ", PaymentStatus.FAILED),
+        ("SFC_IC0003", PaymentStatus.FAILED),
+    ],
 )
 def test_query_result_codes(code: object, status: PaymentStatus) -> None:
     result = parse_query_result(query(ResultCode=code))

@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 
 import pytest
-
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import (
     PaymentOutcome,
@@ -245,9 +244,7 @@ def test_query_failure_settles_with_the_mapped_status_and_says_so(
     assert (decision.action, decision.new_status, decision.flags) == ("settle", status, ("settled_by_query",))
 
 
-@pytest.mark.parametrize(
-    ("current", "outcome", "source"), list(itertools.product(TERMINAL, ALL_OUTCOMES, SOURCES))
-)
+@pytest.mark.parametrize(("current", "outcome", "source"), list(itertools.product(TERMINAL, ALL_OUTCOMES, SOURCES)))
 def test_terminal_payments_never_change_status(current: PaymentStatus, outcome: PaymentOutcome, source: str) -> None:
     decision = decide(current, outcome, source)
     assert decision.new_status is None
@@ -268,9 +265,7 @@ def test_failure_after_settlement_is_ignored(current: PaymentStatus, outcome: Pa
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("outcome", [success(), success(amount=1), success(mpesa_receipt_number=None)])
 def test_duplicate_success_is_ignored(outcome: PaymentOutcome, source: str) -> None:
-    assert decide(SUCCEEDED, outcome, source) == SettlementDecision(
-        "ignore", None, (), "already settled as succeeded"
-    )
+    assert decide(SUCCEEDED, outcome, source) == SettlementDecision("ignore", None, (), "already settled as succeeded")
 
 
 def test_sandbox_query_failure_never_overwrites_a_recorded_success() -> None:

@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import pytest
-
 from gateway.domain.errors import ValidationError
 from gateway.domain.validation import (
     CredentialsRequest,
@@ -399,7 +398,19 @@ def test_environment_rejects(environment: object) -> None:
 @pytest.mark.parametrize("name", ["consumer_key", "consumer_secret"])
 @pytest.mark.parametrize(
     "value",
-    ["short12", "a" * 201, "has space inside", "tab\tinside", "ключключключ", "abcdefgh€", "", "   ", 12345678, None, []],
+    [
+        "short12",
+        "a" * 201,
+        "has space inside",
+        "tab\tinside",
+        "ключключключ",
+        "abcdefgh€",
+        "",
+        "   ",
+        12345678,
+        None,
+        [],
+    ],
 )
 def test_consumer_key_and_secret_reject(name: str, value: object) -> None:
     error = credentials_error(credentials(**{name: value}))
@@ -410,14 +421,21 @@ def test_consumer_key_and_secret_reject(name: str, value: object) -> None:
 @pytest.mark.parametrize("name", ["consumer_key", "consumer_secret"])
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("abcd1234", "abcd1234"), ("a" * 200, "a" * 200), (" padded-key-123 \n", "padded-key-123"), ("!#$%&~{}", "!#$%&~{}")],
+    [
+        ("abcd1234", "abcd1234"),
+        ("a" * 200, "a" * 200),
+        (" padded-key-123 \n", "padded-key-123"),
+        ("!#$%&~{}", "!#$%&~{}"),
+    ],
 )
 def test_consumer_key_and_secret_accept(name: str, value: str, expected: str) -> None:
     request = parse_credentials_request(credentials(**{name: value}))
     assert getattr(request, name) == expected
 
 
-@pytest.mark.parametrize(("shortcode", "expected"), [("12345", "12345"), ("1234567", "1234567"), (" 174379 ", "174379")])
+@pytest.mark.parametrize(
+    ("shortcode", "expected"), [("12345", "12345"), ("1234567", "1234567"), (" 174379 ", "174379")]
+)
 def test_shortcode_accepts(shortcode: str, expected: str) -> None:
     assert parse_credentials_request(credentials(shortcode=shortcode)).shortcode == expected
 
@@ -429,7 +447,9 @@ def test_shortcode_rejects(shortcode: object) -> None:
     assert error.message == 'shortcode must be a string of 5 to 7 digits, such as "174379"'
 
 
-@pytest.mark.parametrize("passkey", ["p" * 15, "p" * 201, "pass key with space", "ключ" * 5, "", None, 1234567890123456])
+@pytest.mark.parametrize(
+    "passkey", ["p" * 15, "p" * 201, "pass key with space", "ключ" * 5, "", None, 1234567890123456]
+)
 def test_passkey_rejects(passkey: object) -> None:
     error = credentials_error(credentials(passkey=passkey))
     assert (error.code, error.param) == ("invalid_passkey", "passkey")
