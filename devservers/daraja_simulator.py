@@ -695,6 +695,7 @@ class SimulatorState:
 
 class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default listen backlog of 5 resets connections under concurrent load
 
     def __init__(self, address: tuple[str, int], state: SimulatorState, quiet: bool) -> None:
         super().__init__(address, SimulatorHandler)

@@ -142,7 +142,11 @@ def simulator_requests(kind: str | None = None, shortcode: str | None = None) ->
     response = requests.get(f"{DARAJA_URL}/simulator/requests", params=params, timeout=10)
     response.raise_for_status()
     listed: list[dict[str, Any]] = response.json()["requests"]
-    return [r for r in listed if (kind is None or r.get("kind") == kind) and (shortcode is None or r.get("shortcode") == shortcode)]
+    return [
+        r
+        for r in listed
+        if (kind is None or r.get("kind") == kind) and (shortcode is None or r.get("shortcode") == shortcode)
+    ]
 
 
 def function_url(name: str) -> str:

@@ -48,7 +48,9 @@ def payment_status(request: flask.Request) -> flask.Response:
         if payment_id is not None or checkout_request_id is not None:
             return _response(gateway.get_payment(developer, payment_id or None, checkout_request_id or None))
         return _response(
-            gateway.list_payments(developer, call.query("status") or None, call.query("limit"), call.query("page_token"))
+            gateway.list_payments(
+                developer, call.query("status") or None, call.query("limit"), call.query("page_token")
+            )
         )
 
     return _serve(request, ("GET",), handle)

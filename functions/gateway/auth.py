@@ -89,7 +89,9 @@ class FirebaseAuthenticator:
         except firebase_exceptions.FirebaseError as error:
             # The revocation check talks to Firebase Auth; its outage is ours, not the caller's fault.
             log_event(Event.AUTH_REJECTED, "ERROR", code="auth_backend_error", exception=type(error).__name__)
-            raise errors.ServiceUnavailable("auth_unavailable", "could not verify the ID token; retry shortly") from None
+            raise errors.ServiceUnavailable(
+                "auth_unavailable", "could not verify the ID token; retry shortly"
+            ) from None
 
 
 def _bearer_token(authorization: str | None) -> str:

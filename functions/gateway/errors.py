@@ -5,6 +5,7 @@
     ├── PermissionDenied           403  permission_error
     ├── InvalidRequest             400  invalid_request_error
     │   ├── NotFound               404
+    │   ├── CredentialsNotConfigured 404  (no Daraja credentials stored for the developer)
     │   ├── MethodNotAllowed       405
     │   ├── PayloadTooLarge        413
     │   ├── UnsupportedMediaType   415
@@ -63,6 +64,20 @@ class NotFound(InvalidRequest):
     http_status = 404
 
 
+class CredentialsNotConfigured(InvalidRequest):
+    """The developer has no Daraja credentials stored yet: a 404 that tells them to PUT developer_credentials."""
+
+    http_status = 404
+
+    def __init__(self, code: str = "credentials_not_configured", message: str = "", param: str | None = None) -> None:
+        super().__init__(
+            code,
+            message
+            or "no Daraja credentials are registered for this developer; PUT them to developer_credentials first",
+            param,
+        )
+
+
 class MethodNotAllowed(InvalidRequest):
     http_status = 405
 
@@ -99,7 +114,13 @@ class DarajaError(GatewayError):
     error_type = "daraja_error"
 
     def __init__(
-        self, code: str, message: str, *, http_status: int = 502, daraja_code: str | None = None, param: str | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int = 502,
+        daraja_code: str | None = None,
+        param: str | None = None,
     ) -> None:
         details = {"daraja_code": daraja_code} if daraja_code else {}
         super().__init__(code, message, param, **details)

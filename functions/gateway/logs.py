@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TextIO
 
 _REDACTED_KEYS = frozenset(
@@ -17,7 +17,7 @@ _REDACTED_KEYS = frozenset(
 )
 
 
-class Event(str, Enum):
+class Event(StrEnum):
     REQUEST_FAILED = "request_failed"
     UNHANDLED_EXCEPTION = "unhandled_exception"
     AUTH_REJECTED = "auth_rejected"

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway import errors
@@ -30,7 +30,7 @@ _TRANSACTION_ATTEMPTS = 40
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,7 @@ class PaymentRepository:
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
         now = utcnow()
         self.counters.commits += 1
-        self._developer(uid).set(
-            {"uid": uid, "email": email, "updated_at": now, "daraja": setup}, merge=True
-        )
+        self._developer(uid).set({"uid": uid, "email": email, "updated_at": now, "daraja": setup}, merge=True)
 
     def clear_daraja_setup(self, uid: str) -> None:
         self.counters.commits += 1
@@ -223,9 +221,7 @@ class PaymentRepository:
         )
         if idempotency is not None:
             key_hash, status, body = idempotency
-            batch.set(
-                self._idempotency(uid, key_hash), {"state": "done", "status": status, "body": body}, merge=True
-            )
+            batch.set(self._idempotency(uid, key_hash), {"state": "done", "status": status, "body": body}, merge=True)
         self.counters.commits += 1
         batch.commit()
 

@@ -10,7 +10,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway import errors
@@ -66,7 +66,7 @@ class Answer:
 
 def _iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     return value
 
@@ -292,7 +292,9 @@ class Gateway:
             payment_id = route.payment_id if route is not None and route.uid == developer.uid else None
         payment = self._repo.get_payment(developer.uid, payment_id) if payment_id else None
         if payment is None:
-            raise errors.NotFound("payment_not_found", "no such payment", "id" if checkout_request_id is None else "checkout_request_id")
+            raise errors.NotFound(
+                "payment_not_found", "no such payment", "id" if checkout_request_id is None else "checkout_request_id"
+            )
         payment = self._maybe_query(developer.uid, payment)
         return Answer(200, payment_view(payment), {})
 
@@ -351,7 +353,9 @@ class Gateway:
         allowed = self._settings.callback_allowed_ips
         if allowed and source_ip not in allowed:
             log_event(Event.CALLBACK_REJECTED, "WARNING", code="source_ip_not_allowed", source_ip=source_ip)
-            raise errors.PermissionDenied("source_ip_not_allowed", "callbacks are accepted from Daraja's addresses only")
+            raise errors.PermissionDenied(
+                "source_ip_not_allowed", "callbacks are accepted from Daraja's addresses only"
+            )
 
     def _settle(
         self,
@@ -410,7 +414,9 @@ class Gateway:
             "phone": mask_msisdn(str(result.payment.get("msisdn", ""))),
         }
         if decision.action == "settle":
-            log_event(Event.PAYMENT_SETTLED, status=decision.new_status.value if decision.new_status else None, **fields)
+            log_event(
+                Event.PAYMENT_SETTLED, status=decision.new_status.value if decision.new_status else None, **fields
+            )
         elif decision.action == "flag":
             log_event(Event.PAYMENT_FLAGGED, "WARNING", flags=list(decision.flags), **fields)
         else:
@@ -470,7 +476,11 @@ class Gateway:
             except Exception as failure:  # noqa: BLE001 - one bad payment must not stop the sweep
                 summary["errors"] += 1
                 log_event(
-                    Event.RECONCILE_RUN, "ERROR", uid=uid, payment_id=payment.get("id"), exception=type(failure).__name__
+                    Event.RECONCILE_RUN,
+                    "ERROR",
+                    uid=uid,
+                    payment_id=payment.get("id"),
+                    exception=type(failure).__name__,
                 )
                 continue
             if settled is not None and settled.get("status") != PaymentStatus.PENDING.value:
@@ -485,5 +495,7 @@ def _parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return 20
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIST_LIMIT:
-        raise errors.InvalidRequest("invalid_limit", f"limit must be a whole number from 1 to {_MAX_LIST_LIMIT}", "limit")
+        raise errors.InvalidRequest(
+            "invalid_limit", f"limit must be a whole number from 1 to {_MAX_LIST_LIMIT}", "limit"
+        )
     return int(raw)
