@@ -56,10 +56,18 @@ class DarajaSecret:
             raise ValueError("the secret payload is not UTF-8 JSON") from None
         if not isinstance(parsed, dict):
             raise ValueError("the secret payload is not a JSON object")
-        values = [parsed.get(name) for name in ("consumer_key", "consumer_secret", "passkey")]
-        if not all(isinstance(value, str) and value for value in values):
-            raise ValueError("the secret payload lacks consumer_key, consumer_secret or passkey")
-        return cls(*values)
+        return cls(
+            _required_text(parsed, "consumer_key"),
+            _required_text(parsed, "consumer_secret"),
+            _required_text(parsed, "passkey"),
+        )
+
+
+def _required_text(parsed: dict[str, Any], name: str) -> str:
+    value = parsed.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"the secret payload lacks a non-empty {name}")  # names the field, never its value
+    return value
 
 
 class SecretBackend(Protocol):
@@ -309,7 +317,8 @@ class CredentialStore:
         try:
             return DarajaSecret.from_json(data)
         except ValueError as malformed:
-            log_event(Event.SECRET_ACCESS_FAILED, "ERROR", operation="parse", secret_id=secret_id, reason=str(malformed))
+            reason = str(malformed)  # our own wording from from_json, which never quotes the payload
+            log_event(Event.SECRET_ACCESS_FAILED, "ERROR", operation="parse", secret_id=secret_id, reason=reason)
             raise errors.ServerError(
                 "secret_malformed", "the stored Daraja credentials are unreadable; PUT developer_credentials again"
             ) from None
