@@ -105,10 +105,10 @@ class SecretManagerBackend:
             response = client.access_secret_version(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
         except google_errors.NotFound:
             return None
-        except google_errors.FailedPrecondition:
-            # The latest version is disabled or destroyed: the developer has no usable credentials.
-            return None
         except _store_failures() as failure:
+            if _is_failed_precondition(failure):
+                # The latest version is disabled or destroyed: the developer has no usable credentials.
+                return None
             raise _unavailable("access", secret_id, failure) from None
         data = bytes(response.payload.data)
         # As Google's access_secret_version sample does: a payload corrupted in transit must not become a
@@ -163,8 +163,12 @@ class SecretManagerBackend:
                     continue
                 try:
                     client.destroy_secret_version(request={"name": version.name}, timeout=_SECRET_CALL_TIMEOUT_S)
-                except (google_errors.NotFound, google_errors.FailedPrecondition):
-                    pass  # destroyed or deleted concurrently: the goal is already met
+                except google_errors.NotFound:
+                    pass  # deleted concurrently: the goal is already met
+                except _store_failures() as failure:
+                    if not _is_failed_precondition(failure):
+                        raise
+                    # destroyed concurrently: the goal is already met
             try:
                 client.delete_secret(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
             except google_errors.NotFound:
@@ -213,6 +217,23 @@ def _store_failures() -> tuple[type[BaseException], ...]:
     # GoogleAPIError covers every API status and RetryError; auth errors cover missing or broken ADC; the REST
     # transport lets connection failures through as requests exceptions.
     return (google_errors.GoogleAPIError, auth_errors.GoogleAuthError, requests.RequestException, OSError)
+
+
+def _is_failed_precondition(failure: BaseException) -> bool:
+    from google.api_core import exceptions as google_errors
+
+    if isinstance(failure, google_errors.FailedPrecondition):
+        return True
+    # Over REST the client picks the exception class from the HTTP status alone, and FAILED_PRECONDITION is a 400:
+    # only the status in Google's error body tells it apart from INVALID_ARGUMENT.
+    if not isinstance(failure, google_errors.BadRequest) or failure.response is None:
+        return False
+    try:
+        body = failure.response.json()
+    except ValueError:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("status") == "FAILED_PRECONDITION"
 
 
 def _crc32c(data: bytes) -> int:
