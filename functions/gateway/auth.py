@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from gateway import errors
@@ -24,22 +25,28 @@ _SAFE_UID = re.compile(r"[^/]{1,128}")
 class FirebaseAuthenticator:
     """Callable boundary: `Authorization` header value -> Developer, or a 401/503 GatewayError."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app_factory: Callable[[], Any] | None = None) -> None:
+        """`app_factory` returns the firebase_admin App to verify with; by default the default App (tests pass
+        their own App so they can point it at local certificates)."""
         self._settings = settings
+        self._app_factory = app_factory or self._default_app
         self._app: Any = None
         self._lock = threading.Lock()
 
-    def _firebase_app(self) -> Any:
+    def _default_app(self) -> Any:
         # firebase_admin is heavy to import; do it on the first authenticated request, once per instance.
+        import firebase_admin
+
+        try:
+            return firebase_admin.get_app()
+        except ValueError:
+            return firebase_admin.initialize_app(options={"projectId": self._settings.project_id})
+
+    def _firebase_app(self) -> Any:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    import firebase_admin
-
-                    try:
-                        self._app = firebase_admin.get_app()
-                    except ValueError:
-                        self._app = firebase_admin.initialize_app(options={"projectId": self._settings.project_id})
+                    self._app = self._app_factory()
         return self._app
 
     def __call__(self, authorization: str | None) -> Developer:
@@ -84,8 +91,16 @@ class FirebaseAuthenticator:
             raise errors.ServiceUnavailable(
                 "auth_unavailable", "could not fetch Google's token certificates; retry shortly"
             ) from None
-        except (firebase_auth.InvalidIdTokenError, ValueError):
+        except firebase_auth.InvalidIdTokenError:
             raise _rejected("invalid_token", "the ID token is not a valid Firebase ID token for this project") from None
+        except ValueError as error:
+            # firebase-admin wraps every token defect in InvalidIdTokenError; a bare ValueError means our own setup
+            # is wrong (no project id, a malformed emulator host), which is not the caller's fault. Its text may
+            # quote the token, so only the type is logged.
+            log_event(Event.AUTH_REJECTED, "ERROR", code="auth_misconfigured", exception=type(error).__name__)
+            raise errors.ServiceUnavailable(
+                "auth_misconfigured", "this deployment is misconfigured and cannot verify ID tokens"
+            ) from None
         except firebase_exceptions.FirebaseError as error:
             # The revocation check talks to Firebase Auth; its outage is ours, not the caller's fault.
             log_event(Event.AUTH_REJECTED, "ERROR", code="auth_backend_error", exception=type(error).__name__)
