@@ -42,7 +42,7 @@ class Event(StrEnum):
     RECONCILE_RUN = "reconcile_run"
 
 
-def log_event(event: Event, severity: str = "INFO", stream: TextIO | None = None, **fields: Any) -> None:
+def log_event(event: Event, severity: str = "INFO", *, stream: TextIO | None = None, **fields: Any) -> None:
     record: dict[str, Any] = {"severity": severity, "event": event.value, "message": event.value}
     for key, value in fields.items():
         if value is None:

@@ -28,9 +28,8 @@ DEFAULT_SECRET_ID_PREFIX = "daraja-credentials-"
 SECRET_LABELS = {"app": "mpesa-gateway"}
 # Secret Manager's own rule for secret ids; the prefix is checked against it once, at construction.
 _SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-# An instance serves at most a few dozen concurrent requests, so a few dozen stripes make unrelated developers
-# rarely wait on each other, while memory stays the same whether there are ten developers or a million.
-_SINGLE_FLIGHT_STRIPES = 64
+# Fixed, so memory stays the same whether there are ten developers or a million.
+_WRITE_STRIPES = 16
 # A Secret Manager call sits on the request path: give up well before the function's own deadline.
 _SECRET_CALL_TIMEOUT_S = 10.0
 
@@ -265,12 +264,25 @@ class _CacheEntry:
     expires_at: float
 
 
+class _Flight:
+    """One backend read in progress for a uid; callers that miss meanwhile wait for its outcome instead of reading."""
+
+    __slots__ = ("done", "error", "secret", "superseded")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.secret: DarajaSecret | None = None
+        self.error: BaseException | None = None
+        self.superseded = False  # a PUT or DELETE landed meanwhile: what this read returns must not be cached
+
+
 class CredentialStore:
     """Developers' Daraja secrets with a per-instance cache, so a busy developer costs one Secret Manager read per TTL.
 
     Staleness is bounded by ``credential_cache_ttl_s``: a PUT or DELETE on another instance is seen here within
     that time (a PUT on this instance at once). "Not configured" is never cached, so a first PUT elsewhere is
-    picked up on the next request.
+    picked up on the next request. Memory is bounded by ``credential_cache_max_entries`` plus one small record per
+    read in progress, whatever the number of developers.
     """
 
     def __init__(self, settings: Settings, backend: SecretBackend, clock: Callable[[], float] = time.monotonic) -> None:
@@ -281,11 +293,12 @@ class CredentialStore:
         self._max_entries = settings.credential_cache_max_entries
         self._backend = backend
         self._clock = clock
+        # One lock guards the cache, the reads in flight and the counter; it is never held across I/O.
+        self._lock = threading.Lock()
         self._entries: OrderedDict[str, _CacheEntry] = OrderedDict()
-        self._entries_lock = threading.Lock()
-        # Single flight: every miss, write and delete for a uid runs under its stripe's lock, so N concurrent
-        # misses make one backend read and a read that started before a PUT cannot overwrite the PUT's value.
-        self._stripes = tuple(threading.Lock() for _ in range(_SINGLE_FLIGHT_STRIPES))
+        self._flights: dict[str, _Flight] = {}
+        # Writes are rare, so a few striped locks are enough to keep two PUTs for one uid from interleaving.
+        self._write_stripes = tuple(threading.Lock() for _ in range(_WRITE_STRIPES))
         self.backend_reads = 0
 
     @staticmethod
@@ -294,43 +307,66 @@ class CredentialStore:
         return prefix + hashlib.sha256(uid.encode("utf-8")).hexdigest()
 
     def get(self, uid: str) -> DarajaSecret:
-        cached = self._cached(uid)
-        if cached is not None:
-            return cached
-        with self._stripe(uid):
-            # Whoever held the stripe before us may just have loaded this uid.
-            cached = self._cached(uid)
+        with self._lock:
+            cached = self._cached_locked(uid)
             if cached is not None:
                 return cached
+            flight = self._flights.get(uid)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[uid] = _Flight()
+        if not leading:
+            # Waiting for the leader's outcome, error included: during an outage N callers fail together after
+            # one timeout instead of queueing up N timeouts.
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.secret is not None
+            return flight.secret
+        try:
             secret = self._load(uid)
-            self._remember(uid, secret)
+            flight.secret = secret
+            with self._lock:
+                if not flight.superseded:
+                    self._remember_locked(uid, secret)
             return secret
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                del self._flights[uid]
+            flight.done.set()
 
     def put(self, uid: str, secret: DarajaSecret) -> None:
-        with self._stripe(uid):
+        with self._write_stripe(uid):
             self._backend.add_version(self.secret_id(uid, self._prefix), secret.to_json())
-            self._remember(uid, secret)
+            with self._lock:
+                self._supersede_locked(uid)
+                self._remember_locked(uid, secret)
 
     def delete(self, uid: str) -> bool:
-        with self._stripe(uid):
+        with self._write_stripe(uid):
             try:
                 return self._backend.destroy(self.secret_id(uid, self._prefix))
             finally:
                 # Even if destroying failed half way, this instance must stop using what the developer removed.
-                self._forget(uid)
+                with self._lock:
+                    self._supersede_locked(uid)
+                    self._entries.pop(uid, None)
 
     def __len__(self) -> int:
-        with self._entries_lock:
+        with self._lock:
             return len(self._entries)
 
     # -- plumbing
 
-    def _stripe(self, uid: str) -> threading.Lock:
-        return self._stripes[hash(uid) % len(self._stripes)]
+    def _write_stripe(self, uid: str) -> threading.Lock:
+        return self._write_stripes[hash(uid) % len(self._write_stripes)]
 
     def _load(self, uid: str) -> DarajaSecret:
         secret_id = self.secret_id(uid, self._prefix)
-        with self._entries_lock:
+        with self._lock:
             self.backend_reads += 1
         data = self._backend.access_latest(secret_id)
         if data is None:
@@ -344,24 +380,23 @@ class CredentialStore:
                 "secret_malformed", "the stored Daraja credentials are unreadable; PUT developer_credentials again"
             ) from None
 
-    def _cached(self, uid: str) -> DarajaSecret | None:
-        with self._entries_lock:
-            entry = self._entries.get(uid)
-            if entry is None:
-                return None
-            if entry.expires_at <= self._clock():
-                del self._entries[uid]  # expired entries free their slot at once instead of waiting for LRU
-                return None
-            self._entries.move_to_end(uid)
-            return entry.secret
+    def _cached_locked(self, uid: str) -> DarajaSecret | None:
+        entry = self._entries.get(uid)
+        if entry is None:
+            return None
+        if entry.expires_at <= self._clock():
+            del self._entries[uid]  # expired entries free their slot at once instead of waiting for LRU
+            return None
+        self._entries.move_to_end(uid)
+        return entry.secret
 
-    def _remember(self, uid: str, secret: DarajaSecret) -> None:
-        with self._entries_lock:
-            self._entries[uid] = _CacheEntry(secret, self._clock() + self._ttl_s)
-            self._entries.move_to_end(uid)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+    def _remember_locked(self, uid: str, secret: DarajaSecret) -> None:
+        self._entries[uid] = _CacheEntry(secret, self._clock() + self._ttl_s)
+        self._entries.move_to_end(uid)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
 
-    def _forget(self, uid: str) -> None:
-        with self._entries_lock:
-            self._entries.pop(uid, None)
+    def _supersede_locked(self, uid: str) -> None:
+        flight = self._flights.get(uid)
+        if flight is not None:
+            flight.superseded = True

@@ -405,7 +405,7 @@ class Gateway:
         if result is None:
             return None
         decision = result.decision
-        fields = {
+        fields: dict[str, Any] = {
             "uid": uid,
             "payment_id": payment_id,
             "source": source,
@@ -487,7 +487,7 @@ class Gateway:
                 summary["settled"] += 1
             else:
                 summary["still_pending"] += 1
-        log_event(Event.RECONCILE_RUN, **summary)
+        log_event(Event.RECONCILE_RUN, **dict[str, Any](summary))
         return summary
 
 

@@ -23,15 +23,13 @@ from typing import Any
 import pytest
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from devservers.daraja_simulator import (  # noqa: E402
+from devservers.daraja_simulator import (
     PRESET_APP,
     DarajaSimulator,
     SimulatorConfig,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DELAY_MS = 100
 WAIT_SECONDS = 3.0

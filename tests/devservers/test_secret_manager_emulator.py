@@ -27,17 +27,14 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager
 
-# The repository root holds the `devservers` package; pytest's default import mode does not put it on sys.path.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 from devservers.secret_manager_emulator import (
     SecretManagerEmulatorServer,
     crc32c,
     default_address,
     serve,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PROJECT = "projects/demo-mpesa-gateway"
 AUTOMATIC: dict[str, Any] = {"automatic": {}}

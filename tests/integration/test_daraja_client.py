@@ -30,6 +30,7 @@ from gateway.daraja import (
     _lifetime,
 )
 from gateway.secrets import DarajaSecret
+from gateway.settings import Settings
 
 CALLBACK_URL = "http://127.0.0.1:1/callback"  # refused at once: these tests do not look at callbacks
 OAUTH = "/oauth/v1/generate"
@@ -55,9 +56,7 @@ def sim(simulator: DarajaSimulator) -> DarajaSimulator:
     return simulator
 
 
-def settings_for(url: str, **overrides: Any) -> Any:
-    from gateway.settings import Settings
-
+def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(project_id="demo-test", daraja_sandbox_url=url, **overrides)
 
 
@@ -368,7 +367,7 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def scripted() -> Iterator[ScriptedDaraja]:
     server = ScriptedDaraja()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -435,7 +434,13 @@ def test_a_push_refused_after_the_token_was_minted_is_unreachable_not_unknown(sc
         (500, daraja_error("500.003.03", "Quota violation"), "daraja_rate_limited", 429, "500.003.03"),
         (429, b"Too many requests", "daraja_rate_limited", 429, None),
         (400, daraja_error("400.002.05", "Invalid Request Payload"), "daraja_rejected_request", 400, "400.002.05"),
-        (500, daraja_error("500.001.1001", "Merchant does not exist"), "daraja_rejected_credentials", 502, "500.001.1001"),
+        (
+            500,
+            daraja_error("500.001.1001", "Merchant does not exist"),
+            "daraja_rejected_credentials",
+            502,
+            "500.001.1001",
+        ),
         (500, daraja_error("500.001.1001", "Unable to lock subscriber"), "payer_busy", 409, "500.001.1001"),
         (503, b"<html>Service Unavailable</html>", "daraja_unavailable", 502, None),
         (500, daraja_error("500.000.1000", "Internal Server Error"), "daraja_unavailable", 502, "500.000.1000"),
@@ -494,8 +499,19 @@ def test_an_unparseable_expires_in_still_caches_the_token(scripted: ScriptedDara
 
 @pytest.mark.parametrize(
     ("raw", "seconds"),
-    [("3599", 3599.0), (3599, 3599.0), ("3599.5", 3599.5), ("soon", 600.0), (None, 600.0), ("-5", 600.0),
-     ("nan", 600.0), ("inf", 600.0), (True, 600.0), ("86400", 3600.0), ([], 600.0)],
+    [
+        ("3599", 3599.0),
+        (3599, 3599.0),
+        ("3599.5", 3599.5),
+        ("soon", 600.0),
+        (None, 600.0),
+        ("-5", 600.0),
+        ("nan", 600.0),
+        ("inf", 600.0),
+        (True, 600.0),
+        ("86400", 3600.0),
+        ([], 600.0),
+    ],
 )
 def test_expires_in_is_parsed_defensively(raw: object, seconds: float) -> None:
     assert _lifetime(raw) == seconds

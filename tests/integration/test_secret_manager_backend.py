@@ -99,7 +99,9 @@ def test_an_unreachable_store_is_service_unavailable(capsys: pytest.CaptureFixtu
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    backend = SecretManagerBackend(Settings(project_id=PROJECT_ID, secret_manager_emulator_host=f"127.0.0.1:{free_port}"))
+    backend = SecretManagerBackend(
+        Settings(project_id=PROJECT_ID, secret_manager_emulator_host=f"127.0.0.1:{free_port}")
+    )
     with pytest.raises(errors.ServiceUnavailable):
         backend.access_latest("s1")
     with pytest.raises(errors.ServiceUnavailable):

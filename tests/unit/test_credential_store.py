@@ -286,7 +286,13 @@ def test_a_backend_outage_is_service_unavailable_and_not_cached() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"\xff\xfe", b"[]", b'{"consumer_key": "k"}', b'{"consumer_key": "k", "consumer_secret": 1, "passkey": "p"}'],
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"consumer_key": "k"}',
+        b'{"consumer_key": "k", "consumer_secret": 1, "passkey": "p"}',
+    ],
 )
 def test_a_malformed_secret_is_a_server_error_that_never_quotes_it(
     payload: bytes, capsys: pytest.CaptureFixture[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from gateway.domain.amount import parse_amount
 from gateway.domain.errors import ValidationError
 

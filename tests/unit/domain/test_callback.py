@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+
 from gateway.domain.callback import StkCallback, parse_query_result, parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import PaymentStatus, decide_settlement, status_for_result_code

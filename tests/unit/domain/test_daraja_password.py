@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from gateway.domain.daraja_password import nairobi_timestamp, stk_password
 
 SANDBOX_SHORTCODE = "174379"

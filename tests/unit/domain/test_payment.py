@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 
 import pytest
+
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import (
     PaymentOutcome,

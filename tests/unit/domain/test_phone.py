@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from gateway.domain.errors import ValidationError
 from gateway.domain.phone import PHONE_MESSAGE, mask_msisdn, normalize_msisdn
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+
 from gateway.domain.errors import ValidationError
 from gateway.domain.validation import (
     CredentialsRequest,

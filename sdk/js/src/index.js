@@ -1,0 +1,731 @@
+/**
+ * JavaScript client for the mpesa-gateway API: developer credentials, STK Push payments, their status.
+ *
+ * Uses only the global `fetch` (Node >= 18, browsers). Every request goes through `Gateway#request`, which
+ * fetches a fresh Firebase ID token, applies the per-attempt timeout, retries transient failures with
+ * full-jitter backoff and turns every non-2xx answer into one error class through `errorFromResponse`.
+ *
+ * Error tree:
+ *
+ *     GatewayError (message, httpStatus, code, param, requestId, type, raw)
+ *     ├── AuthenticationError      401 authentication_error (or no ID token could be had)
+ *     ├── PermissionDeniedError    403 permission_error
+ *     ├── InvalidRequestError      400, 405, 409, 413, 415, 422 invalid_request_error
+ *     │   └── NotFoundError        404
+ *     ├── IdempotencyError         409 idempotency_error
+ *     ├── RateLimitError           429 rate_limit_error
+ *     ├── DarajaError              daraja_error (Daraja's 4xx, 502, 504), carries darajaCode
+ *     ├── ServerError              5xx api_error
+ *     ├── ConnectionError          no answer at all: network failure or timeout (httpStatus null)
+ *     └── WaitTimeoutError         payments.wait gave up while the payment was still pending
+ *
+ * @module @mpesa-gateway/sdk
+ */
+
+export const VERSION = '0.1.0';
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_RETRIES = 3;
+const DEFAULT_RETRY_BASE_DELAY_MS = 500;
+const DEFAULT_RETRY_MAX_DELAY_MS = 8_000;
+// A server asking for a longer pause than this gets its error surfaced instead of a silently frozen call.
+const MAX_RETRY_AFTER_MS = 60_000;
+const DEFAULT_WAIT_TIMEOUT_MS = 60_000;
+const DEFAULT_POLL_INTERVAL_MS = 1_000;
+const POLL_BACKOFF_FACTOR = 1.5;
+const DEFAULT_MAX_POLL_INTERVAL_MS = 5_000;
+
+// ------------------------------------------------------------------------------------------------- errors
+
+/**
+ * @typedef {object} GatewayErrorInit
+ * @property {number|null} [httpStatus]
+ * @property {string|null} [code]
+ * @property {string|null} [param]
+ * @property {string|null} [requestId]
+ * @property {string|null} [type]
+ * @property {any} [raw]      the parsed response body, when there was one
+ * @property {Headers|null} [headers]
+ * @property {unknown} [cause]
+ */
+
+/** Root of every error this SDK throws for a failed API call. */
+export class GatewayError extends Error {
+  /**
+   * @param {string} message
+   * @param {GatewayErrorInit} [init]
+   */
+  constructor(message, init = {}) {
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = new.target.name;
+    /** @type {number|null} */
+    this.httpStatus = init.httpStatus ?? null;
+    /** @type {string|null} */
+    this.code = init.code ?? null;
+    /** @type {string|null} */
+    this.param = init.param ?? null;
+    /** @type {string|null} */
+    this.requestId = init.requestId ?? null;
+    /** @type {string|null} */
+    this.type = init.type ?? null;
+    /** @type {any} */
+    this.raw = init.raw ?? null;
+    /** @type {Headers|null} */
+    this.headers = init.headers ?? null;
+  }
+}
+
+/** 401: the ID token is missing, invalid or expired, or `getIdToken` failed. */
+export class AuthenticationError extends GatewayError {}
+
+/** 403: the caller is authenticated but not allowed. */
+export class PermissionDeniedError extends GatewayError {}
+
+/** 400-class: the request itself is wrong; `param` names the offending field when there is one. */
+export class InvalidRequestError extends GatewayError {}
+
+/** 404: no such payment, or no Daraja credentials registered (`code === 'credentials_not_configured'`). */
+export class NotFoundError extends InvalidRequestError {}
+
+/** 409: the Idempotency-Key was used with another body, or its first request is still running. */
+export class IdempotencyError extends GatewayError {}
+
+/** 429: slow down. `retryAfterMs` is the server's Retry-After, when it sent one. */
+export class RateLimitError extends GatewayError {
+  /**
+   * @param {string} message
+   * @param {GatewayErrorInit} [init]
+   */
+  constructor(message, init = {}) {
+    super(message, init);
+    /** @type {number|null} */
+    this.retryAfterMs = init.headers ? parseRetryAfter(init.headers.get('Retry-After')) : null;
+  }
+}
+
+/** Daraja refused or failed the call; `darajaCode` is Daraja's own errorCode (for example `500.001.1001`). */
+export class DarajaError extends GatewayError {
+  /**
+   * @param {string} message
+   * @param {GatewayErrorInit & {darajaCode?: string|null}} [init]
+   */
+  constructor(message, init = {}) {
+    super(message, init);
+    /** @type {string|null} */
+    this.darajaCode = init.darajaCode ?? null;
+  }
+}
+
+/** 5xx from the gateway itself. */
+export class ServerError extends GatewayError {}
+
+/** No answer: the network failed or the request timed out (`code` is `'timeout'` or `'network_error'`). */
+export class ConnectionError extends GatewayError {}
+
+/** `payments.wait` reached its deadline with the payment still pending; `payment` is the last one seen. */
+export class WaitTimeoutError extends GatewayError {
+  /**
+   * @param {string} message
+   * @param {GatewayErrorInit & {payment?: Payment|null}} [init]
+   */
+  constructor(message, init = {}) {
+    super(message, init);
+    /** @type {Payment|null} */
+    this.payment = init.payment ?? null;
+  }
+}
+
+const ERROR_CLASS_BY_TYPE = /** @type {const} */ ({
+  authentication_error: AuthenticationError,
+  permission_error: PermissionDeniedError,
+  invalid_request_error: InvalidRequestError,
+  idempotency_error: IdempotencyError,
+  rate_limit_error: RateLimitError,
+  daraja_error: DarajaError,
+  api_error: ServerError,
+});
+
+/**
+ * The one place an HTTP answer becomes an error: by the envelope's `type` first, then by the status.
+ *
+ * @param {number} status
+ * @param {any} body      the parsed JSON body, or a string when it was not JSON, or null
+ * @param {Headers|null} [headers]
+ * @returns {GatewayError}
+ */
+export function errorFromResponse(status, body, headers = null) {
+  const envelope = body && typeof body === 'object' && body.error && typeof body.error === 'object' ? body.error : null;
+  const type = envelope && typeof envelope.type === 'string' ? envelope.type : null;
+  const init = {
+    httpStatus: status,
+    code: envelope?.code ?? null,
+    param: envelope?.param ?? null,
+    // The header names this very request even when the body is a replayed answer to an earlier one.
+    requestId: headers?.get('X-Request-Id') ?? envelope?.request_id ?? null,
+    type,
+    raw: body,
+    headers,
+    darajaCode: envelope?.daraja_code ?? null,
+  };
+  const message = envelope?.message ?? fallbackMessage(status, body);
+  let ErrorClass = (type && Object.hasOwn(ERROR_CLASS_BY_TYPE, type) && ERROR_CLASS_BY_TYPE[type]) || classForStatus(status);
+  if (ErrorClass === InvalidRequestError && status === 404) ErrorClass = NotFoundError;
+  return new ErrorClass(message, init);
+}
+
+/** @param {number} status */
+function classForStatus(status) {
+  if (status === 401) return AuthenticationError;
+  if (status === 403) return PermissionDeniedError;
+  if (status === 404) return NotFoundError;
+  if (status === 429) return RateLimitError;
+  if (status >= 500) return ServerError;
+  if (status >= 400) return InvalidRequestError;
+  return GatewayError;
+}
+
+/**
+ * @param {number} status
+ * @param {any} body
+ */
+function fallbackMessage(status, body) {
+  const text = typeof body === 'string' ? body.trim().slice(0, 200) : '';
+  return text ? `HTTP ${status}: ${text}` : `HTTP ${status}`;
+}
+
+// --------------------------------------------------------------------------------------------- conversion
+
+/** @param {string} name */
+function camelCase(name) {
+  return name.replace(/_([a-z0-9])/g, (_, letter) => letter.toUpperCase());
+}
+
+/**
+ * Top-level snake_case keys become camelCase; nested values (metadata is the developer's own) are kept as is.
+ *
+ * @param {Record<string, any>} body
+ * @returns {Record<string, any> & {raw: Record<string, any>}}
+ */
+function fromApi(body) {
+  /** @type {Record<string, any>} */
+  const converted = {};
+  for (const [key, value] of Object.entries(body)) converted[camelCase(key)] = value;
+  converted.raw = body;
+  return /** @type {any} */ (converted);
+}
+
+/**
+ * @param {Record<string, any>} fields
+ * @returns {Record<string, any>}
+ */
+function withoutUndefined(fields) {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+}
+
+// ------------------------------------------------------------------------------------------------ helpers
+
+/**
+ * Retry-After as milliseconds: delta-seconds or an HTTP date. Null when absent or unreadable.
+ *
+ * @param {string|null|undefined} value
+ * @param {number} [now]
+ * @returns {number|null}
+ */
+export function parseRetryAfter(value, now = Date.now()) {
+  if (value == null || value.trim() === '') return null;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return null;
+  return Math.max(0, date - now);
+}
+
+/** @param {number} ms */
+function defaultSleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A v4 UUID from the platform's cryptographic random source. */
+async function newIdempotencyKey() {
+  const webCrypto = globalThis.crypto;
+  if (webCrypto?.randomUUID) return webCrypto.randomUUID();
+  /** @type {Uint8Array} */
+  let bytes;
+  if (webCrypto?.getRandomValues) {
+    bytes = webCrypto.getRandomValues(new Uint8Array(16));
+  } else {
+    // Node 18 has no global crypto by default. A computed specifier keeps browser bundlers from resolving it.
+    const nodeCrypto = 'node:crypto';
+    const { randomBytes } = await import(/* webpackIgnore: true */ /* @vite-ignore */ nodeCrypto);
+    bytes = new Uint8Array(randomBytes(16));
+  }
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * @param {unknown} value
+ * @param {string} name
+ */
+function requireText(value, name) {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new TypeError(`${name} must be a non-empty string`);
+  }
+  return value;
+}
+
+// ----------------------------------------------------------------------------------------------- transport
+
+/**
+ * @typedef {object} GatewayOptions
+ * @property {string} baseUrl      e.g. `https://us-central1-PROJECT.cloudfunctions.net`
+ * @property {() => (string|Promise<string>)} getIdToken  called before every attempt
+ * @property {number} [timeoutMs=30000]   per attempt, including reading the body
+ * @property {number} [maxRetries=3]      retries after the first attempt
+ * @property {typeof fetch} [fetch]       defaults to the global fetch
+ * @property {number} [retryBaseDelayMs=500]
+ * @property {number} [retryMaxDelayMs=8000]
+ * @property {(ms: number) => Promise<void>} [sleep]   for tests
+ * @property {() => number} [random]                   for tests; Math.random by default
+ */
+
+/**
+ * @typedef {object} RequestOptions
+ * @property {'GET'|'PUT'|'POST'|'DELETE'} method
+ * @property {string} fn                            the function name, e.g. `stk_push`
+ * @property {Record<string, string|number|undefined|null>} [query]
+ * @property {any} [body]
+ * @property {Record<string, string>} [headers]
+ */
+
+export class Gateway {
+  /** @param {GatewayOptions} options */
+  constructor(options) {
+    if (!options || typeof options !== 'object') throw new TypeError('new Gateway(options) needs an options object');
+    const { baseUrl, getIdToken } = options;
+    requireText(baseUrl, 'baseUrl');
+    if (typeof getIdToken !== 'function') throw new TypeError('getIdToken must be a function returning an ID token');
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== 'function') throw new TypeError('no fetch available: pass options.fetch');
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+    this.retryBaseDelayMs = options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS;
+    this.retryMaxDelayMs = options.retryMaxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS;
+    /** @private */
+    this._getIdToken = getIdToken;
+    // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
+    /** @private */
+    this._fetch = /** @type {typeof fetch} */ ((input, init) => fetchImpl(input, init));
+    /** @private */
+    this._sleep = options.sleep ?? defaultSleep;
+    /** @private */
+    this._random = options.random ?? Math.random;
+    this.credentials = new Credentials(this);
+    this.payments = new Payments(this);
+  }
+
+  /**
+   * Send one API call, retrying transient failures; resolves to the parsed JSON body of a 2xx answer.
+   *
+   * @param {RequestOptions} request
+   * @returns {Promise<any>}
+   */
+  async request(request) {
+    for (let attempt = 0; ; attempt += 1) {
+      const outcome = await this._attempt(request);
+      if (outcome.ok) return outcome.body;
+      const { error, retryable } = outcome;
+      if (!retryable || attempt >= this.maxRetries) throw error;
+      const retryAfterMs = error.headers ? parseRetryAfter(error.headers.get('Retry-After')) : null;
+      if (retryAfterMs !== null && retryAfterMs > MAX_RETRY_AFTER_MS) throw error;
+      await this._sleep(retryAfterMs ?? this._backoffMs(attempt));
+    }
+  }
+
+  /**
+   * Full jitter: a uniform pick between 0 and the capped exponential delay, so clients that failed together
+   * do not retry together.
+   *
+   * @private
+   * @param {number} attempt  0 for the first retry
+   */
+  _backoffMs(attempt) {
+    const ceiling = Math.min(this.retryMaxDelayMs, this.retryBaseDelayMs * 2 ** attempt);
+    return Math.floor(this._random() * ceiling);
+  }
+
+  /**
+   * @private
+   * @param {RequestOptions} request
+   * @returns {Promise<{ok: true, body: any} | {ok: false, error: GatewayError, retryable: boolean}>}
+   */
+  async _attempt(request) {
+    const token = await this._idToken();
+    /** @type {Record<string, string>} */
+    const headers = { Accept: 'application/json', Authorization: `Bearer ${token}`, ...request.headers };
+    /** @type {RequestInit} */
+    const init = { method: request.method, headers };
+    if (request.body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(request.body);
+    }
+    const controller = new AbortController();
+    init.signal = controller.signal;
+    /** @type {(reason: unknown) => void} */
+    let rejectOnTimeout = () => {};
+    // Racing the abort too means even a fetch that ignores its signal cannot hang the call.
+    const timedOut = new Promise((_, reject) => {
+      rejectOnTimeout = reject;
+    });
+    const timer = setTimeout(() => {
+      controller.abort();
+      rejectOnTimeout(new Error('timed out'));
+    }, this.timeoutMs);
+    /** @type {Response} */
+    let response;
+    /** @type {string} */
+    let text;
+    try {
+      const exchange = async () => {
+        const answer = await this._fetch(this._url(request), init);
+        return { answer, answerText: await answer.text() };
+      };
+      ({ answer: response, answerText: text } = await Promise.race([exchange(), timedOut]));
+    } catch (cause) {
+      const timedOut = controller.signal.aborted;
+      const error = new ConnectionError(
+        timedOut
+          ? `no answer from ${request.fn} within ${this.timeoutMs} ms`
+          : `could not reach ${request.fn}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        { code: timedOut ? 'timeout' : 'network_error', cause },
+      );
+      return { ok: false, error, retryable: true };
+    } finally {
+      clearTimeout(timer);
+    }
+    const body = parseBody(text);
+    if (response.ok) {
+      if (body === null || typeof body !== 'object') {
+        const error = new ServerError(`${request.fn} answered ${response.status} without a JSON object`, {
+          httpStatus: response.status,
+          code: 'invalid_response',
+          requestId: response.headers.get('X-Request-Id'),
+          raw: body,
+          headers: response.headers,
+        });
+        return { ok: false, error, retryable: false };
+      }
+      return { ok: true, body };
+    }
+    const error = errorFromResponse(response.status, body, response.headers);
+    return { ok: false, error, retryable: isRetryable(response, error) };
+  }
+
+  /** @private */
+  async _idToken() {
+    let token;
+    try {
+      token = await this._getIdToken();
+    } catch (cause) {
+      throw new AuthenticationError('getIdToken failed; is a user signed in?', { code: 'id_token_unavailable', cause });
+    }
+    if (typeof token !== 'string' || token === '') {
+      throw new AuthenticationError('getIdToken returned no token; is a user signed in?', {
+        code: 'id_token_unavailable',
+      });
+    }
+    return token;
+  }
+
+  /**
+   * @private
+   * @param {RequestOptions} request
+   */
+  _url(request) {
+    const url = `${this.baseUrl}/${request.fn}`;
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(request.query ?? {})) {
+      if (value !== undefined && value !== null) params.set(name, String(value));
+    }
+    const query = params.toString();
+    return query ? `${url}?${query}` : url;
+  }
+}
+
+/** @param {string} text */
+function parseBody(text) {
+  if (text === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Worth another attempt: the gateway's 5xx and 429, and a key whose first request is still running. A replayed
+ * answer is stored, so asking again gets the very same answer.
+ *
+ * @param {Response} response
+ * @param {GatewayError} error
+ */
+function isRetryable(response, error) {
+  if (response.headers.get('Idempotent-Replayed') === 'true') return false;
+  if (response.status === 429 || response.status >= 500) return true;
+  return error.code === 'idempotency_in_progress';
+}
+
+// ---------------------------------------------------------------------------------------------- resources
+
+/**
+ * @typedef {object} CredentialsInput
+ * @property {'sandbox'|'production'} environment
+ * @property {string} consumerKey
+ * @property {string} consumerSecret
+ * @property {string} shortcode
+ * @property {string} passkey
+ * @property {'CustomerPayBillOnline'|'CustomerBuyGoodsOnline'} transactionType
+ * @property {string} [partyB]   the till number; required for CustomerBuyGoodsOnline
+ */
+
+/**
+ * @typedef {object} DeveloperCredentials
+ * @property {'developer_credentials'} object
+ * @property {'sandbox'|'production'} environment
+ * @property {string} shortcode
+ * @property {string} transactionType
+ * @property {string} partyB
+ * @property {string} consumerKeyHint
+ * @property {string|null} verifiedAt
+ * @property {string|null} updatedAt
+ * @property {Record<string, any>} raw
+ */
+
+/**
+ * @typedef {object} DeletedCredentials
+ * @property {'developer_credentials'} object
+ * @property {boolean} deleted
+ * @property {Record<string, any>} raw
+ */
+
+class Credentials {
+  /** @param {Gateway} gateway */
+  constructor(gateway) {
+    /** @private */
+    this._gateway = gateway;
+  }
+
+  /**
+   * Verify the Daraja credentials with Daraja and store them; resolves to the masked view.
+   *
+   * @param {CredentialsInput} input
+   * @returns {Promise<DeveloperCredentials>}
+   */
+  async set(input) {
+    const body = withoutUndefined({
+      environment: input.environment,
+      consumer_key: input.consumerKey,
+      consumer_secret: input.consumerSecret,
+      shortcode: input.shortcode,
+      passkey: input.passkey,
+      transaction_type: input.transactionType,
+      party_b: input.partyB,
+    });
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'PUT', fn: 'developer_credentials', body })));
+  }
+
+  /** @returns {Promise<DeveloperCredentials>} rejects with NotFoundError `credentials_not_configured` when none */
+  async get() {
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'developer_credentials' })));
+  }
+
+  /** @returns {Promise<DeletedCredentials>} */
+  async delete() {
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'DELETE', fn: 'developer_credentials' })));
+  }
+}
+
+/**
+ * @typedef {'pending'|'succeeded'|'failed'|'cancelled'|'timed_out'} PaymentStatus
+ */
+
+/**
+ * @typedef {object} Payment
+ * @property {'payment'} object
+ * @property {string} id
+ * @property {PaymentStatus} status
+ * @property {number} amount
+ * @property {string} currency
+ * @property {string} phone              masked, e.g. `2547******49`
+ * @property {string} accountReference
+ * @property {string} description
+ * @property {Record<string, string|number|boolean|null>} metadata
+ * @property {'sandbox'|'production'} environment
+ * @property {string} shortcode
+ * @property {string} checkoutRequestId
+ * @property {string} merchantRequestId
+ * @property {number|string|null} resultCode
+ * @property {string|null} resultDesc
+ * @property {string|null} mpesaReceiptNumber
+ * @property {string|number|null} transactionDate
+ * @property {string[]} flags
+ * @property {string} createdAt
+ * @property {string} updatedAt
+ * @property {string|null} settledAt
+ * @property {Record<string, any>} raw
+ */
+
+/**
+ * @typedef {object} CreatePaymentInput
+ * @property {string} phone
+ * @property {number} amount
+ * @property {string} accountReference
+ * @property {string} description
+ * @property {Record<string, string|number|boolean|null>} [metadata]
+ * @property {string} [idempotencyKey]   one is generated when absent; it is reused on every retry
+ */
+
+/**
+ * @typedef {object} ListPaymentsInput
+ * @property {PaymentStatus} [status]
+ * @property {number} [limit]       page size, 1..100 (the API's default is 20)
+ * @property {string} [pageToken]   start from this page
+ */
+
+/**
+ * @typedef {object} PaymentPage
+ * @property {Payment[]} data
+ * @property {boolean} hasMore
+ * @property {string|null} nextPageToken
+ * @property {Record<string, any>} raw
+ */
+
+/**
+ * @typedef {object} WaitOptions
+ * @property {number} [timeoutMs=60000]
+ * @property {number} [pollIntervalMs=1000]      the first pause; each next one is 1.5 times longer
+ * @property {number} [maxPollIntervalMs=5000]
+ */
+
+class Payments {
+  /** @param {Gateway} gateway */
+  constructor(gateway) {
+    /** @private */
+    this._gateway = gateway;
+  }
+
+  /**
+   * Send an STK Push prompt to the payer. One Idempotency-Key covers this call and all its retries, so a
+   * retry after a lost answer never prompts the payer twice.
+   *
+   * @param {CreatePaymentInput} input
+   * @returns {Promise<Payment>}
+   */
+  async create(input) {
+    const idempotencyKey = input.idempotencyKey ?? (await newIdempotencyKey());
+    const body = withoutUndefined({
+      phone: input.phone,
+      amount: input.amount,
+      account_reference: input.accountReference,
+      description: input.description,
+      metadata: input.metadata,
+    });
+    const created = await this._gateway.request({
+      method: 'POST',
+      fn: 'stk_push',
+      body,
+      headers: { 'Idempotency-Key': idempotencyKey },
+    });
+    return /** @type {any} */ (fromApi(created));
+  }
+
+  /**
+   * @param {string} id   `pay_...`
+   * @returns {Promise<Payment>}
+   */
+  async get(id) {
+    requireText(id, 'id');
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'payment_status', query: { id } })));
+  }
+
+  /**
+   * @param {string} checkoutRequestId   Daraja's `ws_CO_...`
+   * @returns {Promise<Payment>}
+   */
+  async getByCheckoutRequestId(checkoutRequestId) {
+    requireText(checkoutRequestId, 'checkoutRequestId');
+    const body = await this._gateway.request({
+      method: 'GET',
+      fn: 'payment_status',
+      query: { checkout_request_id: checkoutRequestId },
+    });
+    return /** @type {any} */ (fromApi(body));
+  }
+
+  /**
+   * One page of payments, newest first.
+   *
+   * @param {ListPaymentsInput} [input]
+   * @returns {Promise<PaymentPage>}
+   */
+  async listPage(input = {}) {
+    const body = await this._gateway.request({
+      method: 'GET',
+      fn: 'payment_status',
+      query: { status: input.status, limit: input.limit, page_token: input.pageToken },
+    });
+    const data = Array.isArray(body.data) ? body.data.map(fromApi) : [];
+    return { data, hasMore: Boolean(body.has_more), nextPageToken: body.next_page_token ?? null, raw: body };
+  }
+
+  /**
+   * Every payment, newest first, fetching the next page only when the previous one is used up.
+   *
+   * @param {ListPaymentsInput} [input]
+   * @returns {AsyncGenerator<Payment, void, undefined>}
+   */
+  async *list(input = {}) {
+    let pageToken = input.pageToken;
+    for (;;) {
+      const page = await this.listPage({ ...input, pageToken });
+      yield* page.data;
+      if (!page.hasMore || !page.nextPageToken) return;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /**
+   * Poll until the payment leaves `pending`, pausing longer each time; rejects with WaitTimeoutError at the
+   * deadline. A read of a payment pending for a while also makes the gateway ask Daraja, so a lost callback
+   * still ends the wait.
+   *
+   * @param {string} id
+   * @param {WaitOptions} [options]
+   * @returns {Promise<Payment>}
+   */
+  async wait(id, options = {}) {
+    requireText(id, 'id');
+    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
+    const maxIntervalMs = options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS;
+    let intervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    const deadline = Date.now() + timeoutMs;
+    const sleep = this._gateway['_sleep'];
+    for (;;) {
+      const payment = await this.get(id);
+      if (payment.status !== 'pending') return payment;
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0) {
+        throw new WaitTimeoutError(`payment ${id} was still pending after ${timeoutMs} ms`, {
+          code: 'wait_timeout',
+          payment,
+          requestId: null,
+        });
+      }
+      await sleep(Math.min(intervalMs, remainingMs));
+      intervalMs = Math.min(maxIntervalMs, intervalMs * POLL_BACKOFF_FACTOR);
+    }
+  }
+}
