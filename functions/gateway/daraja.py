@@ -43,7 +43,6 @@ _MAX_TOKEN_LIFETIME_S = 3600.0
 _MAX_DARAJA_MESSAGE = 200
 # More pooled connections than requests' default 10, so a gen2 instance at full concurrency reuses them.
 _POOL_SIZE = 32
-_TOKEN_MINT_STRIPES = 64
 
 
 class DarajaOutcomeUnknown(errors.DarajaError):
@@ -104,6 +103,17 @@ class _Token:
     expires_at: float
 
 
+class _MintFlight:
+    """One OAuth mint in progress; callers that need the same token meanwhile wait for its outcome."""
+
+    __slots__ = ("done", "error", "token")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.token = ""
+        self.error: BaseException | None = None
+
+
 # (uid, environment, consumer_key): a developer who PUTs other keys, or switches environment, gets a new token.
 _TokenKey = tuple[str, str, str]
 
@@ -128,11 +138,12 @@ class DarajaClient:
         self._session_lock = threading.Lock()
         self._clock = clock
         self._now_utc = now_utc
-        self._tokens: OrderedDict[_TokenKey, _Token] = OrderedDict()
+        # One lock guards the token cache, the mints in flight and the counter; it is never held across I/O.
         self._tokens_lock = threading.Lock()
-        # One mint at a time per key: concurrent first calls wait for the in-flight mint instead of each minting.
-        # Striped so memory stays flat however many developers pass through.
-        self._mint_stripes = tuple(threading.Lock() for _ in range(_TOKEN_MINT_STRIPES))
+        self._tokens: OrderedDict[_TokenKey, _Token] = OrderedDict()
+        # One mint at a time per key: concurrent first calls wait for the mint in flight instead of each minting.
+        # Entries live only while their mint does, so this stays as small as the instance's concurrency.
+        self._mints_in_flight: dict[_TokenKey, _MintFlight] = {}
         self.mints = 0
 
     # ------------------------------------------------------------------------------------------- public API
@@ -269,32 +280,51 @@ class DarajaClient:
             raise _transport_error(failure, prompts_payer=prompts_payer) from None
 
     def _token(self, key: _TokenKey, secret: DarajaSecret) -> str:
-        cached = self._cached_token(key)
-        if cached is not None:
-            return cached
-        with self._mint_stripes[hash(key) % len(self._mint_stripes)]:
-            # The caller ahead of us on this stripe may have minted exactly this token.
-            cached = self._cached_token(key)
+        with self._tokens_lock:
+            cached = self._cached_token_locked(key)
             if cached is not None:
                 return cached
-            uid, environment, _ = key
-            response = self._request_token(environment, secret.consumer_key, secret.consumer_secret)
-            if response.status_code in (400, 401):
-                raise errors.DarajaError(
-                    "daraja_rejected_credentials",
-                    f"Daraja rejected the stored consumer credentials for the {environment} environment; "
-                    "PUT developer_credentials again",
-                    daraja_code=_text((_json_object(response) or {}).get("errorCode")) or None,
-                )
-            value, lifetime_s = _token_from(response)
-            usable_s = max(0.0, lifetime_s - self._settings.oauth_token_margin_s)
+            flight = self._mints_in_flight.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._mints_in_flight[key] = _MintFlight()
+        if not leading:
+            # Waiting for the one mint in flight, and sharing its failure too: when Daraja is down, N callers fail
+            # together after one timeout instead of minting one after another.
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.token
+        try:
+            flight.token = self._mint(key, secret)
+            return flight.token
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
             with self._tokens_lock:
-                self._tokens[key] = _Token(value, self._clock() + usable_s)
-                self._tokens.move_to_end(key)
-                while len(self._tokens) > self._settings.oauth_cache_max_entries:
-                    self._tokens.popitem(last=False)
-            log_event(Event.OAUTH_TOKEN_MINTED, uid=uid, environment=environment)
-            return value
+                del self._mints_in_flight[key]
+            flight.done.set()
+
+    def _mint(self, key: _TokenKey, secret: DarajaSecret) -> str:
+        uid, environment, _ = key
+        response = self._request_token(environment, secret.consumer_key, secret.consumer_secret)
+        if response.status_code in (400, 401):
+            raise errors.DarajaError(
+                "daraja_rejected_credentials",
+                f"Daraja rejected the stored consumer credentials for the {environment} environment; "
+                "PUT developer_credentials again",
+                daraja_code=_text((_json_object(response) or {}).get("errorCode")) or None,
+            )
+        value, lifetime_s = _token_from(response)
+        usable_s = max(0.0, lifetime_s - self._settings.oauth_token_margin_s)
+        with self._tokens_lock:
+            self._tokens[key] = _Token(value, self._clock() + usable_s)
+            self._tokens.move_to_end(key)
+            while len(self._tokens) > self._settings.oauth_cache_max_entries:
+                self._tokens.popitem(last=False)
+        log_event(Event.OAUTH_TOKEN_MINTED, uid=uid, environment=environment)
+        return value
 
     def _request_token(self, environment: str, consumer_key: str, consumer_secret: str) -> requests.Response:
         url = self._settings.daraja_base_url(environment) + OAUTH_PATH
@@ -314,16 +344,15 @@ class DarajaClient:
                 "daraja_unreachable", "could not reach Daraja to get an access token; retry later", http_status=504
             ) from None
 
-    def _cached_token(self, key: _TokenKey) -> str | None:
-        with self._tokens_lock:
-            token = self._tokens.get(key)
-            if token is None:
-                return None
-            if token.expires_at <= self._clock():
-                del self._tokens[key]
-                return None
-            self._tokens.move_to_end(key)
-            return token.value
+    def _cached_token_locked(self, key: _TokenKey) -> str | None:
+        token = self._tokens.get(key)
+        if token is None:
+            return None
+        if token.expires_at <= self._clock():
+            del self._tokens[key]
+            return None
+        self._tokens.move_to_end(key)
+        return token.value
 
     def _evict(self, key: _TokenKey, rejected: str) -> None:
         with self._tokens_lock:

@@ -138,8 +138,10 @@ class SecretManagerBackend:
                     },
                     timeout=_SECRET_CALL_TIMEOUT_S,
                 )
-            except google_errors.AlreadyExists:
-                pass  # another instance created it between our two calls; its version or ours, latest wins
+            except google_errors.Conflict:
+                # ALREADY_EXISTS (a 409, which REST surfaces as Conflict): another instance created it between our
+                # two calls; its version or ours, latest wins.
+                pass
             client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
         except _store_failures() as failure:
             raise _unavailable("add_version", secret_id, failure) from None

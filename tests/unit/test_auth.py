@@ -25,7 +25,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from firebase_admin import _token_gen, credentials
 
@@ -97,7 +97,7 @@ class _CertHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -212,8 +212,16 @@ def _signed(key: rsa.RSAPrivateKey, kid: Any = KID, **claim_overrides: Any) -> s
     return jwt.encode(_claims(**claim_overrides), key, algorithm="RS256", headers={"kid": kid})
 
 
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+def _b64(data: dict[str, Any] | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _rs256_raw(key: rsa.RSAPrivateKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """RS256 by hand, for headers PyJWT refuses to write (a non-string kid)."""
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
 
 
 def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
@@ -361,7 +369,7 @@ REJECTED_TOKENS: list[tuple[str, Callable[[Keys], str], str]] = [
     ("signed-by-another-key-same-kid", lambda k: _signed(k.other), "invalid_token"),
     ("tampered-payload", _tampered_payload, "invalid_token"),
     ("unknown-kid", lambda k: _signed(k.signing, kid="kid-unknown"), "invalid_token"),
-    ("kid-not-a-string", lambda k: _signed(k.signing, kid=["kid1"]), "invalid_token"),
+    ("kid-not-a-string", lambda k: _rs256_raw(k.signing, {"alg": "RS256", "kid": [KID]}, _claims()), "invalid_token"),
     ("no-kid", lambda k: jwt.encode(_claims(), k.signing, algorithm="RS256"), "invalid_token"),
     ("alg-none-forged", _forged_alg_none, "invalid_token"),
     ("hs256", _hs256, "invalid_token"),
@@ -569,8 +577,12 @@ def test_by_default_the_default_app_is_created_with_the_settings_project(
 ) -> None:
     created: list[dict[str, Any]] = []
 
+    real_get_app = firebase_admin.get_app
+
     def no_default_app(name: str = "[DEFAULT]") -> firebase_admin.App:
-        raise ValueError("The default Firebase app does not exist.")
+        if name == "[DEFAULT]":
+            raise ValueError("The default Firebase app does not exist.")
+        return real_get_app(name)  # firebase-admin looks the App up by name to validate it
 
     def initialize_app(credential: Any = None, options: dict[str, Any] | None = None) -> firebase_admin.App:
         created.append(dict(options or {}))
@@ -590,7 +602,10 @@ def test_by_default_an_existing_default_app_is_reused(monkeypatch: pytest.Monkey
     def initialize_app(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("must not create a second default app")
 
-    monkeypatch.setattr(firebase_admin, "get_app", lambda name="[DEFAULT]": verifying_app)
+    real_get_app = firebase_admin.get_app
+    monkeypatch.setattr(
+        firebase_admin, "get_app", lambda name="[DEFAULT]": verifying_app if name == "[DEFAULT]" else real_get_app(name)
+    )
     monkeypatch.setattr(firebase_admin, "initialize_app", initialize_app)
 
     with pytest.raises(errors.AuthenticationError) as caught:
