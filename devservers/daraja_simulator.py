@@ -6,7 +6,7 @@ asynchronous result callback locally, deterministically and without the real san
 Run:
     python -m devservers.daraja_simulator --host 127.0.0.1 --port 8089
     options: --token-ttl 3599 (seconds) --callback-delay-ms 300 --max-amount 150000
-             --timestamp-skew 300 (seconds) --quiet
+             --timestamp-skew 300 (seconds) --latency-ms 0 --quiet
 In-process (tests): ``with DarajaSimulator(port=0) as sim: sim.url ...``
 
 Preset app (present at start and again after ``DELETE /simulator/state``):
@@ -158,6 +158,9 @@ class SimulatorConfig:
     max_amount: int = 150_000
     timestamp_skew: float = 300.0
     callback_timeout: float = 10.0
+    # Added before every Daraja API answer (OAuth, push, query), errors included: the real sandbox takes 1-3 s,
+    # and benchmarks need that to judge the gateway's own overhead in proportion. Admin routes never wait.
+    latency_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -709,6 +712,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     server_version = "DarajaSimulator/1.0"
     disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
 
+    DARAJA_PATHS: ClassVar[frozenset[str]] = frozenset(
+        {"/oauth/v1/generate", "/mpesa/stkpush/v1/processrequest", "/mpesa/stkpushquery/v1/query"}
+    )
     ROUTES: ClassVar[dict[str, dict[str, str]]] = {
         "/oauth/v1/generate": {"GET": "handle_oauth"},
         "/mpesa/stkpush/v1/processrequest": {"POST": "handle_stk_push"},
@@ -748,6 +754,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self.route_path = parts.path
         self.query = {name: values[-1] for name, values in urllib.parse.parse_qs(parts.query).items()}
         self.log_entry: JsonObject = {}
+        latency_ms = self.state.config.latency_ms
+        if latency_ms > 0 and self.route_path in self.DARAJA_PATHS:
+            time.sleep(latency_ms / 1000)
         try:
             self.body = self._read_body()
             self._route()
@@ -1042,6 +1051,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--callback-delay-ms", type=int, default=300, help="time until the payer answers")
     parser.add_argument("--max-amount", type=int, default=150_000)
     parser.add_argument("--timestamp-skew", type=float, default=300.0, help="allowed Timestamp drift, seconds")
+    parser.add_argument(
+        "--latency-ms", type=int, default=0, help="wait this long before answering OAuth, push and query"
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log one line per request")
     return parser.parse_args(argv)
 
@@ -1057,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         callback_delay_ms=max(0, args.callback_delay_ms),
         max_amount=args.max_amount,
         timestamp_skew=args.timestamp_skew,
+        latency_ms=max(0, args.latency_ms),
     )
     try:
         simulator = DarajaSimulator(args.host, args.port, config, quiet=args.quiet)

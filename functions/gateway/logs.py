@@ -1,7 +1,7 @@
 """Structured log lines: one JSON object per line with a severity and a fixed event name.
 
 Cloud Logging parses `severity` and `message` from JSON written to stdout. Callers pass only safe fields; the
-`_REDACTED_KEYS` guard drops anything that looks like a secret in case one slips through.
+`_sensitive` guard drops anything that looks like a secret in case one slips through.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import time
 from enum import StrEnum
 from typing import Any, TextIO
 
-_REDACTED_KEYS = frozenset(
-    {"consumer_secret", "passkey", "password", "authorization", "token", "access_token", "id_token", "secret"}
-)
+# A field whose name contains any of these is never written, whatever the caller passed.
+_REDACTED_NAME_PARTS = ("secret", "passkey", "password", "authorization", "token", "credential")
 
 
 class Event(StrEnum):
@@ -42,11 +41,16 @@ class Event(StrEnum):
     RECONCILE_RUN = "reconcile_run"
 
 
+def _sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return any(part in lowered for part in _REDACTED_NAME_PARTS)
+
+
 def log_event(event: Event, severity: str = "INFO", *, stream: TextIO | None = None, **fields: Any) -> None:
     record: dict[str, Any] = {"severity": severity, "event": event.value, "message": event.value}
     for key, value in fields.items():
         if value is None:
             continue
-        record[key] = "[redacted]" if key.lower() in _REDACTED_KEYS else value
+        record[key] = "[redacted]" if _sensitive(key) else value
     record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(json.dumps(record, default=str, ensure_ascii=False), file=stream or sys.stdout, flush=True)

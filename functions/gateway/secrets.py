@@ -98,9 +98,10 @@ class SecretManagerBackend:
     def access_latest(self, secret_id: str) -> bytes | None:
         from google.api_core import exceptions as google_errors
 
-        client = self._client_or_create()
         name = f"{self._secret_name(secret_id)}/versions/latest"
         try:
+            # Inside the try: building the client looks up credentials, which can fail like any call.
+            client = self._client_or_create()
             response = client.access_secret_version(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
         except google_errors.NotFound:
             return None
@@ -119,13 +120,14 @@ class SecretManagerBackend:
     def add_version(self, secret_id: str, data: bytes) -> None:
         from google.api_core import exceptions as google_errors
 
-        client = self._client_or_create()
         name = self._secret_name(secret_id)
         request = {"parent": name, "payload": {"data": data, "data_crc32c": _crc32c(data)}}
         try:
+            client = self._client_or_create()
             try:
                 # Adding first saves a round trip on every update; only a developer's first PUT creates.
-                client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
+                added = client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
+                self._destroy_older_versions(client, name, added.name)
                 return
             except google_errors.NotFound:
                 pass
@@ -150,10 +152,10 @@ class SecretManagerBackend:
         from google.api_core import exceptions as google_errors
         from google.cloud import secretmanager
 
-        client = self._client_or_create()
         name = self._secret_name(secret_id)
         destroyed_state = secretmanager.SecretVersion.State.DESTROYED
         try:
+            client = self._client_or_create()
             try:
                 versions = list(client.list_secret_versions(request={"parent": name}, timeout=_SECRET_CALL_TIMEOUT_S))
             except google_errors.NotFound:
@@ -179,6 +181,15 @@ class SecretManagerBackend:
         return True
 
     # -- plumbing
+
+    def _destroy_older_versions(self, client: Any, secret_name: str, keep: str) -> None:
+        """Replaced consumer secrets and passkeys must not stay readable (or billed): destroy every older version."""
+        from google.cloud import secretmanager
+
+        destroyed = secretmanager.SecretVersion.State.DESTROYED
+        for version in client.list_secret_versions(request={"parent": secret_name}, timeout=_SECRET_CALL_TIMEOUT_S):
+            if version.name != keep and version.state != destroyed:
+                client.destroy_secret_version(request={"name": version.name}, timeout=_SECRET_CALL_TIMEOUT_S)
 
     def _secret_name(self, secret_id: str) -> str:
         return f"projects/{self._settings.project_id}/secrets/{secret_id}"

@@ -5,6 +5,7 @@ This is the only module that reads environment variables. Everything else receiv
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -122,8 +123,8 @@ def _number(source: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as error:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from error
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative")
+    if not math.isfinite(value) or value < 0 or value > 1e12:
+        raise SettingsError(f"{name} must be a finite, non-negative number, got {raw!r}")
     return value
 
 

@@ -280,6 +280,40 @@ def test_tokens_expire_after_the_configured_ttl(http: requests.Session, listener
         assert_daraja_error(late, 404, "404.001.03", "Invalid Access Token")
 
 
+
+def test_latency_delays_every_daraja_answer_but_not_the_admin_routes(
+    http: requests.Session, listener: CallbackListener
+) -> None:
+    latency_s = 0.2
+    config = SimulatorConfig(callback_delay_ms=DELAY_MS, latency_ms=int(latency_s * 1000))
+    with DarajaSimulator(port=0, config=config, quiet=True) as slow:
+
+        def timed(call: Any) -> tuple[float, Any]:
+            started = time.perf_counter()
+            answer = call()
+            return time.perf_counter() - started, answer
+
+        minted_in, token = timed(lambda: mint_token(slow, http))
+        pushed_in, pushed = timed(lambda: push(slow, http, token, push_body(listener.url())))
+        queried_in, queried = timed(lambda: query(slow, http, token, pushed.json()["CheckoutRequestID"]))
+        refused_in, refused = timed(lambda: push(slow, http, "not-a-token", push_body(listener.url())))
+        admin_in, health = timed(lambda: http.get(f"{slow.url}/healthz", timeout=5))
+    assert pushed.status_code == 200, pushed.text
+    assert queried.status_code == 200, queried.text  # the payer answered (DELAY_MS) while the query waited
+    assert refused.status_code == 404  # error answers wait too, as Daraja's do
+    assert health.status_code == 200
+    assert min(minted_in, pushed_in, queried_in, refused_in) >= latency_s
+    assert admin_in < latency_s
+
+
+def test_latency_defaults_to_zero_and_is_set_from_the_command_line() -> None:
+    from devservers.daraja_simulator import parse_args
+
+    assert SimulatorConfig().latency_ms == 0
+    assert parse_args([]).latency_ms == 0
+    assert parse_args(["--latency-ms", "300"]).latency_ms == 300
+
+
 # ---------------------------------------------------------------------------------------------- STK push
 
 

@@ -317,7 +317,8 @@ class ScriptedDaraja(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.script: dict[str, deque[tuple[int, object, float]]] = {PUSH: deque(), QUERY: deque()}
+        # OAuth answers a fresh token unless an answer is queued for it.
+        self.script: dict[str, deque[tuple[int, object, float]]] = {OAUTH: deque(), PUSH: deque(), QUERY: deque()}
         self.hits: Counter[str] = Counter()
         self.expires_in: object = "3599"
         self._tokens = itertools.count(1)
@@ -328,7 +329,7 @@ class ScriptedDaraja(ThreadingHTTPServer):
 
     def answer(self, path: str) -> tuple[int, object, float]:
         self.hits[path] += 1
-        if path == OAUTH:
+        if path == OAUTH and not self.script[OAUTH]:
             return 200, {"access_token": f"token-{next(self._tokens)}", "expires_in": self.expires_in}, 0.0
         return self.script[path].popleft()
 
@@ -470,6 +471,29 @@ def test_a_push_daraja_may_have_accepted_without_telling_us_is_unknown(
     scripted.script[PUSH].append((status, body, 0.0))
     with pytest.raises(DarajaOutcomeUnknown):
         client.stk_push(preset_app(), order())
+
+
+def test_concurrent_callers_share_one_failed_mint(scripted: ScriptedDaraja) -> None:
+    client = DarajaClient(settings_for(scripted.url))
+    scripted.script[OAUTH].append((503, b"down", 0.3))
+    start = threading.Barrier(8)
+    outcomes: list[object] = []
+
+    def push() -> None:
+        start.wait()
+        try:
+            outcomes.append(client.stk_push(preset_app(), order()))
+        except errors.DarajaError as failure:
+            outcomes.append(failure.code)
+
+    threads = [threading.Thread(target=push) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes == ["daraja_unavailable"] * 8
+    assert client.mints == 1
+    assert scripted.hits[PUSH] == 0
 
 
 def test_a_token_rejected_twice_is_token_rejected_after_one_remint(scripted: ScriptedDaraja) -> None:

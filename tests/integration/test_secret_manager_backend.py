@@ -131,3 +131,35 @@ def test_credential_store_over_the_emulator(backend: SecretManagerBackend) -> No
     assert fresh.delete("uid/with/slashes") is True
     with pytest.raises(errors.CredentialsNotConfigured):
         fresh.get("uid/with/slashes")
+
+
+def test_missing_credentials_for_the_real_service_are_service_unavailable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No emulator host: the real client looks up Application Default Credentials, which point nowhere here.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    backend = SecretManagerBackend(Settings(project_id=PROJECT_ID))
+    with pytest.raises(errors.ServiceUnavailable):
+        backend.access_latest("s1")
+    assert '"exception": "DefaultCredentialsError"' in capsys.readouterr().out
+
+
+def test_a_new_version_destroys_the_replaced_ones(
+    backend: SecretManagerBackend, emulator: SecretManagerEmulatorServer
+) -> None:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    secret_id = "daraja-credentials-rotate"
+    for version in (1, 2, 3):
+        backend.add_version(secret_id, b'{"v": %d}' % version)
+    client = secretmanager.SecretManagerServiceClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{emulator.port}"),
+        credentials=AnonymousCredentials(),
+    )
+    versions = list(client.list_secret_versions(parent=f"projects/{PROJECT_ID}/secrets/{secret_id}"))
+    states = sorted((v.name.rsplit("/", 1)[1], v.state.name) for v in versions)
+    assert states == [("1", "DESTROYED"), ("2", "DESTROYED"), ("3", "ENABLED")]
+    assert backend.access_latest(secret_id) == b'{"v": 3}'

@@ -380,13 +380,19 @@ REJECTED_TOKENS: list[tuple[str, Callable[[Keys], str], str]] = [
     ("sub-empty", lambda k: _signed(k.signing, sub=""), "invalid_token"),
     ("sub-too-long", lambda k: _signed(k.signing, sub="u" * 129), "invalid_token"),
     ("sub-not-a-string", lambda k: _signed(k.signing, sub=123), "invalid_token"),
-    ("custom-token-audience", lambda k: _signed(
-        k.signing, aud="https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit"
-    ), "invalid_token"),
+    (
+        "custom-token-audience",
+        lambda k: _signed(
+            k.signing, aud="https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit"
+        ),
+        "invalid_token",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make_token", "code"), [row[1:] for row in REJECTED_TOKENS], ids=[r[0] for r in REJECTED_TOKENS])
+@pytest.mark.parametrize(
+    ("make_token", "code"), [row[1:] for row in REJECTED_TOKENS], ids=[r[0] for r in REJECTED_TOKENS]
+)
 def test_bad_tokens_are_401(
     authenticator: FirebaseAuthenticator,
     keys: Keys,
@@ -513,9 +519,7 @@ def test_emulator_tokens_are_accepted_where_allowed(
     # Nothing listens there: with check_revoked off, emulator-mode verification makes no network call.
     monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
     app = make_app(project_id, None)
-    settings = _settings(
-        project_id=project_id, auth_emulator_host="127.0.0.1:9", functions_emulator=functions_emulator
-    )
+    settings = _settings(project_id=project_id, auth_emulator_host="127.0.0.1:9", functions_emulator=functions_emulator)
     authenticate = FirebaseAuthenticator(settings, app_factory=lambda: app)
 
     developer = authenticate(f"Bearer {_emulator_token(project_id, sub='emu-user')}")

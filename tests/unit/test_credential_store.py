@@ -41,11 +41,13 @@ class MemoryBackend:
     def access_latest(self, secret_id: str) -> bytes | None:
         with self._lock:
             self.accesses[secret_id] += 1
+        # The answer is decided when the read starts and arrives after the delay, like a response in flight.
+        data = self.secrets.get(secret_id)
+        if self.read_delay_s:
+            time.sleep(self.read_delay_s)  # an outage is slow too: it ends in a timeout
         if self.down:
             raise errors.ServiceUnavailable("secret_store_unavailable", "down")
-        if self.read_delay_s:
-            time.sleep(self.read_delay_s)
-        return self.secrets.get(secret_id)
+        return data
 
     def add_version(self, secret_id: str, data: bytes) -> None:
         if self.down:
@@ -236,6 +238,48 @@ def test_a_read_that_started_before_a_put_does_not_overwrite_it() -> None:
     store.put("dev-1", rotated)
     reader.join(timeout=10)
     assert store.get("dev-1") == rotated
+
+
+def test_a_delete_during_a_read_keeps_the_deleted_secret_out_of_the_cache() -> None:
+    backend = MemoryBackend(read_delay_s=0.2)
+    seed(backend, "dev-1")
+    store = make_store(backend)
+    reader = threading.Thread(target=store.get, args=("dev-1",))
+    reader.start()
+    time.sleep(0.05)
+    assert store.delete("dev-1") is True
+    reader.join(timeout=10)
+    assert len(store) == 0
+    with pytest.raises(errors.CredentialsNotConfigured):
+        store.get("dev-1")
+
+
+def test_concurrent_callers_share_one_failed_read() -> None:
+    backend = MemoryBackend(read_delay_s=0.2)
+    seed(backend, "dev-1")
+    backend.down = True
+    store = make_store(backend)
+    start = threading.Barrier(16)
+    outcomes: list[str] = []
+
+    def look_up() -> None:
+        start.wait()
+        try:
+            store.get("dev-1")
+            outcomes.append("ok")
+        except errors.ServiceUnavailable as failure:
+            outcomes.append(failure.code)
+
+    threads = [threading.Thread(target=look_up) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # One outage costs one timeout for everyone waiting, not one per caller.
+    assert outcomes == ["secret_store_unavailable"] * 16
+    assert backend.total_accesses == 1
+    backend.down = False
+    assert store.get("dev-1") == secret_for("dev-1")
 
 
 @pytest.mark.parametrize(

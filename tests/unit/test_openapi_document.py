@@ -106,9 +106,7 @@ def test_examples_obey_their_schemas(document: dict[str, Any]) -> None:
 
 # Positive data generated from the spec must pass the gateway's own validation: a client that obeys the spec is
 # never refused with a 400. (The reverse does not hold: the gateway also accepts "0712 345 678" and 10.0.)
-_SETTINGS = hypothesis.settings(
-    max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-)
+_SETTINGS = hypothesis.settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _body_strategy(path: str, method: str) -> Any:

@@ -135,7 +135,8 @@ export class WaitTimeoutError extends GatewayError {
   }
 }
 
-const ERROR_CLASS_BY_TYPE = /** @type {const} */ ({
+/** @type {Record<string, typeof GatewayError>} */
+const ERROR_CLASS_BY_TYPE = {
   authentication_error: AuthenticationError,
   permission_error: PermissionDeniedError,
   invalid_request_error: InvalidRequestError,
@@ -143,7 +144,7 @@ const ERROR_CLASS_BY_TYPE = /** @type {const} */ ({
   rate_limit_error: RateLimitError,
   daraja_error: DarajaError,
   api_error: ServerError,
-});
+};
 
 /**
  * The one place an HTTP answer becomes an error: by the envelope's `type` first, then by the status.
@@ -511,7 +512,7 @@ function isRetryable(response, error) {
  * @property {Record<string, any>} raw
  */
 
-class Credentials {
+export class Credentials {
   /** @param {Gateway} gateway */
   constructor(gateway) {
     /** @private */
@@ -567,10 +568,10 @@ class Credentials {
  * @property {string} shortcode
  * @property {string} checkoutRequestId
  * @property {string} merchantRequestId
- * @property {number|string|null} resultCode
+ * @property {string|null} resultCode          Daraja's ResultCode as a string; '0' is paid
  * @property {string|null} resultDesc
  * @property {string|null} mpesaReceiptNumber
- * @property {string|number|null} transactionDate
+ * @property {string|null} transactionDate     Daraja's YYYYMMDDHHMMSS (Nairobi time)
  * @property {string[]} flags
  * @property {string} createdAt
  * @property {string} updatedAt
@@ -610,7 +611,7 @@ class Credentials {
  * @property {number} [maxPollIntervalMs=5000]
  */
 
-class Payments {
+export class Payments {
   /** @param {Gateway} gateway */
   constructor(gateway) {
     /** @private */

@@ -1,0 +1,1 @@
+"""`make bench`: the gateway's performance figures, each measured side by side with its baseline (bench/run.py)."""

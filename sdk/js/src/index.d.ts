@@ -1,0 +1,250 @@
+// Hand-written types for @mpesa-gateway/sdk. Keep in step with src/index.js (`npm run typecheck` checks usage).
+
+export declare const VERSION: string;
+
+// ----------------------------------------------------------------------------------------------- errors
+
+export interface GatewayErrorInit {
+  httpStatus?: number | null;
+  code?: string | null;
+  param?: string | null;
+  requestId?: string | null;
+  type?: string | null;
+  raw?: unknown;
+  headers?: Headers | null;
+  cause?: unknown;
+}
+
+/** Root of every error this SDK throws for a failed API call. */
+export declare class GatewayError extends Error {
+  constructor(message: string, init?: GatewayErrorInit);
+  /** The HTTP status, or null when no answer arrived (ConnectionError, WaitTimeoutError). */
+  readonly httpStatus: number | null;
+  /** A stable machine-readable code such as `invalid_phone`, `payment_not_found`, `payer_busy`. */
+  readonly code: string | null;
+  /** The request field the error is about, such as `phone`. */
+  readonly param: string | null;
+  /** The gateway's `req_...` id for this request, to quote in support requests and find in logs. */
+  readonly requestId: string | null;
+  /** The envelope's `type`, such as `invalid_request_error`. */
+  readonly type: string | null;
+  /** The parsed response body, when there was one. */
+  readonly raw: unknown;
+  readonly headers: Headers | null;
+}
+
+/** 401, or `getIdToken` failed (`code === 'id_token_unavailable'`). */
+export declare class AuthenticationError extends GatewayError {}
+/** 403. */
+export declare class PermissionDeniedError extends GatewayError {}
+/** 400, 405, 409, 413, 415, 422 `invalid_request_error`. */
+export declare class InvalidRequestError extends GatewayError {}
+/** 404: no such payment, or `credentials_not_configured`. */
+export declare class NotFoundError extends InvalidRequestError {}
+/** 409 `idempotency_error`: `idempotency_conflict` or `idempotency_in_progress`. */
+export declare class IdempotencyError extends GatewayError {}
+/** 429. */
+export declare class RateLimitError extends GatewayError {
+  constructor(message: string, init?: GatewayErrorInit);
+  /** The server's Retry-After in milliseconds, when it sent one. */
+  readonly retryAfterMs: number | null;
+}
+/** Daraja refused or failed the call. */
+export declare class DarajaError extends GatewayError {
+  constructor(message: string, init?: GatewayErrorInit & { darajaCode?: string | null });
+  /** Daraja's own errorCode, such as `500.001.1001`. */
+  readonly darajaCode: string | null;
+}
+/** 5xx from the gateway itself. */
+export declare class ServerError extends GatewayError {}
+/** No answer: `code` is `'timeout'` or `'network_error'`; `cause` holds the underlying error. */
+export declare class ConnectionError extends GatewayError {}
+/** `payments.wait` reached its deadline while the payment was still pending. */
+export declare class WaitTimeoutError extends GatewayError {
+  constructor(message: string, init?: GatewayErrorInit & { payment?: Payment | null });
+  /** The last payment read, still pending. */
+  readonly payment: Payment | null;
+}
+
+/** Turn an HTTP answer into the matching error: by the envelope's `type`, then by the status. */
+export declare function errorFromResponse(status: number, body: unknown, headers?: Headers | null): GatewayError;
+
+/** Retry-After (delta-seconds or an HTTP date) in milliseconds, or null. */
+export declare function parseRetryAfter(value: string | null | undefined, now?: number): number | null;
+
+// ------------------------------------------------------------------------------------------------- models
+
+export type Environment = 'sandbox' | 'production';
+export type TransactionType = 'CustomerPayBillOnline' | 'CustomerBuyGoodsOnline';
+export type PaymentStatus = 'pending' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+export type MetadataValue = string | number | boolean | null;
+
+export interface CredentialsInput {
+  environment: Environment;
+  consumerKey: string;
+  consumerSecret: string;
+  /** 5 to 7 digits: the paybill, or the store number for buy goods. */
+  shortcode: string;
+  passkey: string;
+  transactionType: TransactionType;
+  /** The till number; required for CustomerBuyGoodsOnline, defaults to the shortcode for paybills. */
+  partyB?: string | null;
+}
+
+/** The masked view of a developer's Daraja credentials: secrets never come back. */
+export interface DeveloperCredentials {
+  object: 'developer_credentials';
+  environment: Environment;
+  shortcode: string;
+  transactionType: TransactionType;
+  partyB: string;
+  /** `abcd...wxyz` */
+  consumerKeyHint: string;
+  verifiedAt: string | null;
+  updatedAt: string | null;
+  /** The API's own snake_case object. */
+  raw: Record<string, unknown>;
+}
+
+export interface DeletedCredentials {
+  object: 'developer_credentials';
+  deleted: boolean;
+  raw: Record<string, unknown>;
+}
+
+export interface Payment {
+  object: 'payment';
+  id: string;
+  status: PaymentStatus;
+  amount: number;
+  currency: string;
+  /** Masked, e.g. `2547******49`. */
+  phone: string;
+  accountReference: string;
+  description: string;
+  /** Exactly as sent: keys are not converted. */
+  metadata: Record<string, MetadataValue>;
+  environment: Environment;
+  shortcode: string;
+  checkoutRequestId: string;
+  merchantRequestId: string;
+  /** Daraja's ResultCode as a string: `'0'` is paid; `'1032'` cancelled; also codes such as `'SFC_IC0003'`. */
+  resultCode: string | null;
+  resultDesc: string | null;
+  mpesaReceiptNumber: string | null;
+  /** Daraja's `YYYYMMDDHHMMSS` (Nairobi time), as a string. */
+  transactionDate: string | null;
+  flags: string[];
+  /** ISO-8601 UTC, e.g. `2026-11-29T07:40:00.000Z`. */
+  createdAt: string;
+  updatedAt: string;
+  settledAt: string | null;
+  /** The API's own snake_case object. */
+  raw: Record<string, unknown>;
+}
+
+export interface CreatePaymentInput {
+  /** 07…, 01…, +254…, 254…, spaces allowed; normalised by the gateway. */
+  phone: string;
+  /** Whole shillings. */
+  amount: number;
+  /** At most 12 characters. */
+  accountReference: string;
+  /** At most 13 characters. */
+  description: string;
+  metadata?: Record<string, MetadataValue>;
+  /** Generated (a UUID) when absent; the same key is sent on every retry of this call. */
+  idempotencyKey?: string;
+}
+
+export interface ListPaymentsInput {
+  status?: PaymentStatus;
+  /** Page size, 1 to 100 (the API's default is 20). Iteration still goes through every page. */
+  limit?: number;
+  /** Start from this page. */
+  pageToken?: string;
+}
+
+export interface PaymentPage {
+  data: Payment[];
+  hasMore: boolean;
+  nextPageToken: string | null;
+  raw: Record<string, unknown>;
+}
+
+export interface WaitOptions {
+  /** Give up with WaitTimeoutError after this long. Default 60000. */
+  timeoutMs?: number;
+  /** The first pause between reads; each next one is 1.5 times longer. Default 1000. */
+  pollIntervalMs?: number;
+  /** The longest pause between reads. Default 5000. */
+  maxPollIntervalMs?: number;
+}
+
+// ----------------------------------------------------------------------------------------------- client
+
+export interface GatewayOptions {
+  /** e.g. `https://us-central1-PROJECT.cloudfunctions.net` or the emulator's `http://127.0.0.1:5001/PROJECT/us-central1`. */
+  baseUrl: string;
+  /** Called before every attempt, e.g. `() => auth.currentUser!.getIdToken()`, so refreshed tokens are used. */
+  getIdToken: () => string | Promise<string>;
+  /** Per attempt, including reading the body. Default 30000. */
+  timeoutMs?: number;
+  /** Retries after the first attempt, for network errors, timeouts, 429 and 5xx. Default 3. */
+  maxRetries?: number;
+  /** Defaults to the global fetch. */
+  fetch?: typeof fetch;
+  /** Backoff before retry n is uniform in [0, min(retryMaxDelayMs, retryBaseDelayMs * 2^n)). Default 500. */
+  retryBaseDelayMs?: number;
+  /** Default 8000. */
+  retryMaxDelayMs?: number;
+  /** Replaces the pause between retries and polls (tests). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Replaces Math.random in the backoff jitter (tests). */
+  random?: () => number;
+}
+
+export interface RequestOptions {
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  /** The function name, e.g. `stk_push`. */
+  fn: string;
+  query?: Record<string, string | number | undefined | null>;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export declare class Credentials {
+  private constructor();
+  /** Verify the credentials with Daraja and store them. Rejected keys are an InvalidRequestError (422). */
+  set(input: CredentialsInput): Promise<DeveloperCredentials>;
+  /** Rejects with NotFoundError `credentials_not_configured` when none are stored. */
+  get(): Promise<DeveloperCredentials>;
+  delete(): Promise<DeletedCredentials>;
+}
+
+export declare class Payments {
+  private constructor();
+  /** Send an STK Push prompt; resolves to the pending payment. */
+  create(input: CreatePaymentInput): Promise<Payment>;
+  get(id: string): Promise<Payment>;
+  getByCheckoutRequestId(checkoutRequestId: string): Promise<Payment>;
+  /** One page, newest first. */
+  listPage(input?: ListPaymentsInput): Promise<PaymentPage>;
+  /** Every payment, newest first, following `next_page_token` as the iteration goes. */
+  list(input?: ListPaymentsInput): AsyncGenerator<Payment, void, undefined>;
+  /** Poll with growing pauses until the payment leaves `pending`. */
+  wait(id: string, options?: WaitOptions): Promise<Payment>;
+}
+
+export declare class Gateway {
+  constructor(options: GatewayOptions);
+  readonly baseUrl: string;
+  readonly timeoutMs: number;
+  readonly maxRetries: number;
+  readonly retryBaseDelayMs: number;
+  readonly retryMaxDelayMs: number;
+  readonly credentials: Credentials;
+  readonly payments: Payments;
+  /** Send one call with retries; resolves to the parsed JSON body of the 2xx answer. */
+  request(request: RequestOptions): Promise<any>;
+}

@@ -1,0 +1,663 @@
+// Unit tests: the SDK against an injected fake fetch. No network, no emulator.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import {
+  AuthenticationError,
+  ConnectionError,
+  DarajaError,
+  Gateway,
+  GatewayError,
+  IdempotencyError,
+  InvalidRequestError,
+  NotFoundError,
+  PermissionDeniedError,
+  RateLimitError,
+  ServerError,
+  WaitTimeoutError,
+  errorFromResponse,
+  parseRetryAfter,
+} from '../src/index.js';
+
+const BASE_URL = 'https://gateway.test/demo/us-central1';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A JSON answer as the gateway sends it. */
+function reply(status, body, headers = {}) {
+  return new Response(body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body), {
+    status,
+    headers: { 'Content-Type': 'application/json', 'X-Request-Id': 'req_header', ...headers },
+  });
+}
+
+function envelope(type, code, message = 'something is wrong', extra = {}) {
+  return { error: { type, code, message, request_id: 'req_body', ...extra } };
+}
+
+/**
+ * A fetch that answers from a script, one step per call (the last step repeats), and records every call.
+ * A step is a Response, an Error to throw, or a function (url, init, call) returning either.
+ */
+function scriptedFetch(...steps) {
+  const calls = [];
+  const fetch = async (url, init = {}) => {
+    const call = {
+      url: new URL(url),
+      method: init.method,
+      headers: new Headers(init.headers),
+      body: init.body === undefined ? undefined : JSON.parse(init.body),
+      signal: init.signal,
+    };
+    calls.push(call);
+    const step = steps[Math.min(calls.length - 1, steps.length - 1)];
+    const outcome = typeof step === 'function' ? await step(url, init, call) : step;
+    if (outcome instanceof Error) throw outcome;
+    // A scripted Response may be answered many times: hand out copies, never the original's body.
+    return outcome.clone();
+  };
+  return { fetch, calls };
+}
+
+function gateway(fetch, overrides = {}) {
+  const sleeps = [];
+  const gw = new Gateway({
+    baseUrl: `${BASE_URL}/`,
+    getIdToken: async () => 'id-token',
+    fetch,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    random: () => 0.5,
+    ...overrides,
+  });
+  return { gw, sleeps };
+}
+
+function payment(fields = {}) {
+  return {
+    object: 'payment',
+    id: 'pay_1',
+    status: 'pending',
+    amount: 10,
+    currency: 'KES',
+    phone: '2547******49',
+    account_reference: 'INV-1',
+    description: 'Order 1',
+    metadata: { order_id: 'A-1' },
+    environment: 'sandbox',
+    shortcode: '174379',
+    checkout_request_id: 'ws_CO_1',
+    merchant_request_id: '29115-1',
+    result_code: null,
+    result_desc: null,
+    mpesa_receipt_number: null,
+    transaction_date: null,
+    flags: [],
+    created_at: '2026-11-29T06:00:00.000Z',
+    updated_at: '2026-11-29T06:00:00.000Z',
+    settled_at: null,
+    ...fields,
+  };
+}
+
+const PAYMENT_INPUT = { phone: '0712345678', amount: 10, accountReference: 'INV-1', description: 'Order 1' };
+
+describe('errorFromResponse maps one envelope to one class', () => {
+  const cases = [
+    [401, 'authentication_error', 'invalid_id_token', AuthenticationError],
+    [403, 'permission_error', 'forbidden', PermissionDeniedError],
+    [400, 'invalid_request_error', 'invalid_phone', InvalidRequestError],
+    [404, 'invalid_request_error', 'payment_not_found', NotFoundError],
+    [404, 'invalid_request_error', 'credentials_not_configured', NotFoundError],
+    [405, 'invalid_request_error', 'method_not_allowed', InvalidRequestError],
+    [409, 'invalid_request_error', 'conflict', InvalidRequestError],
+    [413, 'invalid_request_error', 'body_too_large', InvalidRequestError],
+    [422, 'invalid_request_error', 'daraja_credentials_rejected', InvalidRequestError],
+    [409, 'idempotency_error', 'idempotency_conflict', IdempotencyError],
+    [429, 'rate_limit_error', 'rate_limited', RateLimitError],
+    [409, 'daraja_error', 'payer_busy', DarajaError],
+    [502, 'daraja_error', 'daraja_unavailable', DarajaError],
+    [504, 'daraja_error', 'daraja_timeout', DarajaError],
+    [500, 'api_error', 'internal_error', ServerError],
+    [503, 'api_error', 'service_unavailable', ServerError],
+  ];
+  for (const [status, type, code, ErrorClass] of cases) {
+    test(`${status} ${type} ${code} -> ${ErrorClass.name}`, () => {
+      const error = errorFromResponse(status, envelope(type, code, 'the message', { param: 'phone' }));
+      assert.equal(error.constructor, ErrorClass);
+      assert.ok(error instanceof GatewayError);
+      assert.ok(error instanceof Error);
+      assert.equal(error.name, ErrorClass.name);
+      assert.equal(error.httpStatus, status);
+      assert.equal(error.type, type);
+      assert.equal(error.code, code);
+      assert.equal(error.param, 'phone');
+      assert.equal(error.message, 'the message');
+      assert.equal(error.requestId, 'req_body');
+    });
+  }
+
+  test('the type wins over the status', () => {
+    assert.equal(errorFromResponse(409, envelope('daraja_error', 'payer_busy')).constructor, DarajaError);
+    assert.equal(errorFromResponse(429, envelope('daraja_error', 'daraja_rate_limited')).constructor, DarajaError);
+    assert.equal(errorFromResponse(400, envelope('api_error', 'odd')).constructor, ServerError);
+  });
+
+  test('without an envelope the status decides', () => {
+    const byStatus = [
+      [400, InvalidRequestError],
+      [401, AuthenticationError],
+      [403, PermissionDeniedError],
+      [404, NotFoundError],
+      [409, InvalidRequestError],
+      [422, InvalidRequestError],
+      [429, RateLimitError],
+      [500, ServerError],
+      [502, ServerError],
+      [302, GatewayError],
+    ];
+    for (const [status, ErrorClass] of byStatus) {
+      const error = errorFromResponse(status, '<html>Bad gateway</html>');
+      assert.equal(error.constructor, ErrorClass, `status ${status}`);
+      assert.equal(error.message, `HTTP ${status}: <html>Bad gateway</html>`);
+      assert.equal(error.code, null);
+      assert.equal(error.type, null);
+    }
+  });
+
+  test('an unknown type falls back to the status', () => {
+    assert.equal(errorFromResponse(404, envelope('brand_new_error', 'x')).constructor, NotFoundError);
+    assert.equal(errorFromResponse(400, envelope('toString', 'x')).constructor, InvalidRequestError);
+  });
+
+  test('DarajaError carries daraja_code as darajaCode', () => {
+    const error = errorFromResponse(409, envelope('daraja_error', 'payer_busy', 'busy', { daraja_code: '500.001.1001' }));
+    assert.equal(error.darajaCode, '500.001.1001');
+    assert.equal(errorFromResponse(502, envelope('daraja_error', 'daraja_unavailable')).darajaCode, null);
+  });
+
+  test('the X-Request-Id header names the request, even for a replayed body', () => {
+    const headers = new Headers({ 'X-Request-Id': 'req_new' });
+    const replayed = { error: { type: 'daraja_error', code: 'daraja_timeout', message: 'm', request_id: 'replayed' } };
+    assert.equal(errorFromResponse(504, replayed, headers).requestId, 'req_new');
+    assert.equal(errorFromResponse(504, replayed, null).requestId, 'replayed');
+    assert.equal(errorFromResponse(500, null, headers).requestId, 'req_new');
+  });
+
+  test('RateLimitError reads Retry-After', () => {
+    const error = errorFromResponse(429, envelope('rate_limit_error', 'slow_down'), new Headers({ 'Retry-After': '3' }));
+    assert.equal(error.retryAfterMs, 3000);
+    assert.deepEqual(error.raw, envelope('rate_limit_error', 'slow_down'));
+  });
+});
+
+describe('parseRetryAfter', () => {
+  test('seconds, HTTP dates and junk', () => {
+    assert.equal(parseRetryAfter('2'), 2000);
+    assert.equal(parseRetryAfter(' 0.5 '), 500);
+    assert.equal(parseRetryAfter(null), null);
+    assert.equal(parseRetryAfter(''), null);
+    assert.equal(parseRetryAfter('soon'), null);
+    const now = Date.parse('2026-11-29T06:00:00Z');
+    assert.equal(parseRetryAfter('Sun, 29 Nov 2026 06:00:05 GMT', now), 5000);
+    assert.equal(parseRetryAfter('Sun, 29 Nov 2026 05:59:00 GMT', now), 0);
+  });
+});
+
+describe('errors from real calls', () => {
+  test('every class reaches the caller with status, code, param and request id', async () => {
+    const answers = [
+      [reply(401, envelope('authentication_error', 'invalid_id_token')), AuthenticationError],
+      [reply(400, envelope('invalid_request_error', 'invalid_phone', 'bad phone', { param: 'phone' })), InvalidRequestError],
+      [reply(404, envelope('invalid_request_error', 'payment_not_found')), NotFoundError],
+      [reply(409, envelope('idempotency_error', 'idempotency_conflict')), IdempotencyError],
+      [reply(409, envelope('daraja_error', 'payer_busy', 'busy', { daraja_code: '500.001.1001' })), DarajaError],
+      [reply(422, envelope('invalid_request_error', 'daraja_credentials_rejected')), InvalidRequestError],
+    ];
+    for (const [answer, ErrorClass] of answers) {
+      const { fetch, calls } = scriptedFetch(answer);
+      const { gw } = gateway(fetch);
+      const error = await gw.payments.create(PAYMENT_INPUT).then(
+        () => assert.fail('expected a rejection'),
+        (rejection) => rejection,
+      );
+      assert.equal(error.constructor, ErrorClass);
+      assert.equal(error.httpStatus, answer.status);
+      assert.equal(error.requestId, 'req_header');
+      assert.equal(calls.length, 1, `${ErrorClass.name} must not be retried`);
+    }
+  });
+
+  test('a network failure after every retry is a ConnectionError with the cause', async () => {
+    const { fetch, calls } = scriptedFetch(new TypeError('fetch failed'));
+    const { gw } = gateway(fetch, { maxRetries: 2 });
+    await assert.rejects(gw.credentials.get(), (error) => {
+      assert.ok(error instanceof ConnectionError);
+      assert.equal(error.code, 'network_error');
+      assert.equal(error.httpStatus, null);
+      assert.ok(error.cause instanceof TypeError);
+      assert.match(error.message, /developer_credentials: fetch failed/);
+      return true;
+    });
+    assert.equal(calls.length, 3);
+  });
+
+  test('a 2xx answer without JSON is a ServerError, not a crash', async () => {
+    const { fetch } = scriptedFetch(reply(200, 'OK'));
+    const { gw } = gateway(fetch);
+    await assert.rejects(gw.credentials.get(), (error) => error instanceof ServerError && error.code === 'invalid_response');
+  });
+});
+
+describe('retries', () => {
+  test('payments.create reuses ONE Idempotency-Key on every retry', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(503, envelope('api_error', 'service_unavailable')),
+      new TypeError('fetch failed'),
+      reply(502, envelope('daraja_error', 'daraja_unavailable')),
+      reply(201, payment()),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.id, 'pay_1');
+    assert.equal(calls.length, 4);
+    const keys = calls.map((call) => call.headers.get('Idempotency-Key'));
+    assert.match(keys[0], UUID);
+    assert.deepEqual(new Set(keys), new Set([keys[0]]));
+    assert.deepEqual(calls.map((call) => call.body), Array(4).fill({
+      phone: '0712345678',
+      amount: 10,
+      account_reference: 'INV-1',
+      description: 'Order 1',
+    }));
+    assert.equal(sleeps.length, 3);
+  });
+
+  test('each payments.create call gets its own key; a given key is used as is', async () => {
+    const { fetch, calls } = scriptedFetch(reply(201, payment()));
+    const { gw } = gateway(fetch);
+    await gw.payments.create(PAYMENT_INPUT);
+    await gw.payments.create(PAYMENT_INPUT);
+    await gw.payments.create({ ...PAYMENT_INPUT, idempotencyKey: 'order-1001' });
+    const keys = calls.map((call) => call.headers.get('Idempotency-Key'));
+    assert.notEqual(keys[0], keys[1]);
+    assert.equal(keys[2], 'order-1001');
+    assert.equal(calls[2].body.idempotencyKey, undefined);
+  });
+
+  test('backoff is full jitter: uniform below a doubling, capped ceiling', async () => {
+    const { fetch } = scriptedFetch(reply(500, envelope('api_error', 'internal_error')));
+    const { gw, sleeps } = gateway(fetch, { maxRetries: 5, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 });
+    await assert.rejects(gw.credentials.get(), ServerError);
+    assert.deepEqual(sleeps, [50, 100, 200, 400, 500]);
+
+    const ceilings = [];
+    const { gw: top } = gateway(scriptedFetch(reply(500, {})).fetch, {
+      maxRetries: 3,
+      retryBaseDelayMs: 100,
+      random: () => 0.999,
+      sleep: async (ms) => ceilings.push(ms),
+    });
+    await assert.rejects(top.credentials.get(), ServerError);
+    assert.deepEqual(ceilings, [99, 199, 399]);
+  });
+
+  test('Retry-After is respected on 429', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(429, envelope('rate_limit_error', 'rate_limited'), { 'Retry-After': '2' }),
+      reply(429, envelope('daraja_error', 'daraja_rate_limited'), { 'Retry-After': '0' }),
+      reply(200, { object: 'developer_credentials', deleted: true }),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    const deleted = await gw.credentials.delete();
+    assert.equal(deleted.deleted, true);
+    assert.equal(calls.length, 3);
+    assert.deepEqual(sleeps, [2000, 0]);
+  });
+
+  test('a Retry-After beyond a minute surfaces the RateLimitError at once', async () => {
+    const { fetch, calls } = scriptedFetch(reply(429, envelope('rate_limit_error', 'rate_limited'), { 'Retry-After': '3600' }));
+    const { gw, sleeps } = gateway(fetch);
+    await assert.rejects(gw.credentials.get(), (error) => error instanceof RateLimitError && error.retryAfterMs === 3_600_000);
+    assert.equal(calls.length, 1);
+    assert.deepEqual(sleeps, []);
+  });
+
+  test('4xx answers are final, except a key still in progress', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(409, envelope('idempotency_error', 'idempotency_in_progress')),
+      reply(201, payment()),
+    );
+    const { gw } = gateway(fetch);
+    await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(calls.length, 2);
+    assert.equal(calls[0].headers.get('Idempotency-Key'), calls[1].headers.get('Idempotency-Key'));
+  });
+
+  test('a replayed 5xx answer is final: asking again would replay it again', async () => {
+    const replayed = reply(504, envelope('daraja_error', 'daraja_timeout'), { 'Idempotent-Replayed': 'true' });
+    const { fetch, calls } = scriptedFetch(replayed);
+    const { gw } = gateway(fetch);
+    await assert.rejects(gw.payments.create(PAYMENT_INPUT), DarajaError);
+    assert.equal(calls.length, 1);
+  });
+
+  test('maxRetries 0 makes one attempt', async () => {
+    const { fetch, calls } = scriptedFetch(reply(503, {}));
+    const { gw } = gateway(fetch, { maxRetries: 0 });
+    await assert.rejects(gw.credentials.get(), ServerError);
+    assert.equal(calls.length, 1);
+  });
+});
+
+describe('timeouts', () => {
+  /** A fetch that never answers, but rejects like the real one when its signal aborts. */
+  const hangUntilAborted = (_url, init) =>
+    new Promise((_, reject) => {
+      init.signal.addEventListener('abort', () => reject(new DOMException('This operation was aborted', 'AbortError')));
+    });
+
+  test('an attempt is aborted after timeoutMs and retried; the last one fails as ConnectionError timeout', async () => {
+    const { fetch, calls } = scriptedFetch(hangUntilAborted);
+    const { gw } = gateway(fetch, { timeoutMs: 30, maxRetries: 1 });
+    const started = Date.now();
+    await assert.rejects(gw.payments.get('pay_1'), (error) => {
+      assert.ok(error instanceof ConnectionError);
+      assert.equal(error.code, 'timeout');
+      assert.match(error.message, /within 30 ms/);
+      return true;
+    });
+    assert.equal(calls.length, 2);
+    assert.ok(calls.every((call) => call.signal.aborted));
+    assert.ok(Date.now() - started < 2000);
+  });
+
+  test('a timed-out attempt is retried with the same key and can succeed', async () => {
+    const { fetch, calls } = scriptedFetch(hangUntilAborted, reply(201, payment()));
+    const { gw } = gateway(fetch, { timeoutMs: 30 });
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.status, 'pending');
+    assert.equal(calls.length, 2);
+    assert.equal(calls[0].headers.get('Idempotency-Key'), calls[1].headers.get('Idempotency-Key'));
+  });
+
+  test('a fetch that ignores its signal still cannot hang the call', async () => {
+    const { fetch } = scriptedFetch(() => new Promise(() => {}));
+    const { gw } = gateway(fetch, { timeoutMs: 20, maxRetries: 0 });
+    await assert.rejects(gw.credentials.get(), (error) => error instanceof ConnectionError && error.code === 'timeout');
+  });
+
+  test('a body that stalls after the headers is covered by the same timeout', async () => {
+    const stalledBody = (_url, init) => {
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"object":'));
+          init.signal.addEventListener('abort', () => controller.error(new DOMException('aborted', 'AbortError')));
+        },
+      });
+      return new Response(body, { status: 200 });
+    };
+    const { fetch } = scriptedFetch(stalledBody);
+    const { gw } = gateway(fetch, { timeoutMs: 30, maxRetries: 0 });
+    await assert.rejects(gw.credentials.get(), (error) => error instanceof ConnectionError && error.code === 'timeout');
+  });
+});
+
+describe('ID tokens', () => {
+  test('getIdToken is awaited before every attempt, so a refreshed token is used', async () => {
+    const { fetch, calls } = scriptedFetch(reply(503, {}), reply(503, {}), reply(200, payment()));
+    let issued = 0;
+    const { gw } = gateway(fetch, { getIdToken: async () => `token-${++issued}` });
+    await gw.payments.get('pay_1');
+    assert.deepEqual(
+      calls.map((call) => call.headers.get('Authorization')),
+      ['Bearer token-1', 'Bearer token-2', 'Bearer token-3'],
+    );
+  });
+
+  test('a synchronous getIdToken works too', async () => {
+    const { fetch, calls } = scriptedFetch(reply(200, payment()));
+    const { gw } = gateway(fetch, { getIdToken: () => 'plain' });
+    await gw.payments.get('pay_1');
+    assert.equal(calls[0].headers.get('Authorization'), 'Bearer plain');
+  });
+
+  test('no token means AuthenticationError before any request', async () => {
+    for (const getIdToken of [
+      async () => {
+        throw new Error('auth/no-current-user');
+      },
+      async () => undefined,
+      () => '',
+    ]) {
+      const { fetch, calls } = scriptedFetch(reply(200, payment()));
+      const { gw } = gateway(fetch, { getIdToken });
+      await assert.rejects(gw.payments.get('pay_1'), (error) => {
+        assert.ok(error instanceof AuthenticationError);
+        assert.equal(error.code, 'id_token_unavailable');
+        return true;
+      });
+      assert.equal(calls.length, 0);
+    }
+  });
+});
+
+describe('resources', () => {
+  test('credentials.set sends snake_case with PUT and returns camelCase with raw', async () => {
+    const view = {
+      object: 'developer_credentials',
+      environment: 'sandbox',
+      shortcode: '174379',
+      transaction_type: 'CustomerPayBillOnline',
+      party_b: '174379',
+      consumer_key_hint: 'abcd...wxyz',
+      verified_at: '2026-11-29T06:00:00.000Z',
+      updated_at: '2026-11-29T06:00:00.000Z',
+    };
+    const { fetch, calls } = scriptedFetch(reply(200, view));
+    const { gw } = gateway(fetch);
+    const stored = await gw.credentials.set({
+      environment: 'sandbox',
+      consumerKey: 'ck_123456789',
+      consumerSecret: 'cs_123456789',
+      shortcode: '174379',
+      passkey: 'p'.repeat(32),
+      transactionType: 'CustomerPayBillOnline',
+    });
+    assert.equal(calls[0].method, 'PUT');
+    assert.equal(calls[0].url.href, `${BASE_URL}/developer_credentials`);
+    assert.equal(calls[0].headers.get('Content-Type'), 'application/json');
+    assert.deepEqual(calls[0].body, {
+      environment: 'sandbox',
+      consumer_key: 'ck_123456789',
+      consumer_secret: 'cs_123456789',
+      shortcode: '174379',
+      passkey: 'p'.repeat(32),
+      transaction_type: 'CustomerPayBillOnline',
+    });
+    assert.equal(stored.transactionType, 'CustomerPayBillOnline');
+    assert.equal(stored.partyB, '174379');
+    assert.equal(stored.consumerKeyHint, 'abcd...wxyz');
+    assert.equal(stored.verifiedAt, '2026-11-29T06:00:00.000Z');
+    assert.deepEqual(stored.raw, view);
+
+    await gw.credentials.set({
+      environment: 'sandbox',
+      consumerKey: 'ck_123456789',
+      consumerSecret: 'cs_123456789',
+      shortcode: '300584',
+      passkey: 'p'.repeat(32),
+      transactionType: 'CustomerBuyGoodsOnline',
+      partyB: '5201234',
+    });
+    assert.equal(calls[1].body.party_b, '5201234');
+  });
+
+  test('credentials.get and credentials.delete', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(200, { object: 'developer_credentials', shortcode: '174379' }),
+      reply(200, { object: 'developer_credentials', deleted: true }),
+    );
+    const { gw } = gateway(fetch);
+    assert.equal((await gw.credentials.get()).shortcode, '174379');
+    assert.equal((await gw.credentials.delete()).deleted, true);
+    assert.deepEqual(calls.map((call) => [call.method, call.url.pathname, call.body]), [
+      ['GET', '/demo/us-central1/developer_credentials', undefined],
+      ['DELETE', '/demo/us-central1/developer_credentials', undefined],
+    ]);
+  });
+
+  test('payments.create sends snake_case and returns camelCase, leaving metadata keys alone', async () => {
+    const { fetch, calls } = scriptedFetch(reply(201, payment()));
+    const { gw } = gateway(fetch);
+    const created = await gw.payments.create({ ...PAYMENT_INPUT, metadata: { order_id: 'A-1' } });
+    assert.equal(calls[0].method, 'POST');
+    assert.equal(calls[0].url.href, `${BASE_URL}/stk_push`);
+    assert.deepEqual(calls[0].body, {
+      phone: '0712345678',
+      amount: 10,
+      account_reference: 'INV-1',
+      description: 'Order 1',
+      metadata: { order_id: 'A-1' },
+    });
+    assert.equal(created.accountReference, 'INV-1');
+    assert.equal(created.checkoutRequestId, 'ws_CO_1');
+    assert.equal(created.merchantRequestId, '29115-1');
+    assert.equal(created.mpesaReceiptNumber, null);
+    assert.equal(created.createdAt, '2026-11-29T06:00:00.000Z');
+    assert.deepEqual(created.metadata, { order_id: 'A-1' });
+    assert.deepEqual(created.raw, payment());
+    assert.equal('account_reference' in created, false);
+  });
+
+  test('payments.get and getByCheckoutRequestId query payment_status', async () => {
+    const { fetch, calls } = scriptedFetch(reply(200, payment()));
+    const { gw } = gateway(fetch);
+    await gw.payments.get('pay_1');
+    await gw.payments.getByCheckoutRequestId('ws_CO_29&x=1');
+    assert.equal(calls[0].url.href, `${BASE_URL}/payment_status?id=pay_1`);
+    assert.equal(calls[1].url.searchParams.get('checkout_request_id'), 'ws_CO_29&x=1');
+    assert.equal(calls[1].url.searchParams.get('x'), null);
+    assert.ok(calls.every((call) => call.method === 'GET'));
+    await assert.rejects(gw.payments.get(''), TypeError);
+    await assert.rejects(gw.payments.getByCheckoutRequestId(undefined), TypeError);
+  });
+
+  test('payments.list follows next_page_token lazily', async () => {
+    const pages = {
+      '': { object: 'list', data: [payment({ id: 'pay_3' }), payment({ id: 'pay_2' })], has_more: true, next_page_token: 't2' },
+      t2: { object: 'list', data: [payment({ id: 'pay_1' })], has_more: true, next_page_token: 't3' },
+      t3: { object: 'list', data: [payment({ id: 'pay_0', checkout_request_id: 'ws_CO_0' })], has_more: false, next_page_token: null },
+    };
+    const { fetch, calls } = scriptedFetch((url) => reply(200, pages[new URL(url).searchParams.get('page_token') ?? '']));
+    const { gw } = gateway(fetch);
+    const seen = [];
+    for await (const listed of gw.payments.list({ status: 'succeeded', limit: 2 })) seen.push(listed);
+    assert.deepEqual(seen.map((p) => p.id), ['pay_3', 'pay_2', 'pay_1', 'pay_0']);
+    assert.equal(seen[3].checkoutRequestId, 'ws_CO_0');
+    assert.deepEqual(calls.map((call) => Object.fromEntries(call.url.searchParams)), [
+      { status: 'succeeded', limit: '2' },
+      { status: 'succeeded', limit: '2', page_token: 't2' },
+      { status: 'succeeded', limit: '2', page_token: 't3' },
+    ]);
+
+    calls.length = 0;
+    for await (const first of gw.payments.list()) {
+      assert.equal(first.id, 'pay_3');
+      break;
+    }
+    assert.equal(calls.length, 1, 'no page is fetched before it is needed');
+    assert.equal(calls[0].url.search, '');
+  });
+
+  test('payments.listPage returns one page', async () => {
+    const body = { object: 'list', data: [payment()], has_more: true, next_page_token: 'next' };
+    const { fetch, calls } = scriptedFetch(reply(200, body));
+    const { gw } = gateway(fetch);
+    const page = await gw.payments.listPage({ limit: 1, pageToken: 'here' });
+    assert.equal(page.hasMore, true);
+    assert.equal(page.nextPageToken, 'next');
+    assert.equal(page.data[0].accountReference, 'INV-1');
+    assert.deepEqual(page.raw, body);
+    assert.equal(calls[0].url.search, '?limit=1&page_token=here');
+  });
+});
+
+describe('payments.wait', () => {
+  test('polls with growing pauses until the payment leaves pending', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(200, payment()),
+      reply(200, payment()),
+      reply(200, payment()),
+      reply(200, payment()),
+      reply(200, payment({ status: 'succeeded', mpesa_receipt_number: 'NLJ7RT61SV' })),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    const settled = await gw.payments.wait('pay_1', { timeoutMs: 60_000, pollIntervalMs: 1000, maxPollIntervalMs: 2000 });
+    assert.equal(settled.status, 'succeeded');
+    assert.equal(settled.mpesaReceiptNumber, 'NLJ7RT61SV');
+    assert.equal(calls.length, 5);
+    assert.deepEqual(sleeps, [1000, 1500, 2000, 2000]);
+  });
+
+  test('every terminal status ends the wait', async () => {
+    for (const status of ['failed', 'cancelled', 'timed_out']) {
+      const { fetch } = scriptedFetch(reply(200, payment({ status })));
+      const { gw, sleeps } = gateway(fetch);
+      assert.equal((await gw.payments.wait('pay_1')).status, status);
+      assert.deepEqual(sleeps, []);
+    }
+  });
+
+  test('gives up at the deadline with WaitTimeoutError holding the last payment', async () => {
+    const { fetch, calls } = scriptedFetch(reply(200, payment()));
+    const gw = new Gateway({ baseUrl: BASE_URL, getIdToken: () => 't', fetch });
+    const started = Date.now();
+    await assert.rejects(gw.payments.wait('pay_1', { timeoutMs: 60, pollIntervalMs: 10 }), (error) => {
+      assert.ok(error instanceof WaitTimeoutError);
+      assert.ok(error instanceof GatewayError);
+      assert.equal(error.code, 'wait_timeout');
+      assert.equal(error.payment.status, 'pending');
+      assert.equal(error.payment.id, 'pay_1');
+      return true;
+    });
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 55 && elapsed < 1000, `waited ${elapsed} ms`);
+    assert.ok(calls.length >= 2);
+  });
+
+  test('an error while polling is not swallowed', async () => {
+    const { fetch } = scriptedFetch(reply(404, envelope('invalid_request_error', 'payment_not_found')));
+    const { gw } = gateway(fetch);
+    await assert.rejects(gw.payments.wait('pay_missing'), NotFoundError);
+  });
+});
+
+describe('construction', () => {
+  test('options are checked', () => {
+    assert.throws(() => new Gateway(), TypeError);
+    assert.throws(() => new Gateway({ getIdToken: () => 't' }), TypeError);
+    assert.throws(() => new Gateway({ baseUrl: BASE_URL }), TypeError);
+    const gw = new Gateway({ baseUrl: `${BASE_URL}///`, getIdToken: () => 't' });
+    assert.equal(gw.baseUrl, BASE_URL);
+    assert.equal(gw.timeoutMs, 30_000);
+    assert.equal(gw.maxRetries, 3);
+  });
+
+  test('the global fetch is used by default and called unbound', async () => {
+    const original = globalThis.fetch;
+    const seen = [];
+    globalThis.fetch = function (url) {
+      seen.push([String(url), this]);
+      return Promise.resolve(reply(200, payment()));
+    };
+    try {
+      const gw = new Gateway({ baseUrl: BASE_URL, getIdToken: () => 't' });
+      await gw.payments.get('pay_1');
+    } finally {
+      globalThis.fetch = original;
+    }
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0][1], undefined);
+  });
+});

@@ -1,0 +1,54 @@
+// Compiled by `npm run typecheck` only: proves the hand-written src/index.d.ts describes the README's usage.
+import {
+  DarajaError,
+  Gateway,
+  GatewayError,
+  NotFoundError,
+  WaitTimeoutError,
+  type Payment,
+  type PaymentStatus,
+} from '@mpesa-gateway/sdk';
+
+declare const auth: { currentUser: { getIdToken(forceRefresh?: boolean): Promise<string> } | null };
+
+export async function usage(): Promise<string> {
+  const gw = new Gateway({
+    baseUrl: 'http://127.0.0.1:5001/demo-mpesa-gateway/us-central1',
+    getIdToken: () => auth.currentUser!.getIdToken(),
+    timeoutMs: 30_000,
+    maxRetries: 3,
+    fetch,
+  });
+  const stored = await gw.credentials.set({
+    environment: 'sandbox',
+    consumerKey: 'ck',
+    consumerSecret: 'cs',
+    shortcode: '174379',
+    passkey: 'pk',
+    transactionType: 'CustomerPayBillOnline',
+  });
+  const hint: string = stored.consumerKeyHint;
+  const deleted: boolean = (await gw.credentials.delete()).deleted;
+  const payment: Payment = await gw.payments.create({
+    phone: '0712345678',
+    amount: 10,
+    accountReference: 'INV-1',
+    description: 'Order 1',
+    metadata: { orderId: 1 },
+  });
+  const again = await gw.payments.getByCheckoutRequestId(payment.checkoutRequestId);
+  const statuses: PaymentStatus[] = [];
+  for await (const listed of gw.payments.list({ status: 'pending', limit: 50 })) statuses.push(listed.status);
+  const page = await gw.payments.listPage({ limit: 1 });
+  const next: string | null = page.nextPageToken;
+  try {
+    const settled = await gw.payments.wait(again.id, { timeoutMs: 60_000, pollIntervalMs: 1_000 });
+    return `${hint} ${deleted} ${next} ${settled.mpesaReceiptNumber ?? ''}`;
+  } catch (error) {
+    if (error instanceof WaitTimeoutError) return error.payment?.status ?? 'unknown';
+    if (error instanceof DarajaError) return error.darajaCode ?? error.code ?? '';
+    if (error instanceof NotFoundError) return String(error.httpStatus);
+    if (error instanceof GatewayError) return error.requestId ?? '';
+    throw error;
+  }
+}
