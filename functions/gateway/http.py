@@ -170,6 +170,8 @@ def _json_response(
     )
     response.headers["X-Request-Id"] = request_id
     response.headers["Cache-Control"] = "no-store"
+    # Lets browser code (the JS SDK) read these across origins.
+    response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Idempotent-Replayed, Retry-After"
     for name, value in headers.items():
         response.headers[name] = value
     return response

@@ -10,6 +10,7 @@ they are answered 409 `payer_busy` instead of creating payments by the hundred.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from gateway.domain.phone import normalize_msisdn
 from tests import support
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
-EXAMPLES_PER_OPERATION = 40
+# A deeper hunt: CONFORMANCE_MAX_EXAMPLES=500 pytest tests/e2e/test_openapi_conformance.py -k generated
+EXAMPLES_PER_OPERATION = int(os.environ.get("CONFORMANCE_MAX_EXAMPLES", "40"))
 REQUEST_TIMEOUT_S = 60
 
 
@@ -108,6 +110,16 @@ class ConformanceSession:
             return  # an invalid number is what this case is testing: keep it
         case.body["phone"] = self.busy_phone
 
+    @staticmethod
+    def keep_callback_urls_routable(case: schemathesis.Case) -> None:
+        """A newline in a path never reaches a function: functions-framework's router (werkzeug's `path`
+        converter) answers its own text/html 404. The token's value does not matter to the gateway (only its hash
+        is compared), so the newline becomes a space and the case still tests an unknown token.
+        """
+        token = (case.path_parameters or {}).get("callback_token")
+        if isinstance(token, str) and "\n" in token:
+            case.path_parameters["callback_token"] = token.replace("\n", " ")
+
 
 def _put_credentials(developer: support.SignedUpDeveloper) -> None:
     app = support.register_simulator_app()
@@ -153,6 +165,7 @@ def test_generated_requests_get_answers_the_spec_allows(
     case: schemathesis.Case, conformance: ConformanceSession
 ) -> None:
     conformance.route_pushes_to_busy_payer(case)
+    conformance.keep_callback_urls_routable(case)
     case.call_and_validate(
         headers=conformance.headers_for(case),
         checks=[*CHECKS, requests_reach_the_handler_as_the_fixture_developer],

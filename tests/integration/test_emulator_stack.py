@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -66,28 +68,51 @@ def test_firestore_write_then_read_back(db: Any, token: str) -> None:
 
 
 def test_firestore_transactions_from_ten_threads_lose_no_update(db: Any, token: str) -> None:
+    """10 threads read-modify-write one counter. All first attempts read 0 before any commits (a barrier between
+    read and commit), so the emulator must abort at least 9 of them; the retries must still land every increment.
+
+    Retries use a fresh transaction after a short random pause. The client's built-in immediate retry
+    (max_attempts>1) starves on the emulator, whose lock conflicts resolve by a ~2 s "Transaction lock timeout":
+    10 threads with max_attempts=50 failed after ~100 s (firebase-tools issues #6758, #8300).
+    """
+    from google.api_core import exceptions
     from google.cloud import firestore
 
+    threads = 10
     ref = db.collection(f"it_counters_{token}").document("counter")
     ref.set({"count": 0})
+    first_reads_done = threading.Barrier(threads, timeout=30)
     attempts: list[int] = []
-    attempts_lock = threading.Lock()
+    seen: list[int] = []
+    lock = threading.Lock()
 
     @firestore.transactional
-    def increment(transaction: Any) -> None:
-        with attempts_lock:
-            attempts.append(1)
+    def increment(transaction: Any, first_attempt: bool) -> None:
         current = ref.get(transaction=transaction).get("count")
+        with lock:
+            attempts.append(1)
+            seen.append(current)
+        if first_attempt:
+            first_reads_done.wait()
         transaction.update(ref, {"count": current + 1})
 
-    def worker(_: int) -> None:
-        increment(db.transaction(max_attempts=50))
+    def worker(_: int) -> int:
+        rng = random.Random()
+        for attempt in range(40):
+            try:
+                increment(db.transaction(max_attempts=1), attempt == 0)
+                return attempt + 1
+            except (ValueError, exceptions.Aborted):
+                time.sleep(rng.uniform(0.0, 0.3))
+        raise AssertionError("an increment never committed in 40 attempts")
 
     try:
-        with ThreadPoolExecutor(max_workers=10) as pool:
-            list(pool.map(worker, range(10)))
-        assert ref.get().get("count") == 10
-        assert len(attempts) >= 10
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            tries = list(pool.map(worker, range(threads)))
+        assert ref.get().get("count") == threads
+        assert seen.count(0) >= threads  # every first attempt read the initial value...
+        assert len(attempts) >= 2 * threads - 1  # ...so at least 9 of them had to be aborted and retried
+        assert sum(tries) == len(attempts)
     finally:
         ref.delete()
 

@@ -57,7 +57,6 @@ export class GatewayError extends Error {
    */
   constructor(message, init = {}) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
-    this.name = new.target.name;
     /** @type {number|null} */
     this.httpStatus = init.httpStatus ?? null;
     /** @type {string|null} */
@@ -72,6 +71,8 @@ export class GatewayError extends Error {
     this.raw = init.raw ?? null;
     /** @type {Headers|null} */
     this.headers = init.headers ?? null;
+    // Kept out of logs and console output: a Headers object prints as a wall of text.
+    Object.defineProperty(this, 'headers', { enumerable: false });
   }
 }
 
@@ -133,6 +134,23 @@ export class WaitTimeoutError extends GatewayError {
     /** @type {Payment|null} */
     this.payment = init.payment ?? null;
   }
+}
+
+// Named by string, not by `constructor.name`, which minifiers rename in browser bundles.
+for (const [ErrorClass, name] of /** @type {const} */ ([
+  [GatewayError, 'GatewayError'],
+  [AuthenticationError, 'AuthenticationError'],
+  [PermissionDeniedError, 'PermissionDeniedError'],
+  [InvalidRequestError, 'InvalidRequestError'],
+  [NotFoundError, 'NotFoundError'],
+  [IdempotencyError, 'IdempotencyError'],
+  [RateLimitError, 'RateLimitError'],
+  [DarajaError, 'DarajaError'],
+  [ServerError, 'ServerError'],
+  [ConnectionError, 'ConnectionError'],
+  [WaitTimeoutError, 'WaitTimeoutError'],
+])) {
+  Object.defineProperty(ErrorClass.prototype, 'name', { value: name, writable: true, configurable: true });
 }
 
 /** @type {Record<string, typeof GatewayError>} */
@@ -396,12 +414,12 @@ export class Gateway {
       };
       ({ answer: response, answerText: text } = await Promise.race([exchange(), timedOut]));
     } catch (cause) {
-      const timedOut = controller.signal.aborted;
+      const abortedByTimer = controller.signal.aborted;
       const error = new ConnectionError(
-        timedOut
+        abortedByTimer
           ? `no answer from ${request.fn} within ${this.timeoutMs} ms`
           : `could not reach ${request.fn}: ${cause instanceof Error ? cause.message : String(cause)}`,
-        { code: timedOut ? 'timeout' : 'network_error', cause },
+        { code: abortedByTimer ? 'timeout' : 'network_error', cause },
       );
       return { ok: false, error, retryable: true };
     } finally {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test as nodeTest } from 'node:test';
 
 import { deleteApp, initializeApp } from 'firebase/app';
 import { connectAuthEmulator, createUserWithEmailAndPassword, getAuth } from 'firebase/auth';
@@ -134,14 +134,27 @@ function rejection(promise) {
   );
 }
 
-describe('the SDK against the local stack', () => {
-  before(async () => {
-    const problems = await stackProblems();
+let stackChecked;
+
+/** Rejects, failing the calling test, when any part of the stack is down. Probed once per run. */
+function requireStack() {
+  stackChecked ??= stackProblems().then((problems) => {
     if (problems.length > 0) {
       throw new Error(`the local stack is not running (start it with \`make dev\`): ${problems.join('; ')}`);
     }
   });
+  return stackChecked;
+}
 
+/** A test that fails, rather than being skipped or cancelled, when the stack is down. */
+function test(name, body) {
+  return nodeTest(name, async (context) => {
+    await requireStack();
+    await body(context);
+  });
+}
+
+describe('the SDK against the local stack', () => {
   after(async () => {
     await Promise.all(apps.map((app) => deleteApp(app)));
   });
@@ -378,12 +391,12 @@ describe('the SDK against the local stack', () => {
       return fetch(url, init);
     };
     const { auth, gw } = await readyDeveloper({ fetch: recordingFetch });
-    const before = await auth.currentUser.getIdToken();
-    assert.equal(sent.at(-1), `Bearer ${before}`);
+    const original = await auth.currentUser.getIdToken();
+    assert.equal(sent.at(-1), `Bearer ${original}`);
 
     await sleep(1_100); // ID tokens carry whole-second issue times: make the refreshed one differ
     const refreshed = await auth.currentUser.getIdToken(true);
-    assert.notEqual(refreshed, before);
+    assert.notEqual(refreshed, original);
 
     const read = await gw.credentials.get();
     assert.equal(read.object, 'developer_credentials');

@@ -1,0 +1,71 @@
+"""Cold start: the time to import functions/main.py in a fresh interpreter, against a one-function firebase-functions
+hello world in the same venv, interleaved so both see the same machine load; plus which heavy client libraries the
+import leaves unloaded (they must load lazily, on the first request that needs them).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+from pathlib import Path
+
+from bench.common import FUNCTIONS_DIR, FUNCTIONS_PYTHON, ROOT, progress
+from bench.report import Figure, Run
+
+PHASE = "cold start"
+HELLO_DIR = ROOT / "bench" / "hello"
+HEAVY_MODULES = ("google.cloud.firestore", "google.cloud.secretmanager", "firebase_admin", "grpc")
+TARGET_RATIO = 1.3
+
+_TIME_IMPORT = "import time; t=time.perf_counter(); import main; print(time.perf_counter()-t)"
+_LIST_MODULES = "import json, sys, main; print(json.dumps({m: m in sys.modules for m in %r}))" % (HEAVY_MODULES,)
+
+
+def _python(code: str, cwd: Path) -> str:
+    done = subprocess.run([str(FUNCTIONS_PYTHON), "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"importing main in {cwd} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def run(result: Run, runs: int = 10) -> None:
+    apps = {"main": FUNCTIONS_DIR, "hello": HELLO_DIR}
+    for cwd in apps.values():
+        _python(_TIME_IMPORT, cwd)  # not counted: writes __pycache__ and warms the page cache for both
+    times: dict[str, list[float]] = {name: [] for name in apps}
+    for i in range(runs):
+        order = list(apps) if i % 2 == 0 else list(reversed(apps))  # alternate who goes first
+        for name in order:
+            times[name].append(float(_python(_TIME_IMPORT, apps[name])))
+        progress(PHASE, f"run {i + 1}/{runs}: main {times['main'][-1] * 1000:.0f} ms, hello {times['hello'][-1] * 1000:.0f} ms")
+    main_s, hello_s = statistics.median(times["main"]), statistics.median(times["hello"])
+    ratio = main_s / hello_s
+    result.details["cold_start"] = {"runs": runs, "main_s": times["main"], "hello_s": times["hello"]}
+    result.figures.append(
+        Figure.against(
+            PHASE,
+            f"import main.py vs hello world (median of {runs})",
+            ratio,
+            f"{ratio:.2f}x ({main_s * 1000:.0f} ms vs {hello_s * 1000:.0f} ms)",
+            f"<= {TARGET_RATIO}x",
+            ratio <= TARGET_RATIO,
+        )
+    )
+
+    loaded = {name: json.loads(_python(_LIST_MODULES, cwd)) for name, cwd in apps.items()}
+    result.details["cold_start"]["heavy_modules_loaded"] = loaded
+    ours = [m for m in HEAVY_MODULES if loaded["main"][m] and not loaded["hello"][m]]
+    by_framework = [m for m in HEAVY_MODULES if loaded["main"][m] and loaded["hello"][m]]
+    absent = [m for m in HEAVY_MODULES if not loaded["main"][m]]
+    measured = f"not loaded: {', '.join(absent) or 'none'}"
+    if ours:
+        measured += f"; loaded by main: {', '.join(ours)}"
+    note = ""
+    if by_framework:
+        measured += f"; {', '.join(by_framework)} loaded by firebase_functions itself"
+        note = f"{', '.join(by_framework)} is imported by firebase_functions in the hello world too, so not by our code"
+    result.figures.append(
+        Figure.against(PHASE, "heavy clients left lazy by `import main`", float(len(ours)), measured,
+                       "none loaded by our code", not ours, note, check=True)
+    )

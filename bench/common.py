@@ -1,0 +1,274 @@
+"""Shared plumbing for the benchmarks: where things are, progress lines, percentiles, child processes that always
+die with the run, and the few calls to the running stack that set up a developer (Auth emulator, simulator).
+
+Like the test tiers, the benchmarks never reset global state: every run signs up its own developers, registers its
+own simulator apps and shortcodes, and uses its own phone numbers, so it can share a stack with other suites.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+FUNCTIONS_PYTHON = FUNCTIONS_DIR / "venv" / "bin" / "python"
+FUNCTIONS_FRAMEWORK = FUNCTIONS_DIR / "venv" / "bin" / "functions-framework"
+DEV_PYTHON = ROOT / ".venv" / "bin" / "python"
+RESULTS_DIR = ROOT / "bench" / "results"
+
+PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
+AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+FIRESTORE_HOST = os.environ.get("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080")
+SECRET_MANAGER_HOST = os.environ.get("SECRET_MANAGER_EMULATOR_HOST", "127.0.0.1:8086")
+DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089")
+FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1")
+NAIROBI = timezone(timedelta(hours=3), "EAT")
+
+# In-process gateway code logs JSON lines to sys.stdout; progress goes to the stream we started with.
+_OUT: TextIO = sys.stdout
+_STARTED = time.monotonic()
+_print_lock = threading.Lock()
+
+
+def progress(phase: str, message: str) -> None:
+    with _print_lock:
+        print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {phase}: {message}", file=_OUT, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def session() -> requests.Session:
+    http = requests.Session()
+    http.trust_env = False  # never send localhost traffic through a proxy from the environment
+    return http
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dead_url(path: str = "/mpesa_callback") -> str:
+    """A URL nobody listens on: the simulator's callbacks to it fail at once (connection refused), costing nothing."""
+    return f"http://127.0.0.1:{free_port()}{path}"
+
+
+class PhoneNumbers:
+    """Distinct Safaricom numbers from a random base: the simulator allows one live prompt per phone."""
+
+    def __init__(self) -> None:
+        self._next = secrets.randbelow(90_000_000)
+        self._lock = threading.Lock()
+
+    def take(self) -> str:
+        with self._lock:
+            self._next += 1
+            return f"2547{self._next % 100_000_000:08d}"
+
+
+# ------------------------------------------------------------------------------------------- child processes
+class Child:
+    """A process in its own process group, stopped as a whole (functions-framework forks gunicorn workers)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.name = name
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = RESULTS_DIR / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_http(self, url: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with session() as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+                try:
+                    http.get(url, timeout=2)
+                    return
+                except requests.RequestException:
+                    time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {url} within {timeout_s:.0f}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        pgid = self.process.pid
+        for sig, grace_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and self.process.poll() is None:
+                time.sleep(0.05)
+            if self.process.poll() is not None:
+                break
+        self._log.close()
+
+
+def functions_framework(
+    name: str, target: str, port: int, daraja_url: str, callback_base_url: str, extra_env: dict[str, str] | None = None
+) -> Child:
+    """Serve one function of functions/main.py with functions-framework (gunicorn, as Cloud Functions gen2 does)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "GCLOUD_PROJECT": PROJECT_ID,
+            "FUNCTIONS_EMULATOR": "true",
+            "FIRESTORE_EMULATOR_HOST": FIRESTORE_HOST,
+            "FIREBASE_AUTH_EMULATOR_HOST": AUTH_HOST,
+            "SECRET_MANAGER_EMULATOR_HOST": SECRET_MANAGER_HOST,
+            "DARAJA_SANDBOX_BASE_URL": daraja_url,
+            "DARAJA_PRODUCTION_BASE_URL": daraja_url,
+            "CALLBACK_BASE_URL": callback_base_url,
+            "PYTHONPATH": str(FUNCTIONS_DIR),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra_env or {})
+    argv = [
+        str(FUNCTIONS_FRAMEWORK), "--target", target, "--source", str(FUNCTIONS_DIR / "main.py"),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]
+    return Child(name, argv, env, FUNCTIONS_DIR)
+
+
+def daraja_simulator(name: str, port: int, latency_ms: int) -> Child:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    argv = [
+        str(DEV_PYTHON), "-m", "devservers.daraja_simulator", "--port", str(port), "--latency-ms", str(latency_ms),
+        "--quiet",
+    ]
+    return Child(name, argv, env, ROOT)
+
+
+def stop_all(children: list[Child]) -> None:
+    for child in reversed(children):
+        try:
+            child.stop()
+        except Exception as failure:
+            progress("cleanup", f"could not stop {child.name}: {failure!r}")
+
+
+# ------------------------------------------------------------------------------------------- stack set-up
+@dataclass(frozen=True)
+class SimulatorApp:
+    consumer_key: str
+    consumer_secret: str
+    shortcode: str
+    passkey: str
+
+    @staticmethod
+    def new() -> SimulatorApp:
+        return SimulatorApp(
+            consumer_key="ck_bench_" + secrets.token_hex(12),
+            consumer_secret="cs_bench_" + secrets.token_hex(16),
+            shortcode=str(secrets.randbelow(8_000_000) + 1_000_000),
+            passkey=secrets.token_hex(32),
+        )
+
+    def register(self, http: requests.Session, simulator_url: str = DARAJA_URL) -> None:
+        body = {
+            "consumer_key": self.consumer_key,
+            "consumer_secret": self.consumer_secret,
+            "shortcode": self.shortcode,
+            "passkey": self.passkey,
+        }
+        http.post(f"{simulator_url}/simulator/apps", json=body, timeout=10).raise_for_status()
+
+    def credentials_body(self) -> dict[str, Any]:
+        return {
+            "environment": "sandbox",
+            "consumer_key": self.consumer_key,
+            "consumer_secret": self.consumer_secret,
+            "shortcode": self.shortcode,
+            "passkey": self.passkey,
+            "transaction_type": "CustomerPayBillOnline",
+        }
+
+
+def sign_up(http: requests.Session) -> tuple[str, str]:
+    """A fresh Auth emulator user: (uid, ID token)."""
+    response = http.post(
+        f"http://{AUTH_HOST}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-api-key",
+        json={"email": f"bench-{secrets.token_hex(6)}@example.com", "password": "bench-password", "returnSecureToken": True},
+        timeout=10,
+    )
+    response.raise_for_status()
+    body = response.json()
+    return body["localId"], body["idToken"]
+
+
+class DirectDaraja:
+    """The baseline: the same STK push a merchant would send straight to Daraja, with one token minted up front."""
+
+    def __init__(self, http: requests.Session, base_url: str, app: SimulatorApp, callback_url: str) -> None:
+        self._http = http
+        self._base_url = base_url
+        self._app = app
+        self._callback_url = callback_url
+        minted = http.get(
+            f"{base_url}/oauth/v1/generate",
+            params={"grant_type": "client_credentials"},
+            auth=(app.consumer_key, app.consumer_secret),
+            timeout=30,
+        )
+        minted.raise_for_status()
+        self._token = minted.json()["access_token"]
+
+    def push(self, phone: str, amount: int = 10) -> None:
+        timestamp = datetime.now(UTC).astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
+        password = base64.b64encode(f"{self._app.shortcode}{self._app.passkey}{timestamp}".encode()).decode()
+        body = {
+            "BusinessShortCode": self._app.shortcode,
+            "Password": password,
+            "Timestamp": timestamp,
+            "TransactionType": "CustomerPayBillOnline",
+            "Amount": amount,
+            "PartyA": phone,
+            "PartyB": self._app.shortcode,
+            "PhoneNumber": phone,
+            "CallBackURL": self._callback_url,
+            "AccountReference": "BENCH-1",
+            "TransactionDesc": "Bench push",
+        }
+        answer = self._http.post(
+            f"{self._base_url}/mpesa/stkpush/v1/processrequest",
+            json=body,
+            headers={"Authorization": f"Bearer {self._token}"},
+            timeout=30,
+        )
+        if answer.status_code != 200 or answer.json().get("ResponseCode") != "0":
+            raise RuntimeError(f"direct push refused: {answer.status_code} {answer.text[:200]}")
