@@ -37,16 +37,25 @@ $(STAMP_DIR)/npm.stamp: package.json package-lock.json | $(STAMP_DIR)
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/npm.stamp
+$(STAMP_DIR)/sdk-js.stamp: sdk/js/package.json sdk/js/package-lock.json | $(STAMP_DIR)
+	@echo "==> installing the JavaScript SDK's dev dependencies (firebase JS SDK for its tests)"
+	@cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/npm.stamp $(STAMP_DIR)/sdk-js.stamp
 
 dev: install
 	@$(PY) scripts/stack.py dev
 
 test-unit: $(STAMP_DIR)/venv.stamp
 	@$(PY) -m pytest tests/unit tests/devservers -q
+	@node --test sdk/js/test/unit.test.js
 
+# Tiers: unit and dev-server tests, then integration and end-to-end tests against the real emulators, the SDKs'
+# tests and the OpenAPI conformance run, all inside one stack that is stopped whatever the outcome.
 test: install
-	@$(PY) scripts/stack.py run -- $(PY) -m pytest tests -q
+	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests -q && \
+		echo "==> JavaScript SDK tests" && npm --prefix sdk/js test --silent'
 
 demo: install
 	@$(PY) scripts/stack.py ensure -- $(PY) scripts/demo.py
@@ -59,4 +68,4 @@ bench: install
 	@$(PY) scripts/stack.py ensure -- $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(FUNCTIONS_VENV) node_modules $(STAMP_DIR)
+	rm -rf $(VENV) $(FUNCTIONS_VENV) node_modules sdk/js/node_modules $(STAMP_DIR)
