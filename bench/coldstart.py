@@ -19,7 +19,7 @@ HEAVY_MODULES = ("google.cloud.firestore", "google.cloud.secretmanager", "fireba
 TARGET_RATIO = 1.3
 
 _TIME_IMPORT = "import time; t=time.perf_counter(); import main; print(time.perf_counter()-t)"
-_LIST_MODULES = "import json, sys, main; print(json.dumps({m: m in sys.modules for m in %r}))" % (HEAVY_MODULES,)
+_LIST_MODULES = f"import json, sys, main; print(json.dumps({{m: m in sys.modules for m in {HEAVY_MODULES!r}}}))"
 
 
 def _python(code: str, cwd: Path) -> str:
@@ -38,7 +38,10 @@ def run(result: Run, runs: int = 10) -> None:
         order = list(apps) if i % 2 == 0 else list(reversed(apps))  # alternate who goes first
         for name in order:
             times[name].append(float(_python(_TIME_IMPORT, apps[name])))
-        progress(PHASE, f"run {i + 1}/{runs}: main {times['main'][-1] * 1000:.0f} ms, hello {times['hello'][-1] * 1000:.0f} ms")
+        progress(
+            PHASE,
+            f"run {i + 1}/{runs}: main {times['main'][-1] * 1000:.0f} ms, hello {times['hello'][-1] * 1000:.0f} ms",
+        )
     main_s, hello_s = statistics.median(times["main"]), statistics.median(times["hello"])
     ratio = main_s / hello_s
     result.details["cold_start"] = {"runs": runs, "main_s": times["main"], "hello_s": times["hello"]}
@@ -66,6 +69,14 @@ def run(result: Run, runs: int = 10) -> None:
         measured += f"; {', '.join(by_framework)} loaded by firebase_functions itself"
         note = f"{', '.join(by_framework)} is imported by firebase_functions in the hello world too, so not by our code"
     result.figures.append(
-        Figure.against(PHASE, "heavy clients left lazy by `import main`", float(len(ours)), measured,
-                       "none loaded by our code", not ours, note, check=True)
+        Figure.against(
+            PHASE,
+            "heavy clients left lazy by `import main`",
+            float(len(ours)),
+            measured,
+            "none loaded by our code",
+            not ours,
+            note,
+            check=True,
+        )
     )

@@ -99,13 +99,19 @@ class PhoneNumbers:
 class Child:
     """A process in its own process group, stopped as a whole (functions-framework forks gunicorn workers)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, url: str = "") -> None:
         self.name = name
+        self.url = url
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = RESULTS_DIR / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -158,20 +164,55 @@ def functions_framework(
     )
     env.update(extra_env or {})
     argv = [
-        str(FUNCTIONS_FRAMEWORK), "--target", target, "--source", str(FUNCTIONS_DIR / "main.py"),
-        "--host", "127.0.0.1", "--port", str(port),
+        str(FUNCTIONS_FRAMEWORK),
+        "--target",
+        target,
+        "--source",
+        str(FUNCTIONS_DIR / "main.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ]
-    return Child(name, argv, env, FUNCTIONS_DIR)
+    return Child(name, argv, env, FUNCTIONS_DIR, f"http://127.0.0.1:{port}/")
 
 
 def daraja_simulator(name: str, port: int, latency_ms: int) -> Child:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     argv = [
-        str(DEV_PYTHON), "-m", "devservers.daraja_simulator", "--port", str(port), "--latency-ms", str(latency_ms),
+        str(DEV_PYTHON),
+        "-m",
+        "devservers.daraja_simulator",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
         "--quiet",
     ]
-    return Child(name, argv, env, ROOT)
+    return Child(name, argv, env, ROOT, f"http://127.0.0.1:{port}/healthz")
+
+
+def cpu_seconds(match: str | int) -> float:
+    """User + system CPU time of every process in process group `match` (an int) or whose command line contains
+    `match` (a str). Read-only: /proc is only looked at."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if isinstance(match, int):
+                if int(fields[2]) != match:  # field 5 of stat, the process group
+                    continue
+            elif match not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def stop_all(children: list[Child]) -> None:
@@ -223,7 +264,11 @@ def sign_up(http: requests.Session) -> tuple[str, str]:
     """A fresh Auth emulator user: (uid, ID token)."""
     response = http.post(
         f"http://{AUTH_HOST}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-api-key",
-        json={"email": f"bench-{secrets.token_hex(6)}@example.com", "password": "bench-password", "returnSecureToken": True},
+        json={
+            "email": f"bench-{secrets.token_hex(6)}@example.com",
+            "password": "bench-password",
+            "returnSecureToken": True,
+        },
         timeout=10,
     )
     response.raise_for_status()
@@ -272,3 +317,61 @@ class DirectDaraja:
         )
         if answer.status_code != 200 or answer.json().get("ResponseCode") != "0":
             raise RuntimeError(f"direct push refused: {answer.status_code} {answer.text[:200]}")
+
+
+# ------------------------------------------------------------------------------------------- leftovers
+BENCH_ACCOUNT_REFERENCES = frozenset({"BENCH-1", "BENCH-CB"})
+
+
+def firestore_client() -> Any:
+    from google.cloud import firestore
+
+    os.environ.setdefault("FIRESTORE_EMULATOR_HOST", FIRESTORE_HOST)
+    return firestore.Client(project=PROJECT_ID)
+
+
+def pending_payments(client: Any, uids: Sequence[str]) -> list[Any]:
+    """The still-pending payments of these (bench) developers."""
+    from google.cloud import firestore
+
+    found: list[Any] = []
+    for uid in uids:
+        payments = client.collection("developers").document(uid).collection("payments")
+        found.extend(payments.where(filter=firestore.FieldFilter("status", "==", "pending")).stream())
+    return found
+
+
+def remove_payments(client: Any, snapshots: Sequence[Any]) -> int:
+    """Delete bench payments and their callback lookups. Only ever called on payments a bench run created (their
+    account_reference says so): a pending payment left behind would be swept by other suites' reconcile runs."""
+    removed = 0
+    batch = client.batch()
+    in_batch = 0
+    for snapshot in snapshots:
+        data = snapshot.to_dict() or {}
+        if data.get("account_reference") not in BENCH_ACCOUNT_REFERENCES:
+            continue
+        batch.delete(snapshot.reference)
+        if data.get("checkout_request_id"):
+            batch.delete(client.collection("checkout_requests").document(data["checkout_request_id"]))
+        in_batch += 2
+        removed += 1
+        if in_batch >= 400:
+            batch.commit()
+            batch, in_batch = client.batch(), 0
+    if in_batch:
+        batch.commit()
+    return removed
+
+
+def settle_or_remove(client: Any, uids: Sequence[str], phase: str, timeout_s: float = 60.0) -> dict[str, int]:
+    """Wait for the callbacks of these developers' payments to settle them; remove whatever is still pending."""
+    deadline = time.monotonic() + timeout_s
+    pending = pending_payments(client, uids)
+    while pending and time.monotonic() < deadline:
+        time.sleep(1.0)
+        pending = pending_payments(client, uids)
+    removed = remove_payments(client, pending) if pending else 0
+    if removed:
+        progress(phase, f"{removed} payments still pending after {timeout_s:.0f}s were removed")
+    return {"left_pending_then_removed": removed}

@@ -57,10 +57,10 @@ def measure(developers: int = DEVELOPERS) -> dict[str, Any]:
         return response
 
     class DarajaLikeSession(requests.Session):
-        def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:
             return canned(b'{"access_token": "bench-token", "expires_in": "3599"}')
 
-        def post(self, url: str | bytes, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        def post(self, url: str | bytes, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
             return canned(
                 b'{"MerchantRequestID": "1-2-3", "CheckoutRequestID": "ws_CO_1", "ResponseCode": "0", '
                 b'"ResponseDescription": "Success", "CustomerMessage": "Success"}'
@@ -113,7 +113,10 @@ def run(result: Any, developers: int = DEVELOPERS) -> None:
     progress(phase, f"fresh process: {developers:,} developers through CredentialStore and DarajaClient")
     done = subprocess.run(
         [str(FUNCTIONS_PYTHON), str(Path(__file__).resolve()), str(developers)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if done.returncode != 0:
         raise RuntimeError(f"memory child failed: {done.stderr.strip()[-800:]}")
@@ -122,22 +125,40 @@ def run(result: Any, developers: int = DEVELOPERS) -> None:
     growth = m["rss_after_daraja_mb"] - m["rss_before_mb"]
     credentials_growth = m["rss_after_credentials_mb"] - m["rss_before_mb"]
     n = f"{m['developers']:,}"
-    result.figures.append(Figure.against(
-        phase, f"RSS growth after {n} developers (both caches)", growth,
-        f"{growth:.1f} MB ({m['rss_before_mb']:.1f} -> {m['rss_after_daraja_mb']:.1f} MB; "
-        f"credentials alone {credentials_growth:+.1f} MB)",
-        f"< {GROWTH_BOUND_MB:.0f} MB", growth < GROWTH_BOUND_MB))
-    result.figures.append(Figure.against(
-        phase, f"credential cache entries after {n} developers", m["credential_cache_entries"],
-        f"{m['credential_cache_entries']:,} ({m['credential_backend_reads']:,} backend reads, "
-        f"{m['credentials_s']:.1f} s)",
-        f"<= {m['credential_cache_max_entries']:,}",
-        m["credential_cache_entries"] <= m["credential_cache_max_entries"], check=True))
-    result.figures.append(Figure.against(
-        phase, f"Daraja token cache entries after {n} developers", m["token_cache_entries"],
-        f"{m['token_cache_entries']:,} ({m['oauth_mints']:,} mints, {m['daraja_s']:.1f} s)",
-        f"<= {m['token_cache_max_entries']:,}",
-        m["token_cache_entries"] <= m["token_cache_max_entries"], check=True))
+    result.figures.append(
+        Figure.against(
+            phase,
+            f"RSS growth after {n} developers (both caches)",
+            growth,
+            f"{growth:.1f} MB ({m['rss_before_mb']:.1f} -> {m['rss_after_daraja_mb']:.1f} MB; "
+            f"credentials alone {credentials_growth:+.1f} MB)",
+            f"< {GROWTH_BOUND_MB:.0f} MB",
+            growth < GROWTH_BOUND_MB,
+        )
+    )
+    result.figures.append(
+        Figure.against(
+            phase,
+            f"credential cache entries after {n} developers",
+            m["credential_cache_entries"],
+            f"{m['credential_cache_entries']:,} ({m['credential_backend_reads']:,} backend reads, "
+            f"{m['credentials_s']:.1f} s)",
+            f"<= {m['credential_cache_max_entries']:,}",
+            m["credential_cache_entries"] <= m["credential_cache_max_entries"],
+            check=True,
+        )
+    )
+    result.figures.append(
+        Figure.against(
+            phase,
+            f"Daraja token cache entries after {n} developers",
+            m["token_cache_entries"],
+            f"{m['token_cache_entries']:,} ({m['oauth_mints']:,} mints, {m['daraja_s']:.1f} s)",
+            f"<= {m['token_cache_max_entries']:,}",
+            m["token_cache_entries"] <= m["token_cache_max_entries"],
+            check=True,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,19 @@ class Run:
     figures: list[Figure] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    loadavg: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
         return any(f.result == ERROR or (f.check and f.result == MISS) for f in self.figures)
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages: other suites share this machine and its stack."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def machine() -> dict[str, Any]:
@@ -82,6 +91,7 @@ def save(run: Run, path: Path, total_s: float) -> None:
         "date": run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         "duration_s": round(total_s, 1),
+        "loadavg": run.loadavg,
         "phase_seconds": {name: round(s, 1) for name, s in run.phase_seconds.items()},
         "figures": [asdict(f) for f in run.figures],
         "table": table(run.figures),

@@ -24,12 +24,14 @@ from bench.common import (
     SimulatorApp,
     daraja_simulator,
     dead_url,
+    firestore_client,
     free_port,
     functions_framework,
     ms,
     percentile,
     progress,
     session,
+    settle_or_remove,
     sign_up,
     stop_all,
 )
@@ -79,7 +81,11 @@ def _figures(result: Run, label: str, gateway_s: list[float], direct_s: list[flo
     d50, d95 = percentile(direct_s, 50), percentile(direct_s, 95)
     ratio = g50 / d50
     result.details.setdefault("warm_push", {})[label] = {
-        "pushes": len(gateway_s), "gateway_p50_s": g50, "gateway_p95_s": g95, "direct_p50_s": d50, "direct_p95_s": d95,
+        "pushes": len(gateway_s),
+        "gateway_p50_s": g50,
+        "gateway_p95_s": g95,
+        "direct_p50_s": d50,
+        "direct_p95_s": d95,
     }
     result.figures.append(
         Figure.against(
@@ -93,15 +99,68 @@ def _figures(result: Run, label: str, gateway_s: list[float], direct_s: list[flo
         )
     )
     result.figures.append(
-        Figure(PHASE, f"stk_push p95 / direct p95, {label}", f"{g95 / d95:.2f}x ({ms(g95)} vs {ms(d95)})",
-               value=g95 / d95)
+        Figure(
+            PHASE, f"stk_push p95 / direct p95, {label}", f"{g95 / d95:.2f}x ({ms(g95)} vs {ms(d95)})", value=g95 / d95
+        )
     )
     result.figures.append(Figure(PHASE, f"gateway overhead at p50, {label}", ms(g50 - d50), value=g50 - d50))
 
 
-def run(result: Run, count: int = 200, realistic_count: int = 30, latency_ms: int = 300) -> None:
+def _breakdown(result: Run, uid: str, id_token: str, direct: DirectDaraja, rounds: int = 40) -> None:
+    """Where a push's time goes: each of its round trips timed alone, in process, against the same services."""
+    import contextlib
+    import dataclasses
+    import hashlib
+    import os
+
+    from bench.paid_calls import settings
+    from gateway.auth import FirebaseAuthenticator
+    from gateway.repository import PaymentRepository
+
+    current = settings()
+    parts: dict[str, Callable[[], object]] = {}
+    verify_revoked = FirebaseAuthenticator(current)
+    verify_plain = FirebaseAuthenticator(dataclasses.replace(current, check_revoked_tokens=False))
+    repository = PaymentRepository(current)
+    phones = PhoneNumbers()
+    parts["ID token check, with revocation lookup"] = lambda: verify_revoked(f"Bearer {id_token}")
+    parts["ID token check, signature only"] = lambda: verify_plain(f"Bearer {id_token}")
+    parts["Firestore read (developer set-up)"] = lambda: repository.ensure_developer(uid, None)
+
+    def claim() -> object:
+        key_hash = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+        return repository.claim_idempotency_key(uid, key_hash, "bench", 1.0)
+
+    parts["Firestore commit (one document)"] = claim
+    parts["Daraja push (direct)"] = lambda: direct.push(phones.take())
+    timings: dict[str, list[float]] = {name: [] for name in parts}
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        for call in parts.values():
+            call()  # the first call builds the client
+        for _ in range(rounds):
+            for name, call in parts.items():
+                started = time.perf_counter()
+                call()
+                timings[name].append(time.perf_counter() - started)
+    medians = {name: percentile(values, 50) for name, values in timings.items()}
+    result.details.setdefault("warm_push", {})["breakdown_p50_s"] = medians
+    measured = ", ".join(f"{name} {ms(value)}" for name, value in medians.items())
+    result.figures.append(
+        Figure(
+            PHASE,
+            f"parts of a keyed push, p50 of {rounds} each",
+            measured,
+            note="a keyed push = 1 ID token check + 1 Firestore read + 2 Firestore commits + 1 Daraja push",
+        )
+    )
+
+
+def run(
+    result: Run, count: int = 200, realistic_count: int = 30, latency_ms: int = 300, callbacks_to: str = "emulator"
+) -> None:
     children: list[Child] = []
     http = session()
+    uid = ""
     try:
         uid, id_token = sign_up(http)
         app = SimulatorApp.new()
@@ -110,33 +169,68 @@ def run(result: Run, count: int = 200, realistic_count: int = 30, latency_ms: in
         slow_url = f"http://127.0.0.1:{slow_port}"
         slow = daraja_simulator("daraja-latency", slow_port, latency_ms)
         children.append(slow)
-        callback_base = f"{FUNCTIONS_URL}/mpesa_callback"
-        for name, port, daraja in (("ff-stk_push", fast_port, DARAJA_URL), ("ff-stk_push-latency", real_port, slow_url)):
+        if callbacks_to == "emulator":
+            callback_base = f"{FUNCTIONS_URL}/mpesa_callback"
+        elif callbacks_to == "nowhere":
+            callback_base = dead_url()
+        else:
+            callback_port = free_port()
+            receiver = functions_framework(
+                "ff-mpesa_callback-warm", "mpesa_callback", callback_port, DARAJA_URL, dead_url()
+            )
+            children.append(receiver)
+            callback_base = f"http://127.0.0.1:{callback_port}"
+        for name, port, daraja in (
+            ("ff-stk_push", fast_port, DARAJA_URL),
+            ("ff-stk_push-latency", real_port, slow_url),
+        ):
             children.append(functions_framework(name, "stk_push", port, daraja, callback_base))
-        progress(PHASE, f"developer {uid}, shortcode {app.shortcode}; starting functions-framework x2 and a "
-                        f"{latency_ms} ms simulator")
+        progress(
+            PHASE,
+            f"developer {uid}, shortcode {app.shortcode}; starting functions-framework x2 and a "
+            f"{latency_ms} ms simulator",
+        )
         slow.wait_http(f"{slow_url}/healthz")
         app.register(http, slow_url)
-        put = http.put(f"{FUNCTIONS_URL}/developer_credentials", json=app.credentials_body(),
-                       headers={"Authorization": f"Bearer {id_token}"}, timeout=120)
+        put = http.put(
+            f"{FUNCTIONS_URL}/developer_credentials",
+            json=app.credentials_body(),
+            headers={"Authorization": f"Bearer {id_token}"},
+            timeout=120,
+        )
         if put.status_code != 200:
             raise RuntimeError(f"PUT developer_credentials failed: {put.status_code} {put.text[:300]}")
-        for child, port in zip(children[1:], (fast_port, real_port), strict=True):
-            child.wait_http(f"http://127.0.0.1:{port}/")
+        for child in children[1:]:
+            child.wait_http(child.url)
         progress(PHASE, "functions-framework ready; credentials stored through the functions emulator")
 
         fast = GatewayPusher(http, f"http://127.0.0.1:{fast_port}/", id_token)
         direct = DirectDaraja(http, DARAJA_URL, app, dead_url())
         gateway_s, direct_s = _interleaved("simulator as is", count, 10, fast.push, direct.push)
-        _figures(result, "simulator as is", gateway_s, direct_s,
-                 "the simulator answers in ~1 ms, so this ratio is the gateway's absolute overhead over almost nothing")
+        _figures(
+            result,
+            "simulator as is",
+            gateway_s,
+            direct_s,
+            "the simulator answers in ~1 ms, so this ratio is the gateway's absolute overhead over almost nothing",
+        )
+        _breakdown(result, uid, id_token, direct)
 
         realistic = GatewayPusher(http, f"http://127.0.0.1:{real_port}/", id_token)
         direct_slow = DirectDaraja(http, slow_url, app, dead_url())
-        gateway_s, direct_s = _interleaved(f"Daraja-like {latency_ms} ms", realistic_count, 3, realistic.push,
-                                           direct_slow.push)
-        _figures(result, f"Daraja-like {latency_ms} ms", gateway_s, direct_s,
-                 f"a second simulator with --latency-ms {latency_ms}; real Daraja takes 1-3 s, so this is conservative")
+        gateway_s, direct_s = _interleaved(
+            f"Daraja-like {latency_ms} ms", realistic_count, 3, realistic.push, direct_slow.push
+        )
+        _figures(
+            result,
+            f"Daraja-like {latency_ms} ms",
+            gateway_s,
+            direct_s,
+            f"a second simulator with --latency-ms {latency_ms}; real Daraja takes 1-3 s, so this is conservative",
+        )
+        progress(PHASE, "waiting for the callbacks to settle every payment")
     finally:
+        if uid:
+            result.details.setdefault("warm_push", {})["cleanup"] = settle_or_remove(firestore_client(), [uid], PHASE)
         stop_all(children)
         http.close()

@@ -34,7 +34,9 @@ def stk_push(request: flask.Request) -> flask.Response:
     def handle(call: Call) -> ApiResponse:
         developer = call.developer
         body = call.json()
-        return _response(container.gateway().create_payment(developer, body, call.header("Idempotency-Key")))
+        return _response(
+            container.gateway().create_payment(developer, body, call.header("Idempotency-Key"), call.request_id)
+        )
 
     return _serve(request, ("POST",), handle)
 

@@ -89,9 +89,18 @@ class Call:
         if not data.strip():
             raise errors.InvalidRequest("invalid_json", "request body must be a JSON object")
         try:
-            return json.loads(data.decode("utf-8"))
+            parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise errors.InvalidRequest("invalid_json", f"request body is not valid JSON: {_short(error)}") from None
+        try:
+            # JSON's \ud800 escapes decode to lone surrogates, which no later encoder (Firestore, our own answers)
+            # accepts: refuse them here, once, as bad input.
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.InvalidRequest("invalid_json", "request body contains invalid unicode escapes") from None
+        except RecursionError:
+            raise errors.InvalidRequest("invalid_json", "request body is nested too deeply") from None
+        return parsed
 
 
 def _short(error: Exception) -> str:
@@ -164,7 +173,8 @@ def _json_response(
     status: int, body: Mapping[str, Any], request_id: str, headers: Mapping[str, str]
 ) -> flask.Response:
     response = flask.Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str),
+        # ASCII-only output cannot fail to encode, whatever text ends up in a message.
+        json.dumps(body, separators=(",", ":"), ensure_ascii=True, default=str),
         status=status,
         mimetype="application/json",
     )

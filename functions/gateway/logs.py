@@ -31,6 +31,7 @@ class Event(StrEnum):
     STK_PUSH_SENT = "stk_push_sent"
     STK_PUSH_REJECTED = "stk_push_rejected"
     STK_PUSH_UNCERTAIN = "stk_push_uncertain"
+    PAYMENT_NOT_RECORDED = "payment_not_recorded"
     IDEMPOTENT_REPLAY = "idempotent_replay"
     CALLBACK_RECEIVED = "callback_received"
     CALLBACK_REJECTED = "callback_rejected"

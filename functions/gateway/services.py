@@ -95,6 +95,24 @@ def credentials_view(setup: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class PaymentNotRecorded(errors.ServerError):
+    """Daraja accepted the push but storing the payment failed: the outcome is unknown to the caller."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "payment_not_recorded",
+            "the payer may have been prompted but the payment could not be recorded; do not retry with a new "
+            "Idempotency-Key, contact support with this request id",
+        )
+
+
+def _with_request_id(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A replayed error envelope carries the id of the request that replayed it, like every other answer."""
+    if isinstance(body.get("error"), dict):
+        return {**body, "error": {**body["error"], "request_id": request_id}}
+    return body
+
+
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
@@ -174,7 +192,9 @@ class Gateway:
         )
 
     # --------------------------------------------------------------------------------------------- payments
-    def create_payment(self, developer: Developer, body: Any, idempotency_key: str | None) -> Answer:
+    def create_payment(
+        self, developer: Developer, body: Any, idempotency_key: str | None, request_id: str = "req_unknown"
+    ) -> Answer:
         request = parse_stk_push_request(body, self._settings.max_amount)
         key_hash = self._idempotency_key_hash(idempotency_key)
         setup = self._setup(developer)
@@ -185,22 +205,24 @@ class Gateway:
             if not claim.fresh:
                 log_event(Event.IDEMPOTENT_REPLAY, uid=developer.uid)
                 assert claim.replay_status is not None and claim.replay_body is not None
-                return Answer(claim.replay_status, claim.replay_body, {"Idempotent-Replayed": "true"})
+                replay = _with_request_id(claim.replay_body, request_id)
+                return Answer(claim.replay_status, replay, {"Idempotent-Replayed": "true"})
         try:
             return self._push(developer, request, setup, key_hash)
-        except DarajaOutcomeUnknown as unknown:
-            # Daraja may have prompted the payer. Replaying this answer to a retry with the same key is what
-            # prevents a second prompt; nothing is recorded as pending because we hold no CheckoutRequestID.
+        except (DarajaOutcomeUnknown, PaymentNotRecorded) as unknown:
+            # The payer may have been prompted. Replaying this answer to a retry with the same key is what
+            # prevents a second prompt.
             log_event(
                 Event.STK_PUSH_UNCERTAIN,
-                "WARNING",
+                "ERROR" if isinstance(unknown, PaymentNotRecorded) else "WARNING",
                 uid=developer.uid,
                 phone=mask_msisdn(request.phone),
                 amount=request.amount,
+                code=unknown.code,
             )
             if key_hash is not None:
                 self._repo.store_idempotent_answer(
-                    developer.uid, key_hash, unknown.http_status, unknown.to_envelope("replayed")
+                    developer.uid, key_hash, unknown.http_status, unknown.to_envelope(request_id)
                 )
             raise
         except BaseException:
@@ -268,12 +290,24 @@ class Gateway:
             "callback_token_sha256": _sha256(callback_token),
         }
         view = payment_view(payment)
-        self._repo.record_payment(
-            developer.uid,
-            payment,
-            payment["callback_token_sha256"],
-            (key_hash, 201, view) if key_hash is not None else None,
-        )
+        try:
+            self._repo.record_payment(
+                developer.uid,
+                payment,
+                payment["callback_token_sha256"],
+                (key_hash, 201, view) if key_hash is not None else None,
+            )
+        except Exception as failure:  # noqa: BLE001 - any storage failure leaves the same unknown outcome
+            # Daraja accepted: the payer has a prompt. Keep what is needed to reconcile by hand in the log.
+            log_event(
+                Event.PAYMENT_NOT_RECORDED,
+                "CRITICAL",
+                uid=developer.uid,
+                payment_id=payment_id,
+                checkout_request_id=accepted.checkout_request_id,
+                exception=type(failure).__name__,
+            )
+            raise PaymentNotRecorded() from None
         log_event(
             Event.STK_PUSH_SENT,
             uid=developer.uid,

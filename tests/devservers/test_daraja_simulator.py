@@ -280,7 +280,6 @@ def test_tokens_expire_after_the_configured_ttl(http: requests.Session, listener
         assert_daraja_error(late, 404, "404.001.03", "Invalid Access Token")
 
 
-
 def test_latency_delays_every_daraja_answer_but_not_the_admin_routes(
     http: requests.Session, listener: CallbackListener
 ) -> None:

@@ -11,6 +11,7 @@ they are answered 409 `payer_busy` instead of creating payments by the hundred.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +52,10 @@ def requests_reach_the_handler_as_the_fixture_developer(
     """
     if case.operation.path.startswith("/mpesa_callback/"):
         return None
-    body = response.json() if response.content else None
+    try:
+        body = response.json()
+    except ValueError:
+        return None  # content_type_conformance reports it
     code = body.get("error", {}).get("code") if isinstance(body, dict) else None
     if response.status_code == 401 or code == "credentials_not_configured":
         raise AssertionError(f"the fixture developer was refused: {response.status_code} {code}")
@@ -117,8 +121,11 @@ class ConformanceSession:
         is compared), so the newline becomes a space and the case still tests an unknown token.
         """
         token = (case.path_parameters or {}).get("callback_token")
-        if isinstance(token, str) and "\n" in token:
-            case.path_parameters["callback_token"] = token.replace("\n", " ")
+        if isinstance(token, str):
+            # Generated path parameters may arrive already percent-encoded.
+            routable = re.sub("%0a", "%20", token.replace("\n", " "), flags=re.IGNORECASE)
+            if routable != token:
+                case.path_parameters["callback_token"] = routable
 
 
 def _put_credentials(developer: support.SignedUpDeveloper) -> None:
@@ -132,11 +139,10 @@ def _put_credentials(developer: support.SignedUpDeveloper) -> None:
     assert response.status_code == 200, response.text
 
 
-def _push(developer: support.SignedUpDeveloper, phone: str, **extra: Any) -> requests.Response:
+def _push(developer: support.SignedUpDeveloper, phone: str) -> requests.Response:
     body = {"phone": phone, "amount": 10, "account_reference": "OAS-1", "description": "Conformance"}
-    body.update(extra.pop("body", {}))
     return requests.post(
-        support.function_url("stk_push"), json=body, headers={**developer.headers, **extra}, timeout=REQUEST_TIMEOUT_S
+        support.function_url("stk_push"), json=body, headers=developer.headers, timeout=REQUEST_TIMEOUT_S
     )
 
 

@@ -30,7 +30,9 @@ MAX_METADATA_INT: Final = 2**53 - 1
 
 _ACCOUNT_REFERENCE = re.compile(r"[A-Za-z0-9 ._/-]{1,12}")
 _DESCRIPTION = re.compile(r"[A-Za-z0-9 ._,-]{1,13}")
-_METADATA_KEY = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_METADATA_KEY_LENGTH}}}")
+# Starts with a letter or digit: Firestore reserves field names like __x__, and would refuse the payment after the
+# payer was already prompted.
+_METADATA_KEY = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_METADATA_KEY_LENGTH - 1}}}")
 _SHORTCODE = re.compile(r"[0-9]{5,7}")
 _CONSUMER_CREDENTIAL = re.compile(r"[!-~]{8,200}")
 _PASSKEY = re.compile(r"[!-~]{16,200}")
@@ -104,14 +106,19 @@ def _parse_metadata(raw: object) -> dict[str, MetadataValue]:
         if not isinstance(key, str) or _METADATA_KEY.fullmatch(key) is None:
             raise ValidationError(
                 "invalid_metadata",
-                f"metadata keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters: letters, digits and _ . -",
+                f"metadata keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters: letters, digits and _ . -, "
+                "starting with a letter or digit",
                 "metadata",
             )
         if not _is_metadata_value(value):
             raise ValidationError("invalid_metadata", f"metadata[{key}]: {_METADATA_VALUE_MESSAGE}", "metadata")
         metadata[key] = cast(MetadataValue, value)
     serialized = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
-    if len(serialized.encode("utf-8")) > MAX_METADATA_BYTES:
+    try:
+        size = len(serialized.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("invalid_metadata", "metadata values must be valid unicode text", "metadata") from None
+    if size > MAX_METADATA_BYTES:
         raise ValidationError(
             "invalid_metadata", f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON", "metadata"
         )
