@@ -54,6 +54,8 @@ test-unit: $(STAMP_DIR)/venv.stamp
 # Tiers: unit and dev-server tests, then integration and end-to-end tests against the real emulators, the SDKs'
 # tests and the OpenAPI conformance run, all inside one stack that is stopped whatever the outcome.
 test: install
+	@echo "==> make dev lifecycle: start, SIGTERM, no process or port left behind"
+	@$(PY) scripts/check_lifecycle.py
 	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests -q && \
 		echo "==> JavaScript SDK tests" && npm --prefix sdk/js test --silent'
 

@@ -366,16 +366,21 @@ def run_with_stack(command: list[str], reuse: bool) -> int:
 
 def dev() -> int:
     stack = Stack(quiet=False)
+    ready = False
     stop_requested = False
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stop_requested
         stop_requested = True
+        if not ready:
+            # Still starting: interrupt the readiness wait instead of finishing start-up first.
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
         stack.start()
+        ready = True
         print("\nThe local stack is up:", flush=True)
         for name, url in urls().items():
             print(f"  {name:<24} {url}", flush=True)
@@ -388,6 +393,9 @@ def dev() -> int:
                     return 1
             time.sleep(0.5)
         return 0
+    except KeyboardInterrupt:
+        log("stop requested during start-up")
+        return 130
     finally:
         stack.stop()
 

@@ -37,8 +37,9 @@ NAIROBI = timezone(timedelta(hours=3))
 # ================================================================================================== Firestore
 @pytest.fixture(scope="module")
 def db() -> Any:
-    assert os.environ.get("FIRESTORE_EMULATOR_HOST") or support.FIRESTORE_HOST
-    return support.firestore_client()
+    client = support.firestore_client()  # sets FIRESTORE_EMULATOR_HOST from the stack's env if it is missing
+    assert os.environ["FIRESTORE_EMULATOR_HOST"] == support.FIRESTORE_HOST
+    return client
 
 
 @pytest.fixture
