@@ -155,9 +155,7 @@ def _breakdown(result: Run, uid: str, id_token: str, direct: DirectDaraja, round
     )
 
 
-def run(
-    result: Run, count: int = 200, realistic_count: int = 30, latency_ms: int = 300, callbacks_to: str = "emulator"
-) -> None:
+def run(result: Run, count: int = 200, realistic_count: int = 30, latency_ms: int = 300) -> None:
     children: list[Child] = []
     http = session()
     uid = ""
@@ -169,17 +167,7 @@ def run(
         slow_url = f"http://127.0.0.1:{slow_port}"
         slow = daraja_simulator("daraja-latency", slow_port, latency_ms)
         children.append(slow)
-        if callbacks_to == "emulator":
-            callback_base = f"{FUNCTIONS_URL}/mpesa_callback"
-        elif callbacks_to == "nowhere":
-            callback_base = dead_url()
-        else:
-            callback_port = free_port()
-            receiver = functions_framework(
-                "ff-mpesa_callback-warm", "mpesa_callback", callback_port, DARAJA_URL, dead_url()
-            )
-            children.append(receiver)
-            callback_base = f"http://127.0.0.1:{callback_port}"
+        callback_base = f"{FUNCTIONS_URL}/mpesa_callback"
         for name, port, daraja in (
             ("ff-stk_push", fast_port, DARAJA_URL),
             ("ff-stk_push-latency", real_port, slow_url),

@@ -14,6 +14,7 @@ Layout:
 from __future__ import annotations
 
 import base64
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,8 @@ from gateway.domain.payment import PaymentStatus, SettlementDecision
 from gateway.settings import Settings
 
 CHECKOUT_LOOKUP = "checkout_requests"
-_TRANSACTION_ATTEMPTS = 40
+# How long a settlement keeps retrying lost races before the callback is answered 500.
+_SETTLE_DEADLINE_S = 20.0
 
 
 def utcnow() -> datetime:
@@ -61,7 +63,6 @@ class FirestoreCounters:
 
     reads: int = 0
     commits: int = 0
-    transactions: int = 0
 
 
 class PaymentRepository:
@@ -70,6 +71,7 @@ class PaymentRepository:
         self._client_factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
+        self._settle_locks = tuple(threading.Lock() for _ in range(64))
         self.counters = FirestoreCounters()
 
     # ------------------------------------------------------------------------------------------- plumbing
@@ -97,18 +99,6 @@ class PaymentRepository:
 
     def _lookup(self, checkout_request_id: str) -> Any:
         return self.client.collection(CHECKOUT_LOOKUP).document(checkout_request_id)
-
-    def _run_transaction(self, body: Callable[[Any], Any]) -> Any:
-        from google.cloud import firestore
-
-        self.counters.transactions += 1
-        transaction = self.client.transaction(max_attempts=_TRANSACTION_ATTEMPTS)
-
-        @firestore.transactional
-        def run(tx: Any) -> Any:
-            return body(tx)
-
-        return run(transaction)
 
     # ------------------------------------------------------------------------------------------ developers
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]:
@@ -278,86 +268,131 @@ class PaymentRepository:
         applied_fields: Callable[[SettlementDecision], dict[str, Any]],
         audit: dict[str, Any] | None,
     ) -> SettlementResult | None:
-        """Apply a callback or query outcome in one transaction, so concurrent duplicates settle exactly once."""
+        """Apply a callback or query outcome exactly once, with optimistic concurrency.
+
+        The payment is read, the decision made, and the change committed in one batch whose update carries the
+        payment's `update_time` as a precondition. Of N concurrent duplicates exactly one batch commits; the others
+        fail the precondition, read again, see a settled payment and only record their audit copy. Unlike a
+        read-write transaction this holds no lock, so a burst of duplicates cannot stall each other (the Firestore
+        emulator's lock timeouts turned 50 concurrent transactions into a livelock).
+        """
         from google.cloud import firestore
 
         payment_ref = self._payment(uid, payment_id)
-
-        def body(tx: Any) -> SettlementResult | None:
+        deadline = time.monotonic() + _SETTLE_DEADLINE_S
+        backoff_s = 0.02
+        while True:
             self.counters.reads += 1
-            snapshot = payment_ref.get(transaction=tx)
+            snapshot = payment_ref.get()
             if not snapshot.exists:
                 return None
             payment: dict[str, Any] = snapshot.to_dict() or {}
             decision = decide(payment)
-            payer_ref = None
-            payer_exists = False
-            if decision.action == "settle":
-                payer_ref = self._developer(uid).collection("payers").document(payment["msisdn"])
-                self.counters.reads += 1
-                payer_exists = payer_ref.get(transaction=tx).exists
             now = utcnow()
+            batch = self.client.batch()
             if audit is not None:
-                tx.create(payment_ref.collection("callbacks").document(), {**audit, "action": decision.action})
+                batch.create(payment_ref.collection("callbacks").document(), {**audit, "action": decision.action})
             if decision.action == "ignore":
+                # A settled payment never changes again, so this decision cannot be stale: no precondition needed.
+                self.counters.commits += 1
+                batch.commit()
                 return SettlementResult(decision, payment)
             changes = applied_fields(decision)
             changes["updated_at"] = now
             if decision.flags:
                 changes["flags"] = firestore.ArrayUnion(list(decision.flags))
-            tx.update(payment_ref, changes)
-            if payer_ref is not None:
-                succeeded = decision.new_status is PaymentStatus.SUCCEEDED
-                payer: dict[str, Any] = {
-                    "msisdn": payment["msisdn"],
-                    "last_seen_at": now,
-                    "payment_count": firestore.Increment(1),
-                    "succeeded_count": firestore.Increment(1 if succeeded else 0),
-                    "total_paid": firestore.Increment(payment["amount"] if succeeded else 0),
-                }
-                if not payer_exists:
-                    payer["first_seen_at"] = now
-                tx.set(payer_ref, payer, merge=True)
+            batch.update(payment_ref, changes, option=self.client.write_option(last_update_time=snapshot.update_time))
+            if decision.action == "settle":
+                self._add_payer_update(batch, uid, payment, decision, now)
+            try:
+                self.counters.commits += 1
+                batch.commit()
+            except Exception as failure:  # only lost races are retried; anything else re-raises
+                if not _lost_race(failure) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0, backoff_s))
+                backoff_s = min(backoff_s * 2, 0.5)
+                continue
             merged = {**payment, **{k: v for k, v in changes.items() if k != "flags"}}
             merged["flags"] = sorted(set(payment.get("flags", [])) | set(decision.flags))
             return SettlementResult(decision, merged)
 
-        self.counters.commits += 1
-        result: SettlementResult | None = self._run_transaction(body)
-        return result
+    def _add_payer_update(
+        self, batch: Any, uid: str, payment: dict[str, Any], decision: SettlementDecision, now: datetime
+    ) -> None:
+        """Count the settled payment on the payer's record, in the same batch as the settlement itself."""
+        from google.cloud import firestore
 
-    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float) -> bool:
-        """True for exactly one caller per interval, so Daraja's query is called at most once per interval."""
-        payment_ref = self._payment(uid, payment_id)
-
-        def body(tx: Any) -> bool:
-            snapshot = payment_ref.get(transaction=tx)
-            if not snapshot.exists:
-                return False
-            data = snapshot.to_dict() or {}
-            if data.get("status") != PaymentStatus.PENDING.value:
-                return False
-            last = data.get("last_queried_at")
-            now = utcnow()
-            if isinstance(last, datetime) and (now - last).total_seconds() < interval_s:
-                return False
-            tx.update(payment_ref, {"last_queried_at": now})
-            return True
-
+        payer_ref = self._developer(uid).collection("payers").document(payment["msisdn"])
+        succeeded = decision.new_status is PaymentStatus.SUCCEEDED
+        paid = int(payment["amount"]) if succeeded else 0
         self.counters.reads += 1
-        self.counters.commits += 1
-        claimed: bool = self._run_transaction(body)
-        return claimed
+        if payer_ref.get().exists:
+            batch.set(
+                payer_ref,
+                {
+                    "last_seen_at": now,
+                    "payment_count": firestore.Increment(1),
+                    "succeeded_count": firestore.Increment(1 if succeeded else 0),
+                    "total_paid": firestore.Increment(paid),
+                },
+                merge=True,
+            )
+        else:
+            # `create` fails if another settlement created the payer first; the batch is then retried as a lost race.
+            batch.create(
+                payer_ref,
+                {
+                    "msisdn": payment["msisdn"],
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "payment_count": 1,
+                    "succeeded_count": 1 if succeeded else 0,
+                    "total_paid": paid,
+                },
+            )
 
-    def stale_pending(self, created_before: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Pending payments of every developer created before the cutoff (collection-group query, indexed)."""
+    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float, reconcile_after_s: float) -> bool:
+        """True for exactly one caller per interval, so Daraja's query is called at most once per interval.
+
+        It also schedules the reconciler's next look, later after every attempt (capped at six hours). The
+        `update_time` precondition makes concurrent claimers race for one write, as in `settle`.
+        """
+        payment_ref = self._payment(uid, payment_id)
+        self.counters.reads += 1
+        snapshot = payment_ref.get()
+        if not snapshot.exists:
+            return False
+        data = snapshot.to_dict() or {}
+        if data.get("status") != PaymentStatus.PENDING.value:
+            return False
+        last = data.get("last_queried_at")
+        now = utcnow()
+        if isinstance(last, datetime) and (now - last).total_seconds() < interval_s:
+            return False
+        attempts = int(data.get("query_attempts") or 0) + 1
+        delay_s = min(max(reconcile_after_s, 1.0) * 2**attempts, 6 * 3600.0)
+        try:
+            self.counters.commits += 1
+            payment_ref.update(
+                {"last_queried_at": now, "query_attempts": attempts, "next_check_at": now + timedelta(seconds=delay_s)},
+                option=self.client.write_option(last_update_time=snapshot.update_time),
+            )
+        except Exception as failure:  # a lost race means another caller holds this interval
+            if _lost_race(failure):
+                return False
+            raise
+        return True
+
+    def due_for_reconciliation(self, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Pending payments of every developer whose next check is due (collection-group query, indexed)."""
         from google.cloud import firestore
 
         query = (
             self.client.collection_group("payments")
             .where(filter=firestore.FieldFilter("status", "==", PaymentStatus.PENDING.value))
-            .where(filter=firestore.FieldFilter("created_at", "<", created_before))
-            .order_by("created_at")
+            .where(filter=firestore.FieldFilter("next_check_at", "<=", now))
+            .order_by("next_check_at")
             .limit(limit)
         )
         self.counters.reads += 1
@@ -367,6 +402,14 @@ class PaymentRepository:
             uid = doc.reference.parent.parent.id
             found.append((uid, doc.to_dict() or {}))
         return found
+
+
+def _lost_race(failure: Exception) -> bool:
+    """Another writer got there first: a failed update_time precondition, or a `create` of a document that now
+    exists (FAILED_PRECONDITION, ALREADY_EXISTS, or ABORTED from a contended commit)."""
+    from google.api_core import exceptions as api_exceptions
+
+    return isinstance(failure, api_exceptions.FailedPrecondition | api_exceptions.Conflict)
 
 
 def _usable_document_id(value: str) -> bool:

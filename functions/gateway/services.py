@@ -255,6 +255,8 @@ class Gateway:
         )
         try:
             accepted = self._daraja.stk_push(app, order)
+        except DarajaOutcomeUnknown:
+            raise
         except errors.DarajaError as rejected:
             log_event(
                 Event.STK_PUSH_REJECTED,
@@ -288,6 +290,8 @@ class Gateway:
             "updated_at": now,
             "settled_at": None,
             "callback_token_sha256": _sha256(callback_token),
+            "next_check_at": now + timedelta(seconds=self._settings.reconcile_after_s),
+            "query_attempts": 0,
         }
         view = payment_view(payment)
         try:
@@ -469,8 +473,12 @@ class Gateway:
         settled = self._query_and_settle(uid, payment)
         return settled or payment
 
-    def _query_and_settle(self, uid: str, payment: dict[str, Any]) -> dict[str, Any] | None:
-        if not self._repo.claim_query_slot(uid, payment["id"], self._settings.pending_query_interval_s):
+    def _query_and_settle(
+        self, uid: str, payment: dict[str, Any], *, raise_errors: bool = False
+    ) -> dict[str, Any] | None:
+        if not self._repo.claim_query_slot(
+            uid, payment["id"], self._settings.pending_query_interval_s, self._settings.reconcile_after_s
+        ):
             return None
         try:
             record = self._repo.ensure_developer(uid, None)
@@ -479,8 +487,10 @@ class Gateway:
                 return None
             answer = self._daraja.stk_query(self._app(uid, setup), payment["checkout_request_id"])
         except errors.GatewayError as failure:
-            # The read must still answer; the next interval or the reconciler will try again.
+            # A read must still answer; the next interval or the reconciler will try again.
             log_event(Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment["id"], code=failure.code)
+            if raise_errors:
+                raise
             return None
         log_event(
             Event.STK_QUERY_SENT,
@@ -500,13 +510,17 @@ class Gateway:
         return self._settle(uid, payment["id"], outcome, "query", audit)
 
     def reconcile(self) -> dict[str, int]:
-        """Settle payments pending too long, across developers, through STK Push Query."""
-        cutoff = self._now() - timedelta(seconds=self._settings.reconcile_after_s)
-        stale = self._repo.stale_pending(cutoff, self._settings.reconcile_batch_size)
+        """Settle payments pending too long, across developers, through STK Push Query.
+
+        Payments come due by `next_check_at`, which every query pushes back with a growing delay, so payments that
+        can never settle (deleted credentials, Daraja forgetting them) sink behind newer ones instead of starving
+        them.
+        """
+        stale = self._repo.due_for_reconciliation(self._now(), self._settings.reconcile_batch_size)
         summary = {"examined": len(stale), "settled": 0, "still_pending": 0, "errors": 0}
         for uid, payment in stale:
             try:
-                settled = self._query_and_settle(uid, payment)
+                settled = self._query_and_settle(uid, payment, raise_errors=True)
             except Exception as failure:  # noqa: BLE001 - one bad payment must not stop the sweep
                 summary["errors"] += 1
                 log_event(

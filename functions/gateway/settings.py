@@ -32,7 +32,7 @@ class Settings:
     daraja_sandbox_url: str = SANDBOX_BASE_URL
     daraja_production_url: str = PRODUCTION_BASE_URL
     daraja_timeout_s: float = 15.0
-    # The public URL of the mpesa_callback function; each payment appends /<payment_id>/<token>.
+    # The public URL of the mpesa_callback function; each payment appends /<callback_token>.
     callback_base_url: str = ""
     max_amount: int = 150_000
     max_body_bytes: int = 16 * 1024

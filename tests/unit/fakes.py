@@ -72,7 +72,13 @@ class FakeRepository:
         with self._lock:
             if uid not in self.developers:
                 now = self._now()
-                self.developers[uid] = {"uid": uid, "email": email, "created_at": now, "updated_at": now, "daraja": None}
+                self.developers[uid] = {
+                    "uid": uid,
+                    "email": email,
+                    "created_at": now,
+                    "updated_at": now,
+                    "daraja": None,
+                }
             return copy.deepcopy(self.developers[uid])
 
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
@@ -216,7 +222,9 @@ class FakeRepository:
             decision = decide(copy.deepcopy(payment))
             now = self._now()
             if audit is not None:
-                self.audits.setdefault((uid, payment_id), []).append({**copy.deepcopy(audit), "action": decision.action})
+                self.audits.setdefault((uid, payment_id), []).append(
+                    {**copy.deepcopy(audit), "action": decision.action}
+                )
             if decision.action == "ignore":
                 return SettlementResult(decision, payment)
             changes = applied_fields(decision)
@@ -229,8 +237,13 @@ class FakeRepository:
                 payers = self.payers.setdefault(uid, {})
                 payer = payers.setdefault(
                     payment["msisdn"],
-                    {"msisdn": payment["msisdn"], "first_seen_at": now, "payment_count": 0, "succeeded_count": 0,
-                     "total_paid": 0},
+                    {
+                        "msisdn": payment["msisdn"],
+                        "first_seen_at": now,
+                        "payment_count": 0,
+                        "succeeded_count": 0,
+                        "total_paid": 0,
+                    },
                 )
                 payer["last_seen_at"] = now
                 payer["payment_count"] += 1
@@ -240,7 +253,7 @@ class FakeRepository:
             merged["flags"] = sorted(set(old_flags) | set(decision.flags))
             return SettlementResult(decision, merged)
 
-    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float) -> bool:
+    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float, reconcile_after_s: float) -> bool:
         self.calls["claim_query_slot"] += 1
         with self._lock:
             payment = self.payments.get(uid, {}).get(payment_id)
@@ -250,19 +263,22 @@ class FakeRepository:
             now = self._now()
             if isinstance(last, datetime) and (now - last).total_seconds() < interval_s:
                 return False
+            attempts = int(payment.get("query_attempts") or 0) + 1
             payment["last_queried_at"] = now
+            payment["query_attempts"] = attempts
+            payment["next_check_at"] = now + timedelta(seconds=min(max(reconcile_after_s, 1.0) * 2**attempts, 21600.0))
             return True
 
-    def stale_pending(self, created_before: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        self.calls["stale_pending"] += 1
+    def due_for_reconciliation(self, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        self.calls["due_for_reconciliation"] += 1
         with self._lock:
             found = [
                 (uid, copy.deepcopy(p))
                 for uid, payments in self.payments.items()
                 for p in payments.values()
-                if p.get("status") == PaymentStatus.PENDING.value and p["created_at"] < created_before
+                if p.get("status") == PaymentStatus.PENDING.value and p["next_check_at"] <= now
             ]
-        found.sort(key=lambda item: item[1]["created_at"])
+        found.sort(key=lambda item: item[1]["next_check_at"])
         return found[:limit]
 
     # ------------------------------------------------------------------------------------------ test views

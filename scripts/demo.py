@@ -1,0 +1,322 @@
+"""`make demo`: the whole gateway, end to end, through the Python SDK, against the running local stack.
+
+Two developers, Amina and Brian, each with their own Firebase account and Daraja app, take payments through the one
+gateway. The story: sign up; store Daraja credentials (only a masked view ever comes back); push STK prompts that
+succeed, are cancelled by the payer, or whose callback Daraja never delivers (the gateway then settles the payment
+by asking Daraja, when the payment is read); wait for each payment to settle; list payments; and show that Brian
+cannot see Amina's payment.
+
+Every expectation prints ✔ or ✘; the exit code is 1 if any failed. The stack's URLs come from FUNCTIONS_BASE_URL,
+DARAJA_SIMULATOR_URL and FIREBASE_AUTH_EMULATOR_HOST (defaults: the local emulator ports). Phone numbers are random
+and are printed masked only; nothing shared is reset, so the demo can run beside the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from mpesa_gateway import (
+    Gateway,
+    GatewayError,
+    NotFoundError,
+    Payment,
+    firebase_password_token_provider,
+    firebase_sign_up,
+)
+
+PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
+FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1").rstrip("/")
+DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089").rstrip("/")
+AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
+API_KEY = "demo-api-key"  # the Auth emulator accepts any API key
+WAIT_TIMEOUT_S = 30.0
+
+
+def mask_phone(msisdn: str) -> str:
+    """Like the gateway's own mask: 2547******49."""
+    return msisdn[:4] + "*" * max(0, len(msisdn) - 6) + msisdn[-2:]
+
+
+def random_phone() -> str:
+    return "2547" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+# ---------------------------------------------------------------------------------------- simulator admin
+def register_daraja_app(shortcode: str) -> dict[str, str]:
+    """A Daraja app of the developer's own, registered in the simulator as it would be on Safaricom's portal."""
+    app = {
+        "consumer_key": "ck_demo_" + secrets.token_hex(10),
+        "consumer_secret": "cs_demo_" + secrets.token_hex(14),
+        "shortcode": shortcode,
+        "passkey": secrets.token_hex(32),
+    }
+    requests.post(f"{DARAJA_URL}/simulator/apps", json=app, timeout=10).raise_for_status()
+    return app
+
+
+def queue_payer_answer(phone: str, result_code: int, callbacks: int = 1, delay_ms: int = 300) -> None:
+    """How the simulated payer answers the next prompt to `phone`; callbacks=0 means Daraja loses the callback."""
+    requests.post(
+        f"{DARAJA_URL}/simulator/scenarios",
+        json={"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": callbacks},
+        timeout=10,
+    ).raise_for_status()
+
+
+def daraja_requests(kind: str, shortcode: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{DARAJA_URL}/simulator/requests", params={"kind": kind, "shortcode": shortcode}, timeout=10
+    )
+    response.raise_for_status()
+    return [r for r in response.json()["requests"] if r.get("kind") == kind and r.get("shortcode") == shortcode]
+
+
+def delivered_callbacks(checkout_request_id: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{DARAJA_URL}/simulator/callbacks", params={"checkout_request_id": checkout_request_id}, timeout=10
+    )
+    response.raise_for_status()
+    return [c for c in response.json()["callbacks"] if c.get("checkout_request_id") == checkout_request_id]
+
+
+# -------------------------------------------------------------------------------------------------- story
+@dataclass
+class Story:
+    passed: int = 0
+    failed: list[str] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    step_number: int = 0
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.step_number += 1
+        print(f"\n{self.step_number}. {title}", flush=True)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings.append((title, time.monotonic() - started))
+
+    def check(self, ok: bool, message: str) -> bool:
+        print(f"   {'✔' if ok else '✘'} {message}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed.append(message)
+        return ok
+
+    def note(self, message: str) -> None:
+        print(f"     {message}", flush=True)
+
+
+@dataclass
+class Developer:
+    name: str
+    email: str
+    uid: str
+    gateway: Gateway
+    shortcode: str = ""
+    payments: dict[str, Payment] = field(default_factory=dict)  # label -> latest view
+
+
+@dataclass
+class Push:
+    developer: Developer
+    label: str
+    phone: str
+    amount: int
+    expected: str
+    lost_callback: bool = False
+    created_at: float = 0.0
+    settled_after_s: float = 0.0
+
+
+def sign_up(story: Story, name: str) -> Developer:
+    email = f"{name.lower()}-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(12)
+    user = firebase_sign_up(API_KEY, email, password, AUTH_URL)
+    provider = firebase_password_token_provider(API_KEY, email, password, AUTH_URL)
+    gateway = Gateway(FUNCTIONS_URL, provider, timeout=(3.05, 30.0), max_retries=3)
+    story.check(bool(user.uid), f"{name} signed up as {email} (uid {user.uid[:8]}…)")
+    return Developer(name, email, user.uid, gateway)
+
+
+def store_credentials(story: Story, developer: Developer, shortcode: str) -> None:
+    app = register_daraja_app(shortcode)
+    developer.shortcode = shortcode
+    stored = developer.gateway.credentials.set(
+        environment="sandbox",
+        consumer_key=app["consumer_key"],
+        consumer_secret=app["consumer_secret"],
+        shortcode=app["shortcode"],
+        passkey=app["passkey"],
+    )
+    hint = stored.consumer_key_hint or ""
+    secret_hidden = all(app[name] not in repr(stored.raw) for name in ("consumer_key", "consumer_secret", "passkey"))
+    story.check(
+        stored.shortcode == shortcode and secret_hidden and "..." in hint,
+        f"{developer.name}'s credentials stored: shortcode {stored.shortcode}, {stored.environment}, "
+        f"{stored.transaction_type}, key {hint}",
+    )
+    story.note("(the masked view: the consumer secret and passkey never come back)")
+
+
+def push(story: Story, order: Push) -> None:
+    developer = order.developer
+    order.created_at = time.monotonic()
+    payment = developer.gateway.payments.create(
+        order.phone,
+        order.amount,
+        account_reference=f"INV-{secrets.token_hex(3).upper()}",
+        description=order.label[:13],
+        metadata={"demo": order.label},
+    )
+    developer.payments[order.label] = payment
+    story.check(
+        payment.status == "pending" and payment.phone == mask_phone(order.phone),
+        f"{developer.name}: KES {order.amount} prompt sent to {payment.phone} ({order.label}) -> {payment.id}, "
+        f"{payment.status}",
+    )
+
+
+def settle(story: Story, order: Push) -> None:
+    developer = order.developer
+    created = developer.payments[order.label]
+    payment = developer.gateway.payments.wait(created.id, timeout=WAIT_TIMEOUT_S, poll_interval=0.5)
+    order.settled_after_s = time.monotonic() - order.created_at
+    developer.payments[order.label] = payment
+    if not payment.succeeded:
+        detail = f"'{payment.result_desc}'"
+    elif payment.mpesa_receipt_number:
+        detail = f"receipt {payment.mpesa_receipt_number}"
+    else:
+        detail = "no receipt: an STK Push Query answer carries none"
+    story.check(
+        payment.status == order.expected,
+        f"{developer.name}'s {order.label}: {payment.status} (result {payment.result_code}, {detail}) "
+        f"after {order.settled_after_s:.1f} s",
+    )
+    if order.lost_callback:
+        assert created.checkout_request_id is not None
+        callbacks = delivered_callbacks(created.checkout_request_id)
+        queries = [
+            q
+            for q in daraja_requests("stk_query", developer.shortcode)
+            if q.get("checkout_request_id") == created.checkout_request_id
+        ]
+        story.check(
+            not callbacks and bool(queries),
+            f"no callback ever reached the gateway; reading the pending payment made it ask Daraja "
+            f"({len(queries)} STK Push Query call{'s' if len(queries) != 1 else ''}) and settle it",
+        )
+
+
+def run(story: Story) -> None:
+    print("M-Pesa gateway demo: two developers, one gateway, each with their own Daraja app", flush=True)
+    print(f"   functions {FUNCTIONS_URL}\n   auth      http://{AUTH_HOST}\n   daraja    {DARAJA_URL}", flush=True)
+
+    with story.step("Amina and Brian sign up (Firebase Auth emulator)"):
+        amina = sign_up(story, "Amina")
+        brian = sign_up(story, "Brian")
+        story.check(amina.uid != brian.uid, "two separate developer accounts")
+
+    with story.step("Each registers a Daraja app and stores its credentials through the SDK"):
+        amina_code = str(secrets.randbelow(4_000_000) + 1_000_000)
+        brian_code = str(secrets.randbelow(4_000_000) + 5_000_000)
+        store_credentials(story, amina, amina_code)
+        store_credentials(story, brian, brian_code)
+
+    orders = [
+        Push(amina, "paid order", random_phone(), 150, "succeeded"),
+        Push(amina, "cancelled", random_phone(), 2500, "cancelled"),
+        Push(brian, "paid order", random_phone(), 75, "succeeded"),
+        Push(brian, "lost callback", random_phone(), 990, "succeeded", lost_callback=True),
+    ]
+    with story.step("STK Push prompts: two each"):
+        amina_cancel, brian_lost = orders[1], orders[3]
+        queue_payer_answer(amina_cancel.phone, 1032)
+        story.note(f"simulator: the payer at {mask_phone(amina_cancel.phone)} will press Cancel (ResultCode 1032)")
+        queue_payer_answer(brian_lost.phone, 0, callbacks=0)
+        story.note(f"simulator: the payer at {mask_phone(brian_lost.phone)} pays, but Daraja loses the callback")
+        for order in orders:
+            push(story, order)
+
+    with story.step("Wait for every payment to settle (payments.wait polls with backoff)"):
+        for order in orders:
+            settle(story, order)
+
+    with story.step("Each developer lists their own payments"):
+        for developer in (amina, brian):
+            listed = list(developer.gateway.payments.list(limit=10))
+            mine = {p.id for p in developer.payments.values()}
+            for payment in listed:
+                story.note(f"{payment.id}  {payment.status:<10} KES {payment.amount:>5}  {payment.phone}")
+            newest_first = (
+                sorted(listed, key=lambda p: p.created_at.timestamp() if p.created_at else 0.0, reverse=True) == listed
+            )
+            story.check(
+                {p.id for p in listed} == mine and newest_first,
+                f"{developer.name}'s list holds exactly their {len(mine)} payments, newest first",
+            )
+
+    with story.step("Brian cannot see Amina's payment"):
+        amina_payment = amina.payments["paid order"]
+        try:
+            brian.gateway.payments.get(amina_payment.id)
+            story.check(False, f"Brian read {amina_payment.id}")
+        except NotFoundError as hidden:
+            story.check(
+                hidden.http_status == 404,
+                f"Brian asking for {amina_payment.id}: 404 {hidden.code} (request {hidden.request_id})",
+            )
+        try:
+            assert amina_payment.checkout_request_id is not None
+            brian.gateway.payments.get_by_checkout_request_id(amina_payment.checkout_request_id)
+            story.check(False, "Brian read Amina's payment by its CheckoutRequestID")
+        except NotFoundError:
+            story.check(True, "by its CheckoutRequestID too: 404, exactly like a payment that does not exist")
+        brian_ids = {p.id for p in brian.gateway.payments.list(limit=100)}
+        story.check(amina_payment.id not in brian_ids, "and it is not in Brian's list")
+
+    print("\nSummary", flush=True)
+    for order in orders:
+        payment = order.developer.payments[order.label]
+        print(
+            f"   {order.developer.name:<6} {order.label:<14} {payment.phone}  KES {order.amount:>5}  "
+            f"{payment.status:<10} settled in {order.settled_after_s:4.1f} s",
+            flush=True,
+        )
+    for title, seconds in story.timings:
+        print(f"   {seconds:5.1f} s  {title}", flush=True)
+
+
+def main() -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    story = Story()
+    started = time.monotonic()
+    try:
+        run(story)
+    except (GatewayError, requests.RequestException) as error:
+        story.check(False, f"stopped: {type(error).__name__}: {error}")
+        if isinstance(error, requests.ConnectionError) or getattr(error, "code", None) == "network_error":
+            print("   Is the stack running? Start it with `make dev` (or run `make demo`).", flush=True)
+    total = time.monotonic() - started
+    verdict = "✔" if not story.failed else "✘"
+    print(f"\n{verdict} {story.passed} checks passed, {len(story.failed)} failed, in {total:.1f} s", flush=True)
+    for message in story.failed:
+        print(f"   ✘ {message}", flush=True)
+    return 0 if not story.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Python client for mpesa-gateway: store your Daraja credentials, send M-Pesa STK Push prompts, read payments.
+
+from mpesa_gateway import Gateway, firebase_password_token_provider
+
+gw = Gateway(base_url, id_token=firebase_password_token_provider(api_key, email, password))
+payment = gw.payments.create("0712345678", 10, "INV-1", "Order 1")
+print(gw.payments.wait(payment.id).status)
+"""
+
+from mpesa_gateway._version import __version__
+from mpesa_gateway.auth import (
+    FirebasePasswordTokenProvider,
+    FirebaseUser,
+    firebase_password_token_provider,
+    firebase_sign_in,
+    firebase_sign_up,
+)
+from mpesa_gateway.client import USER_AGENT, ApiResponse, Gateway
+from mpesa_gateway.errors import (
+    AuthenticationError,
+    ConnectionError,  # noqa: A004 - the SDK's own error, exported by name on purpose
+    DarajaError,
+    DarajaRateLimitError,
+    GatewayError,
+    IdempotencyError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    WaitTimeout,
+    error_from_response,
+)
+from mpesa_gateway.models import TERMINAL_STATUSES, Credentials, Page, Payment
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "USER_AGENT",
+    "ApiResponse",
+    "AuthenticationError",
+    "ConnectionError",
+    "Credentials",
+    "DarajaError",
+    "DarajaRateLimitError",
+    "FirebasePasswordTokenProvider",
+    "FirebaseUser",
+    "Gateway",
+    "GatewayError",
+    "IdempotencyError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "Page",
+    "Payment",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "WaitTimeout",
+    "__version__",
+    "error_from_response",
+    "firebase_password_token_provider",
+    "firebase_sign_in",
+    "firebase_sign_up",
+]

@@ -1,0 +1,155 @@
+"""The calls a developer makes: `gateway.credentials` (developer_credentials) and `gateway.payments` (stk_push,
+payment_status). Each builds one request for `Gateway.request` and turns the answer into a model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from mpesa_gateway import errors
+from mpesa_gateway.models import Credentials, Page, Payment
+
+if TYPE_CHECKING:
+    from mpesa_gateway.client import Gateway
+
+Environment = Literal["sandbox", "production"]
+TransactionType = Literal["CustomerPayBillOnline", "CustomerBuyGoodsOnline"]
+
+DEFAULT_WAIT_TIMEOUT = 60.0
+DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_MAX_POLL_INTERVAL = 5.0
+POLL_BACKOFF_FACTOR = 1.5
+
+
+def _require_text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+class CredentialsResource:
+    """The developer's Daraja app. The gateway stores the secret and passkey in Secret Manager and only ever
+    answers a masked view."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def set(
+        self,
+        *,
+        environment: Environment,
+        consumer_key: str,
+        consumer_secret: str,
+        shortcode: str,
+        passkey: str,
+        transaction_type: TransactionType = "CustomerPayBillOnline",
+        party_b: str | None = None,
+    ) -> Credentials:
+        """Store (or replace) the credentials; the gateway first proves them by minting a Daraja token, so rejected
+        keys raise InvalidRequestError (422, daraja_credentials_rejected)."""
+        body: dict[str, Any] = {
+            "environment": environment,
+            "consumer_key": consumer_key,
+            "consumer_secret": consumer_secret,
+            "shortcode": shortcode,
+            "passkey": passkey,
+            "transaction_type": transaction_type,
+        }
+        if party_b is not None:
+            body["party_b"] = party_b
+        answer = self._gateway.request("PUT", "developer_credentials", json_body=body)
+        return Credentials.from_api(answer.body)
+
+    def get(self) -> Credentials:
+        """The masked view; NotFoundError (credentials_not_configured) when none are stored."""
+        return Credentials.from_api(self._gateway.request("GET", "developer_credentials").body)
+
+    def delete(self) -> bool:
+        """Forget the credentials; True when there were some to delete."""
+        return bool(self._gateway.request("DELETE", "developer_credentials").body.get("deleted"))
+
+
+class PaymentsResource:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def create(
+        self,
+        phone: str,
+        amount: int,
+        account_reference: str,
+        description: str,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        """Send an STK Push prompt to `phone`; returns the pending payment.
+
+        One Idempotency-Key (a uuid4 unless you pass your own, e.g. your order id) is made per call and sent on
+        every retry, so a lost answer never prompts the payer twice.
+        """
+        body: dict[str, Any] = {
+            "phone": phone,
+            "amount": amount,
+            "account_reference": account_reference,
+            "description": description,
+        }
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        answer = self._gateway.request("POST", "stk_push", json_body=body, idempotency_key=key)
+        return Payment.from_api(answer.body)
+
+    def get(self, id: str) -> Payment:  # noqa: A002 - the API's parameter name
+        """One payment by its id. Reading a payment pending for a while makes the gateway ask Daraja about it."""
+        _require_text(id, "id")
+        return Payment.from_api(self._gateway.request("GET", "payment_status", params={"id": id}).body)
+
+    def get_by_checkout_request_id(self, checkout_request_id: str) -> Payment:
+        _require_text(checkout_request_id, "checkout_request_id")
+        answer = self._gateway.request("GET", "payment_status", params={"checkout_request_id": checkout_request_id})
+        return Payment.from_api(answer.body)
+
+    def list_page(self, status: str | None = None, limit: int = 20, page_token: str | None = None) -> Page:
+        """One page, newest first. `limit` is the page size (1..100)."""
+        params: dict[str, str | int | None] = {"status": status, "limit": limit, "page_token": page_token}
+        return Page.from_api(self._gateway.request("GET", "payment_status", params=params).body)
+
+    def list(self, status: str | None = None, limit: int = 20) -> Iterator[Payment]:
+        """Every payment, newest first, fetching the next page only when the loop needs it.
+
+        `limit` is the page size, not a cap on the total: `break` to stop early.
+        """
+        page_token: str | None = None
+        while True:
+            page = self.list_page(status=status, limit=limit, page_token=page_token)
+            yield from page.data
+            if not page.has_more or not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def wait(
+        self,
+        id: str,  # noqa: A002 - as in get()
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+    ) -> Payment:
+        """Poll until the payment leaves `pending`; pauses grow 1.5x up to `max_poll_interval`.
+
+        Raises WaitTimeout (with the last payment read) when `timeout` seconds pass first.
+        """
+        _require_text(id, "id")
+        clock = self._gateway._clock
+        sleep = self._gateway._sleep
+        deadline = clock() + timeout
+        interval = poll_interval
+        while True:
+            payment = self.get(id)
+            if payment.status != "pending":
+                return payment
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise errors.WaitTimeout(f"payment {id} was still pending after {timeout:g} s", payment)
+            sleep(min(interval, remaining))
+            interval = min(max_poll_interval, interval * POLL_BACKOFF_FACTOR)
