@@ -63,7 +63,7 @@ demo: install
 	@$(PY) scripts/stack.py ensure -- $(PY) scripts/demo.py
 
 lint: $(STAMP_DIR)/venv.stamp
-	@$(PY) -m ruff check functions/gateway functions/main.py devservers scripts tests
+	@$(PY) -m ruff check functions/gateway functions/main.py devservers scripts tests bench sdk/python
 	@$(PY) -m mypy
 
 bench: install
