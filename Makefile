@@ -56,7 +56,7 @@ test-unit: $(STAMP_DIR)/venv.stamp
 test: install
 	@echo "==> make dev lifecycle: start, SIGTERM, no process or port left behind"
 	@$(PY) scripts/check_lifecycle.py
-	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests -q && \
+	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests sdk/python/tests -q && \
 		echo "==> JavaScript SDK tests" && npm --prefix sdk/js test --silent'
 
 demo: install
