@@ -57,7 +57,8 @@ test: install
 	@echo "==> make dev lifecycle: start, SIGTERM, no process or port left behind"
 	@$(PY) scripts/check_lifecycle.py
 	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests sdk/python/tests -q && \
-		echo "==> JavaScript SDK tests" && npm --prefix sdk/js test --silent'
+		echo "==> JavaScript SDK tests" && (cd sdk/js && node --test --test-reporter=dot test/) && \
+		npm --prefix sdk/js run --silent typecheck'
 
 demo: install
 	@$(PY) scripts/stack.py ensure -- $(PY) scripts/demo.py
@@ -65,6 +66,7 @@ demo: install
 lint: $(STAMP_DIR)/venv.stamp
 	@$(PY) -m ruff check functions/gateway functions/main.py devservers scripts tests bench sdk/python
 	@$(PY) -m mypy
+	@cd sdk/python && ../../$(PY) -m mypy
 
 bench: install
 	@$(PY) scripts/stack.py ensure -- $(PY) bench/run.py
