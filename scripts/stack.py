@@ -221,8 +221,7 @@ def http_ok(url: str) -> bool:
 
 
 class Stack:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self) -> None:
         self.services: list[Service] = []
 
     def build(self) -> None:
@@ -369,7 +368,7 @@ def run_with_stack(command: list[str], reuse: bool) -> int:
     if reuse and stack_is_up():
         log("reusing the stack that is already running")
         return subprocess.call(command, cwd=ROOT, env=env)
-    stack = Stack(quiet=True)
+    stack = Stack()
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -392,7 +391,7 @@ def run_with_stack(command: list[str], reuse: bool) -> int:
 
 
 def dev() -> int:
-    stack = Stack(quiet=False)
+    stack = Stack()
     ready = False
     stop_requested = False
 

@@ -23,7 +23,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gateway import errors
+from gateway.domain.callback import parse_query_result
 from gateway.domain.daraja_password import nairobi_timestamp, stk_password
+from gateway.domain.errors import ValidationError
 from gateway.logs import Event, log_event
 from gateway.secrets import DarajaSecret
 from gateway.settings import Settings
@@ -159,13 +161,19 @@ class DarajaClient:
             )
         _token_from(response)
 
+    def _signed_fields(self, app: DarajaApp) -> dict[str, Any]:
+        """Shortcode, Password and Timestamp, made fresh for every attempt so the Nairobi timestamp is current."""
+        timestamp = nairobi_timestamp(self._now_utc())
+        return {
+            "BusinessShortCode": app.shortcode,
+            "Password": stk_password(app.shortcode, app.secret.passkey, timestamp),
+            "Timestamp": timestamp,
+        }
+
     def stk_push(self, app: DarajaApp, order: StkPushOrder) -> StkPushAccepted:
         def body() -> dict[str, Any]:
-            timestamp = nairobi_timestamp(self._now_utc())
             return {
-                "BusinessShortCode": app.shortcode,
-                "Password": stk_password(app.shortcode, app.secret.passkey, timestamp),
-                "Timestamp": timestamp,
+                **self._signed_fields(app),
                 "TransactionType": app.transaction_type,
                 "Amount": int(order.amount),
                 "PartyA": order.phone,
@@ -183,14 +191,7 @@ class DarajaClient:
         if answer is None:
             # Daraja said 200, so the push was probably accepted, but without its id we cannot track it.
             raise DarajaOutcomeUnknown()
-        response_code = _text(answer.get("ResponseCode"))
-        if response_code != "0":
-            raise errors.DarajaError(
-                "daraja_rejected_request",
-                f"Daraja did not accept the STK push: {_safe_message(answer.get('ResponseDescription'))}",
-                http_status=400,
-                daraja_code=response_code or None,
-            )
+        _require_accepted(answer, "the STK push")
         checkout_request_id = _text(answer.get("CheckoutRequestID"))
         if not checkout_request_id:
             raise DarajaOutcomeUnknown()
@@ -205,13 +206,7 @@ class DarajaClient:
         """The payment's result, or None while the payer has not answered yet."""
 
         def body() -> dict[str, Any]:
-            timestamp = nairobi_timestamp(self._now_utc())
-            return {
-                "BusinessShortCode": app.shortcode,
-                "Password": stk_password(app.shortcode, app.secret.passkey, timestamp),
-                "Timestamp": timestamp,
-                "CheckoutRequestID": checkout_request_id,
-            }
+            return {**self._signed_fields(app), "CheckoutRequestID": checkout_request_id}
 
         response = self._call(app, STK_QUERY_PATH, body, prompts_payer=False)
         if response.status_code != 200:
@@ -225,22 +220,18 @@ class DarajaClient:
         answer = _json_object(response)
         if answer is None:
             raise errors.DarajaError("daraja_unavailable", "Daraja answered the query with an unreadable body")
-        response_code = _text(answer.get("ResponseCode"))
-        if response_code != "0":
+        _require_accepted(answer, "the query")
+        try:
+            parsed = parse_query_result(answer)
+        except ValidationError:
             raise errors.DarajaError(
-                "daraja_rejected_request",
-                f"Daraja did not accept the query: {_safe_message(answer.get('ResponseDescription'))}",
-                http_status=400,
-                daraja_code=response_code or None,
-            )
-        result_code = _text(answer.get("ResultCode"))
-        if not result_code:
-            raise errors.DarajaError("daraja_unavailable", "Daraja answered the query without a ResultCode")
+                "daraja_unavailable", "Daraja answered the query without a usable ResultCode"
+            ) from None
         return StkQueryAnswer(
-            result_code=result_code,
-            result_desc=_text(answer.get("ResultDesc")),
-            merchant_request_id=_text(answer.get("MerchantRequestID")) or None,
-            checkout_request_id=_text(answer.get("CheckoutRequestID")) or checkout_request_id,
+            result_code=parsed.result_code,
+            result_desc=parsed.result_desc,
+            merchant_request_id=parsed.merchant_request_id,
+            checkout_request_id=parsed.checkout_request_id,
             raw=answer,
         )
 
@@ -377,6 +368,18 @@ class DarajaClient:
 
 
 # ----------------------------------------------------------------------------------------------- mapping
+
+
+def _require_accepted(answer: dict[str, Any], what: str) -> None:
+    """A 200 whose ResponseCode is not "0" is still a refusal."""
+    response_code = _text(answer.get("ResponseCode"))
+    if response_code != "0":
+        raise errors.DarajaError(
+            "daraja_rejected_request",
+            f"Daraja did not accept {what}: {_safe_message(answer.get('ResponseDescription'))}",
+            http_status=400,
+            daraja_code=response_code or None,
+        )
 
 
 def _raise_for_daraja(response: requests.Response, *, prompts_payer: bool = False) -> NoReturn:

@@ -8,10 +8,8 @@
     │   ├── CredentialsNotConfigured 404  (no Daraja credentials stored for the developer)
     │   ├── MethodNotAllowed       405
     │   ├── PayloadTooLarge        413
-    │   ├── UnsupportedMediaType   415
     │   └── Unprocessable          422
     ├── IdempotencyConflict        409  idempotency_error
-    ├── RateLimited                429  rate_limit_error
     ├── DarajaError                502 (or Daraja's 4xx)  daraja_error, carries daraja_code
     └── ServerError                500  api_error
         └── ServiceUnavailable     503
@@ -90,9 +88,6 @@ class PayloadTooLarge(InvalidRequest):
     http_status = 413
 
 
-class UnsupportedMediaType(InvalidRequest):
-    http_status = 415
-
 
 class Unprocessable(InvalidRequest):
     http_status = 422
@@ -102,10 +97,6 @@ class IdempotencyConflict(GatewayError):
     http_status = 409
     error_type = "idempotency_error"
 
-
-class RateLimited(GatewayError):
-    http_status = 429
-    error_type = "rate_limit_error"
 
 
 class DarajaError(GatewayError):

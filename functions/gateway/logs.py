@@ -21,7 +21,6 @@ class Event(StrEnum):
     UNHANDLED_EXCEPTION = "unhandled_exception"
     AUTH_REJECTED = "auth_rejected"
     EMULATOR_TOKENS_REFUSED = "emulator_tokens_refused"
-    DEVELOPER_CREATED = "developer_created"
     CREDENTIALS_STORED = "credentials_stored"
     CREDENTIALS_REJECTED = "credentials_rejected"
     CREDENTIALS_DELETED = "credentials_deleted"

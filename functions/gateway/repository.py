@@ -122,6 +122,13 @@ class PaymentRepository:
             return ref.get().to_dict() or record
         return record
 
+    def developer_setup(self, uid: str) -> dict[str, Any] | None:
+        """The non-secret Daraja set-up of a developer, without creating a registry entry (server-side sweeps)."""
+        self.counters.reads += 1
+        snapshot = self._developer(uid).get()
+        setup = (snapshot.to_dict() or {}).get("daraja") if snapshot.exists else None
+        return dict(setup) if setup else None
+
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
         now = utcnow()
         self.counters.commits += 1

@@ -9,7 +9,6 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from gateway.domain.validation import (
     parse_credentials_request,
     parse_stk_push_request,
 )
-from gateway.http import Developer
+from gateway.http import ApiResponse, Developer
 from gateway.logs import Event, log_event
 from gateway.repository import PaymentRepository, utcnow
 from gateway.secrets import CredentialStore, DarajaSecret
@@ -55,13 +54,6 @@ _PUBLIC_PAYMENT_FIELDS = (
     "updated_at",
     "settled_at",
 )
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str]
 
 
 def _iso(value: Any) -> Any:
@@ -133,7 +125,7 @@ class Gateway:
         self._now = now
 
     # ------------------------------------------------------------------------------------------ credentials
-    def put_credentials(self, developer: Developer, body: Any) -> Answer:
+    def put_credentials(self, developer: Developer, body: Any) -> ApiResponse:
         request = parse_credentials_request(body)
         self._repo.ensure_developer(developer.uid, developer.email)
         try:
@@ -157,19 +149,21 @@ class Gateway:
         }
         self._repo.save_daraja_setup(developer.uid, developer.email, setup)
         log_event(Event.CREDENTIALS_STORED, uid=developer.uid, environment=request.environment)
-        return Answer(200, credentials_view(setup), {})
+        return ApiResponse(200, credentials_view(setup), {})
 
-    def get_credentials(self, developer: Developer) -> Answer:
+    def get_credentials(self, developer: Developer) -> ApiResponse:
         setup = self._setup(developer)
-        return Answer(200, credentials_view(setup), {})
+        return ApiResponse(200, credentials_view(setup), {})
 
-    def delete_credentials(self, developer: Developer) -> Answer:
+    def delete_credentials(self, developer: Developer) -> ApiResponse:
         record = self._repo.ensure_developer(developer.uid, developer.email)
         existed = self._credentials.delete(developer.uid)
         if record.get("daraja"):
             self._repo.clear_daraja_setup(developer.uid)
         log_event(Event.CREDENTIALS_DELETED, uid=developer.uid)
-        return Answer(200, {"object": "developer_credentials", "deleted": bool(existed or record.get("daraja"))}, {})
+        return ApiResponse(
+            200, {"object": "developer_credentials", "deleted": bool(existed or record.get("daraja"))}, {}
+        )
 
     def _setup(self, developer: Developer) -> dict[str, Any]:
         record = self._repo.ensure_developer(developer.uid, developer.email)
@@ -194,7 +188,7 @@ class Gateway:
     # --------------------------------------------------------------------------------------------- payments
     def create_payment(
         self, developer: Developer, body: Any, idempotency_key: str | None, request_id: str = "req_unknown"
-    ) -> Answer:
+    ) -> ApiResponse:
         request = parse_stk_push_request(body, self._settings.max_amount)
         key_hash = self._idempotency_key_hash(idempotency_key)
         setup = self._setup(developer)
@@ -206,7 +200,7 @@ class Gateway:
                 log_event(Event.IDEMPOTENT_REPLAY, uid=developer.uid)
                 assert claim.replay_status is not None and claim.replay_body is not None
                 replay = _with_request_id(claim.replay_body, request_id)
-                return Answer(claim.replay_status, replay, {"Idempotent-Replayed": "true"})
+                return ApiResponse(claim.replay_status, replay, {"Idempotent-Replayed": "true"})
         try:
             return self._push(developer, request, setup, key_hash)
         except (DarajaOutcomeUnknown, PaymentNotRecorded) as unknown:
@@ -242,7 +236,7 @@ class Gateway:
             )
         return _sha256(key)
 
-    def _push(self, developer: Developer, request: Any, setup: dict[str, Any], key_hash: str | None) -> Answer:
+    def _push(self, developer: Developer, request: Any, setup: dict[str, Any], key_hash: str | None) -> ApiResponse:
         app = self._app(developer.uid, setup)
         payment_id = "pay_" + secrets.token_hex(12)
         callback_token = secrets.token_urlsafe(24)
@@ -320,10 +314,10 @@ class Gateway:
             amount=request.amount,
             checkout_request_id=accepted.checkout_request_id,
         )
-        return Answer(201, view, {})
+        return ApiResponse(201, view, {})
 
-    def get_payment(self, developer: Developer, payment_id: str | None, checkout_request_id: str | None) -> Answer:
-        self._repo.ensure_developer(developer.uid, developer.email)
+    def get_payment(self, developer: Developer, payment_id: str | None, checkout_request_id: str | None) -> ApiResponse:
+        record = self._repo.ensure_developer(developer.uid, developer.email)
         if checkout_request_id is not None:
             route = self._repo.checkout_route(checkout_request_id)
             # Another developer's payment looks exactly like a missing one.
@@ -333,12 +327,12 @@ class Gateway:
             raise errors.NotFound(
                 "payment_not_found", "no such payment", "id" if checkout_request_id is None else "checkout_request_id"
             )
-        payment = self._maybe_query(developer.uid, payment)
-        return Answer(200, payment_view(payment), {})
+        payment = self._maybe_query(developer.uid, payment, record.get("daraja"))
+        return ApiResponse(200, payment_view(payment), {})
 
     def list_payments(
         self, developer: Developer, status: str | None, limit_raw: str | None, page_token: str | None
-    ) -> Answer:
+    ) -> ApiResponse:
         self._repo.ensure_developer(developer.uid, developer.email)
         if status is not None and status not in {s.value for s in PaymentStatus}:
             raise errors.InvalidRequest(
@@ -346,7 +340,7 @@ class Gateway:
             )
         limit = _parse_limit(limit_raw)
         page, next_token = self._repo.list_payments(developer.uid, status, limit, page_token or None)
-        return Answer(
+        return ApiResponse(
             200,
             {
                 "object": "list",
@@ -358,7 +352,7 @@ class Gateway:
         )
 
     # --------------------------------------------------------------------------------------------- settling
-    def handle_callback(self, callback_token: str, body: Any, source_ip: str | None) -> Answer:
+    def handle_callback(self, callback_token: str, body: Any, source_ip: str | None) -> ApiResponse:
         self._check_source_ip(source_ip)
         try:
             callback = parse_stk_callback(body)
@@ -385,7 +379,7 @@ class Gateway:
             "body": body,
         }
         self._settle(route.uid, route.payment_id, callback.outcome, "callback", audit)
-        return Answer(200, {"ResultCode": 0, "ResultDesc": "Accepted"}, {})
+        return ApiResponse(200, {"ResultCode": 0, "ResultDesc": "Accepted"}, {})
 
     def _check_source_ip(self, source_ip: str | None) -> None:
         allowed = self._settings.callback_allowed_ips
@@ -461,7 +455,7 @@ class Gateway:
             log_event(Event.SETTLEMENT_IGNORED, **fields)
         return result.payment
 
-    def _maybe_query(self, uid: str, payment: dict[str, Any]) -> dict[str, Any]:
+    def _maybe_query(self, uid: str, payment: dict[str, Any], setup: dict[str, Any] | None) -> dict[str, Any]:
         """Ask Daraja about a payment whose callback is late, at most once per interval."""
         if payment.get("status") != PaymentStatus.PENDING.value:
             return payment
@@ -470,21 +464,20 @@ class Gateway:
             return payment
         if self._now() - created_at < timedelta(seconds=self._settings.pending_query_after_s):
             return payment
-        settled = self._query_and_settle(uid, payment)
+        settled = self._query_and_settle(uid, payment, setup)
         return settled or payment
 
     def _query_and_settle(
-        self, uid: str, payment: dict[str, Any], *, raise_errors: bool = False
+        self, uid: str, payment: dict[str, Any], setup: dict[str, Any] | None, *, raise_errors: bool = False
     ) -> dict[str, Any] | None:
+        if not setup:
+            # Credentials were deleted: nobody can ask Daraja on this developer's behalf any more.
+            return None
         if not self._repo.claim_query_slot(
             uid, payment["id"], self._settings.pending_query_interval_s, self._settings.reconcile_after_s
         ):
             return None
         try:
-            record = self._repo.ensure_developer(uid, None)
-            setup = record.get("daraja")
-            if not setup:
-                return None
             answer = self._daraja.stk_query(self._app(uid, setup), payment["checkout_request_id"])
         except errors.GatewayError as failure:
             # A read must still answer; the next interval or the reconciler will try again.
@@ -518,9 +511,13 @@ class Gateway:
         """
         stale = self._repo.due_for_reconciliation(self._now(), self._settings.reconcile_batch_size)
         summary = {"examined": len(stale), "settled": 0, "still_pending": 0, "errors": 0}
+        setups: dict[str, dict[str, Any] | None] = {}
         for uid, payment in stale:
             try:
-                settled = self._query_and_settle(uid, payment, raise_errors=True)
+                if uid not in setups:
+                    # One registry read per developer per sweep, however many of their payments are due.
+                    setups[uid] = self._repo.developer_setup(uid)
+                settled = self._query_and_settle(uid, payment, setups[uid], raise_errors=True)
             except Exception as failure:  # noqa: BLE001 - one bad payment must not stop the sweep
                 summary["errors"] += 1
                 log_event(

@@ -5,54 +5,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 
 from tests import support
+from tests.tenants import PUSH_URL, Tenant, new_tenant, payer_record, payment_doc, raw_callbacks
 
-PUSH_URL = support.function_url("stk_push")
-STATUS_URL = support.function_url("payment_status")
 CALLBACK_URL = support.function_url("mpesa_callback")
-CREDENTIALS_URL = support.function_url("developer_credentials")
-
-
-@dataclass
-class Tenant:
-    developer: support.SignedUpDeveloper
-    app: support.DarajaApp
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.developer.headers
-
-    def push(self, phone: str, amount: int = 10, key: str | None = None, **extra: Any) -> requests.Response:
-        body = {"phone": phone, "amount": amount, "account_reference": "INV-1", "description": "Order 1", **extra}
-        headers = dict(self.headers)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return requests.post(PUSH_URL, json=body, headers=headers, timeout=60)
-
-    def status(self, **params: Any) -> requests.Response:
-        return requests.get(STATUS_URL, params=params, headers=self.headers, timeout=60)
-
-    def wait_settled(self, payment_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
-        def settled() -> dict[str, Any] | None:
-            payment: dict[str, Any] = self.status(id=payment_id).json()
-            return payment if payment["status"] != "pending" else None
-
-        result: dict[str, Any] = support.wait_for(settled, timeout_s, 0.3, f"payment {payment_id} to settle")
-        return result
-
-
-def new_tenant() -> Tenant:
-    developer = support.sign_up()
-    app = support.register_simulator_app()
-    response = requests.put(CREDENTIALS_URL, json=app.credentials_body(), headers=developer.headers, timeout=60)
-    assert response.status_code == 200, response.text
-    return Tenant(developer, app)
 
 
 @pytest.fixture(scope="module")
@@ -65,31 +26,6 @@ def tenant_b() -> Tenant:
     return new_tenant()
 
 
-def payment_doc(tenant: Tenant, payment_id: str) -> dict[str, Any]:
-    snapshot = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant.developer.uid)
-        .collection("payments")
-        .document(payment_id)
-        .get()
-    )
-    assert snapshot.exists
-    return snapshot.to_dict() or {}
-
-
-def raw_callbacks(tenant: Tenant, payment_id: str) -> list[dict[str, Any]]:
-    ref = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant.developer.uid)
-        .collection("payments")
-        .document(payment_id)
-        .collection("callbacks")
-    )
-    return [doc.to_dict() or {} for doc in ref.stream()]
-
-
 def callback_url_of(tenant: Tenant, checkout_request_id: str) -> str:
     pushes = support.simulator_requests("stk_push", tenant.app.shortcode)
     for push in pushes:
@@ -99,7 +35,9 @@ def callback_url_of(tenant: Tenant, checkout_request_id: str) -> str:
     raise AssertionError("the simulator did not record that push")
 
 
-def success_callback(checkout_request_id: str, amount: float, phone: int, receipt: str = "NLJ7RT61SV") -> dict[str, Any]:
+def success_callback(
+    checkout_request_id: str, amount: float, phone: int, receipt: str = "NLJ7RT61SV"
+) -> dict[str, Any]:
     return {
         "Body": {
             "stkCallback": {
@@ -139,22 +77,21 @@ def test_success_is_settled_by_the_real_callback(tenant_a: Tenant) -> None:
     assert settled["mpesa_receipt_number"] and settled["transaction_date"]
     assert settled["settled_at"] is not None
 
-    payer = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant_a.developer.uid)
-        .collection("payers")
-        .document(phone)
-        .get()
-        .to_dict()
-    )
+    payer = payer_record(tenant_a, phone)
     assert payer is not None and payer["payment_count"] == 1 and payer["total_paid"] == 25
     assert raw_callbacks(tenant_a, payment["id"])[0]["body"]["Body"]["stkCallback"]["ResultCode"] == 0
 
 
 @pytest.mark.parametrize(
     ("result_code", "status"),
-    [(1032, "cancelled"), (1031, "cancelled"), (1037, "timed_out"), (1019, "timed_out"), (1, "failed"), (2001, "failed")],
+    [
+        (1032, "cancelled"),
+        (1031, "cancelled"),
+        (1037, "timed_out"),
+        (1019, "timed_out"),
+        (1, "failed"),
+        (2001, "failed"),
+    ],
 )
 def test_failure_outcomes(tenant_a: Tenant, result_code: int, status: str) -> None:
     phone = support.unique_phone()
@@ -211,15 +148,7 @@ def test_duplicate_callback_changes_nothing(tenant_a: Tenant) -> None:
     support.wait_for(lambda: len(raw_callbacks(tenant_a, payment["id"])) == 2, what="both deliveries")
     after = tenant_a.status(id=payment["id"]).json()
     assert after == settled
-    payer = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant_a.developer.uid)
-        .collection("payers")
-        .document(phone)
-        .get()
-        .to_dict()
-    )
+    payer = payer_record(tenant_a, phone)
     assert payer is not None and payer["payment_count"] == 1 and payer["total_paid"] == 40
 
 
@@ -308,15 +237,7 @@ def test_fifty_concurrent_identical_callbacks_settle_once(tenant_a: Tenant) -> N
     assert statuses.count(200) == 50, statuses
     settled_audits = [c for c in raw_callbacks(tenant_a, payment["id"]) if c["action"] == "settle"]
     assert len(settled_audits) == 1
-    payer = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant_a.developer.uid)
-        .collection("payers")
-        .document(phone)
-        .get()
-        .to_dict()
-    )
+    payer = payer_record(tenant_a, phone)
     assert payer is not None and payer["payment_count"] == 1 and payer["total_paid"] == 70
 
 
@@ -448,10 +369,25 @@ def test_bad_list_parameters(tenant_a: Tenant, params: dict[str, str], code: str
         ({"phone": "0912345678", "amount": 10, "account_reference": "A", "description": "d"}, "phone"),
         ({"phone": 712345678, "amount": 10, "account_reference": "A", "description": "d"}, "phone"),
         ({"phone": "0712345678", "amount": 10, "account_reference": "A" * 13, "description": "d"}, "account_reference"),
-        ({"phone": "0712345678", "amount": 10, "account_reference": "Ünïcødé", "description": "d"}, "account_reference"),
+        (
+            {"phone": "0712345678", "amount": 10, "account_reference": "Ünïcødé", "description": "d"},
+            "account_reference",
+        ),
         ({"phone": "0712345678", "amount": 10, "account_reference": "A", "description": "pay @ shop"}, "description"),
-        ({"phone": "0712345678", "amount": 10, "account_reference": "A", "description": "d", "metadata": {"a": {"b": 1}}}, "metadata"),
-        ({"phone": "0712345678", "amount": 10, "account_reference": "A", "description": "d", "metadata": [1]}, "metadata"),
+        (
+            {
+                "phone": "0712345678",
+                "amount": 10,
+                "account_reference": "A",
+                "description": "d",
+                "metadata": {"a": {"b": 1}},
+            },
+            "metadata",
+        ),
+        (
+            {"phone": "0712345678", "amount": 10, "account_reference": "A", "description": "d", "metadata": [1]},
+            "metadata",
+        ),
         ({"phone": "0712345678", "amount": 10, "account_reference": "A", "description": "d", "extra": 1}, "extra"),
         ({"amount": 10, "account_reference": "A", "description": "d"}, "phone"),
     ],

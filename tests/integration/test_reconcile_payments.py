@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests import support
-from tests.e2e.test_payments import Tenant, new_tenant
+from tests.tenants import Tenant, new_tenant, payment_doc
 
 
 @pytest.fixture
@@ -43,15 +43,7 @@ def lost_callback_push(tenant: Tenant, result_code: int) -> dict[str, Any]:
 
 
 def stored_status(tenant: Tenant, payment_id: str) -> str:
-    doc = (
-        support.firestore_client()
-        .collection("developers")
-        .document(tenant.developer.uid)
-        .collection("payments")
-        .document(payment_id)
-        .get()
-    )
-    return str((doc.to_dict() or {})["status"])
+    return str(payment_doc(tenant, payment_id)["status"])
 
 
 def test_reconcile_settles_lost_callbacks_of_every_developer(in_process_gateway: None) -> None:
@@ -84,7 +76,7 @@ def test_reconcile_settles_lost_callbacks_of_every_developer(in_process_gateway:
     )
 
 
-def test_reconcile_never_overwrites_a_recorded_success(in_process_gateway: None) -> None:
+def test_reconcile_leaves_settled_payments_alone(in_process_gateway: None) -> None:
     from gateway import api
 
     tenant = new_tenant()

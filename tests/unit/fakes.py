@@ -81,6 +81,12 @@ class FakeRepository:
                 }
             return copy.deepcopy(self.developers[uid])
 
+    def developer_setup(self, uid: str) -> dict[str, Any] | None:
+        self.calls["developer_setup"] += 1
+        with self._lock:
+            setup = self.developers.get(uid, {}).get("daraja")
+            return copy.deepcopy(setup) if setup else None
+
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
         self.calls["save_daraja_setup"] += 1
         with self._lock:

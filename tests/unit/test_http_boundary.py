@@ -288,10 +288,8 @@ GATEWAY_ERRORS: list[tuple[errors.GatewayError, int, str]] = [
     (errors.PermissionDenied("not_yours", "not yours"), 403, "permission_error"),
     (errors.InvalidRequest("invalid_amount", "bad amount", "amount"), 400, "invalid_request_error"),
     (errors.NotFound("payment_not_found", "no such payment", "id"), 404, "invalid_request_error"),
-    (errors.UnsupportedMediaType("unsupported_media_type", "send JSON"), 415, "invalid_request_error"),
     (errors.Unprocessable("bad_state", "cannot"), 422, "invalid_request_error"),
     (errors.IdempotencyConflict("idempotency_key_reused", "different body"), 409, "idempotency_error"),
-    (errors.RateLimited("rate_limited", "slow down"), 429, "rate_limit_error"),
     (
         errors.DarajaError("daraja_rejected", "Daraja said no", http_status=400, daraja_code="400.002.02"),
         400,

@@ -14,9 +14,9 @@ import pytest
 from gateway import errors
 from gateway.daraja import DarajaOutcomeUnknown
 from gateway.domain.errors import ValidationError
-from gateway.http import Developer
+from gateway.http import ApiResponse, Developer
 from gateway.secrets import CredentialStore
-from gateway.services import Answer, Gateway
+from gateway.services import Gateway
 from gateway.settings import Settings
 from tests.unit.fakes import T0, FakeClock, FakeDaraja, FakeRepository, MemorySecretBackend, query_answer
 
@@ -129,7 +129,7 @@ def callback(
 
 def deliver(
     world: World, payment: dict[str, Any], body: dict[str, Any], source_ip: str | None = "196.201.214.200"
-) -> Answer:
+) -> ApiResponse:
     return world.gateway.handle_callback(token_for(world, payment), body, source_ip)
 
 
@@ -760,6 +760,18 @@ def test_reconcile_leaves_processing_payments_pending(ready: World) -> None:
 
     assert ready.gateway.reconcile() == {"examined": 1, "settled": 0, "still_pending": 1, "errors": 0}
     assert stored(ready, payment)["status"] == "pending"
+
+
+def test_reconcile_reads_each_developers_setup_once_per_sweep(ready: World) -> None:
+    for _ in range(3):
+        ready.pay()
+    ready.clock.advance(ready.settings.reconcile_after_s + 1)
+    registry_writes_before = ready.repo.calls["ensure_developer"]
+
+    assert ready.gateway.reconcile()["examined"] == 3
+    assert ready.repo.calls["developer_setup"] == 1
+    # A server-side sweep never creates registry entries.
+    assert ready.repo.calls["ensure_developer"] == registry_writes_before
 
 
 # ----------------------------------------------------------------------------------------------------------- logs

@@ -1,0 +1,71 @@
+"""A developer with their own Daraja app, as the end-to-end and integration tiers drive one over HTTP, and reads of
+their Firestore subtree for assertions that the HTTP API does not expose (payer records, raw callbacks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from tests import support
+
+PUSH_URL = support.function_url("stk_push")
+STATUS_URL = support.function_url("payment_status")
+CREDENTIALS_URL = support.function_url("developer_credentials")
+
+
+@dataclass
+class Tenant:
+    developer: support.SignedUpDeveloper
+    app: support.DarajaApp
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.developer.headers
+
+    def push(self, phone: str, amount: int = 10, key: str | None = None, **extra: Any) -> requests.Response:
+        body = {"phone": phone, "amount": amount, "account_reference": "INV-1", "description": "Order 1", **extra}
+        headers = dict(self.headers)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return requests.post(PUSH_URL, json=body, headers=headers, timeout=60)
+
+    def status(self, **params: Any) -> requests.Response:
+        return requests.get(STATUS_URL, params=params, headers=self.headers, timeout=60)
+
+    def wait_settled(self, payment_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        def settled() -> dict[str, Any] | None:
+            payment: dict[str, Any] = self.status(id=payment_id).json()
+            return payment if payment["status"] != "pending" else None
+
+        result: dict[str, Any] = support.wait_for(settled, timeout_s, 0.3, f"payment {payment_id} to settle")
+        return result
+
+
+def new_tenant() -> Tenant:
+    developer = support.sign_up()
+    app = support.register_simulator_app()
+    response = requests.put(CREDENTIALS_URL, json=app.credentials_body(), headers=developer.headers, timeout=60)
+    assert response.status_code == 200, response.text
+    return Tenant(developer, app)
+
+
+def _developer_doc(tenant: Tenant) -> Any:
+    return support.firestore_client().collection("developers").document(tenant.developer.uid)
+
+
+def payment_doc(tenant: Tenant, payment_id: str) -> dict[str, Any]:
+    snapshot = _developer_doc(tenant).collection("payments").document(payment_id).get()
+    assert snapshot.exists
+    return snapshot.to_dict() or {}
+
+
+def raw_callbacks(tenant: Tenant, payment_id: str) -> list[dict[str, Any]]:
+    ref = _developer_doc(tenant).collection("payments").document(payment_id).collection("callbacks")
+    return [doc.to_dict() or {} for doc in ref.stream()]
+
+
+def payer_record(tenant: Tenant, msisdn: str) -> dict[str, Any] | None:
+    record: dict[str, Any] | None = _developer_doc(tenant).collection("payers").document(msisdn).get().to_dict()
+    return record
