@@ -27,11 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as `python scripts/check_lifecycle.py`
+
+from scripts import stack_config  # noqa: E402
+
 STACK_SCRIPT = ROOT / "scripts" / "stack.py"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 READY_LINE = "The local stack is up"
-# auth, firestore, functions, secret manager, daraja, hub, logging, firestore websocket
-PORTS = (9099, 8080, 5001, 8086, 8089, 4400, 4500, 9150)
+PORTS = tuple(stack_config.load().ports.values())  # every port of the stack, from firebase.json
 LISTEN_STATE = "0A"
 
 

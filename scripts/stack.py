@@ -29,8 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as `python scripts/stack.py`
+
+from scripts import stack_config  # noqa: E402
+
 STATE_DIR = ROOT / ".stack"
-PROJECT_ID = "demo-mpesa-gateway"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 FIREBASE_CLI = ROOT / "node_modules" / ".bin" / "firebase"
 INSTALLED_FIRESTORE_JAR = Path(
@@ -39,48 +43,37 @@ INSTALLED_FIRESTORE_JAR = Path(
 FIRESTORE_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 READY_TIMEOUT_S = 150.0
 
-PORTS = {
-    "auth": 9099,
-    "firestore": 8080,
-    "functions": 5001,
-    "hub": 4400,
-    "logging": 4500,
-    "firestore_websocket": 9150,
-    "secret_manager": 8086,
-    "daraja": 8089,
-}
+# Ports and the project id: firebase.json and .firebaserc, the one source (see scripts/stack_config.py).
+CONFIG = stack_config.load()
+ENDPOINTS = CONFIG.endpoints
 
 
 def stack_env() -> dict[str, str]:
     """The variables a client of the running stack needs (tests, demo, SDK examples)."""
-    return {
-        "GCLOUD_PROJECT": PROJECT_ID,
-        "GOOGLE_CLOUD_PROJECT": PROJECT_ID,
-        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{PORTS['firestore']}",
-        "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{PORTS['auth']}",
-        "SECRET_MANAGER_EMULATOR_HOST": f"127.0.0.1:{PORTS['secret_manager']}",
-        "DARAJA_SIMULATOR_URL": f"http://127.0.0.1:{PORTS['daraja']}",
-        "FUNCTIONS_BASE_URL": f"http://127.0.0.1:{PORTS['functions']}/{PROJECT_ID}/us-central1",
-    }
+    return CONFIG.env()
 
 
 def urls() -> dict[str, str]:
-    base = stack_env()["FUNCTIONS_BASE_URL"]
+    base = CONFIG.functions_base_url
     return {
         "functions": base,
         "stk_push": f"{base}/stk_push",
         "payment_status": f"{base}/payment_status",
         "developer_credentials": f"{base}/developer_credentials",
         "mpesa_callback": f"{base}/mpesa_callback",
-        "auth emulator": f"http://127.0.0.1:{PORTS['auth']}",
-        "firestore emulator": f"http://127.0.0.1:{PORTS['firestore']}",
-        "secret manager emulator": f"http://127.0.0.1:{PORTS['secret_manager']}",
-        "daraja simulator": f"http://127.0.0.1:{PORTS['daraja']}",
+        "auth emulator": ENDPOINTS["auth"].url,
+        "firestore emulator": ENDPOINTS["firestore"].url,
+        "secret manager emulator": ENDPOINTS["secret_manager"].url,
+        "daraja simulator": ENDPOINTS["daraja"].url,
     }
 
 
 def log(message: str) -> None:
     print(f"[stack] {message}", flush=True)
+
+
+def dev_server_argv(module: str, endpoint: stack_config.Endpoint) -> list[str]:
+    return [str(VENV_PYTHON), "-m", module, "--host", endpoint.host, "--port", str(endpoint.port)]
 
 
 # ---------------------------------------------------------------------------------------------------- java
@@ -204,10 +197,15 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def port_open(port: int) -> bool:
+def port_open(endpoint: stack_config.Endpoint) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((endpoint.host, endpoint.port)) == 0
+
+
+def open_endpoints() -> list[str]:
+    """name:port of every endpoint of the stack that accepts connections."""
+    return [f"{name}:{endpoint.port}" for name, endpoint in ENDPOINTS.items() if port_open(endpoint)]
 
 
 def http_ok(url: str) -> bool:
@@ -229,7 +227,7 @@ class Stack:
         for required in (VENV_PYTHON, FIREBASE_CLI, ROOT / "functions" / "venv" / "bin" / "python"):
             if not required.exists():
                 raise SystemExit(f"missing {required.relative_to(ROOT)}: run `make install` first")
-        busy = [f"{name}:{port}" for name, port in PORTS.items() if port_open(port)]
+        busy = open_endpoints()
         if busy:
             raise SystemExit(f"ports already in use: {', '.join(busy)} (is another stack running?)")
 
@@ -241,7 +239,7 @@ class Stack:
         self.services.append(
             Service(
                 "secret manager emulator",
-                [str(VENV_PYTHON), "-m", "devservers.secret_manager_emulator", "--port", str(PORTS["secret_manager"])],
+                dev_server_argv("devservers.secret_manager_emulator", ENDPOINTS["secret_manager"]),
                 dev_env,
                 STATE_DIR / "secret-manager.log",
             )
@@ -249,7 +247,7 @@ class Stack:
         self.services.append(
             Service(
                 "daraja simulator",
-                [str(VENV_PYTHON), "-m", "devservers.daraja_simulator", "--port", str(PORTS["daraja"])],
+                dev_server_argv("devservers.daraja_simulator", ENDPOINTS["daraja"]),
                 dev_env,
                 STATE_DIR / "daraja.log",
             )
@@ -272,7 +270,7 @@ class Stack:
                     str(FIREBASE_CLI),
                     "emulators:start",
                     "--project",
-                    PROJECT_ID,
+                    CONFIG.project_id,
                     "--only",
                     "auth,firestore,functions",
                 ],
@@ -291,10 +289,10 @@ class Stack:
     def wait_ready(self) -> None:
         started = time.monotonic()
         checks = {
-            "secret manager emulator": f"http://127.0.0.1:{PORTS['secret_manager']}/healthz",
-            "daraja simulator": f"http://127.0.0.1:{PORTS['daraja']}/healthz",
-            "auth emulator": f"http://127.0.0.1:{PORTS['auth']}/",
-            "firestore emulator": f"http://127.0.0.1:{PORTS['firestore']}/",
+            "secret manager emulator": f"{ENDPOINTS['secret_manager'].url}/healthz",
+            "daraja simulator": f"{ENDPOINTS['daraja'].url}/healthz",
+            "auth emulator": f"{ENDPOINTS['auth'].url}/",
+            "firestore emulator": f"{ENDPOINTS['firestore'].url}/",
         }
         pending = dict(checks)
         functions_ready = False
@@ -337,9 +335,9 @@ class Stack:
                 log(f"stopping {service.name}")
                 service.stop()
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(port_open(port) for port in PORTS.values()):
+        while time.monotonic() < deadline and open_endpoints():
             time.sleep(0.2)
-        still_open = [f"{name}:{port}" for name, port in PORTS.items() if port_open(port)]
+        still_open = open_endpoints()
         if still_open:
             log(f"WARNING: ports still open after stop: {', '.join(still_open)}")
         else:
@@ -348,7 +346,7 @@ class Stack:
 
 def functions_answer() -> bool:
     """The functions emulator has loaded main.py when an unauthenticated call gets our JSON 401 envelope."""
-    url = f"{stack_env()['FUNCTIONS_BASE_URL']}/payment_status"
+    url = f"{CONFIG.functions_base_url}/payment_status"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return b'"error"' in response.read()
@@ -359,7 +357,7 @@ def functions_answer() -> bool:
 
 
 def stack_is_up() -> bool:
-    return port_open(PORTS["functions"]) and port_open(PORTS["daraja"]) and port_open(PORTS["secret_manager"])
+    return all(port_open(ENDPOINTS[name]) for name in ("functions", "daraja", "secret_manager"))
 
 
 def run_with_stack(command: list[str], reuse: bool) -> int:
@@ -441,8 +439,8 @@ def main() -> int:
     if args.mode == "dev":
         return dev()
     if args.mode == "status":
-        for name, port in PORTS.items():
-            print(f"{name:<16} {port:<6} {'up' if port_open(port) else 'down'}")
+        for name, endpoint in ENDPOINTS.items():
+            print(f"{name:<20} {endpoint.port:<6} {'up' if port_open(endpoint) else 'down'}")
         return 0
     if args.mode == "env":
         for name, value in stack_env().items():

@@ -1,6 +1,6 @@
 """Unit tests of the pure parts of scripts/stack.py: Java version parsing, the choice of Java, the Firestore
-launcher jar's manifest, the client environment and the `env`/`status` output. Nothing here starts a process or
-needs the local stack; subprocess calls and paths are monkeypatched.
+launcher jar's manifest, the client environment (from scripts/stack_config.py) and the `env`/`status` output.
+Nothing here starts a process or needs the local stack; subprocess calls and paths are monkeypatched.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from scripts import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,30 +192,16 @@ def test_no_launcher_jar_without_the_installed_emulator(
 
 
 # ---------------------------------------------------------------------------------------------- environment
-def test_stack_env_keys_and_values(stack: ModuleType) -> None:
-    env = stack.stack_env()
-    assert env == {
-        "GCLOUD_PROJECT": "demo-mpesa-gateway",
-        "GOOGLE_CLOUD_PROJECT": "demo-mpesa-gateway",
-        "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8080",
-        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-        "SECRET_MANAGER_EMULATOR_HOST": "127.0.0.1:8086",
-        "DARAJA_SIMULATOR_URL": "http://127.0.0.1:8089",
-        "FUNCTIONS_BASE_URL": "http://127.0.0.1:5001/demo-mpesa-gateway/us-central1",
-    }
-    # Emulator hosts are host:port (the client libraries add the scheme); the project is a demo- project, which
-    # the gateway requires before it trusts the Auth emulator.
-    for name in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST", "SECRET_MANAGER_EMULATOR_HOST"):
-        assert "://" not in env[name]
-    assert env["GCLOUD_PROJECT"].startswith("demo-")
-
-
-def test_stack_env_follows_the_port_table(stack: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(stack.PORTS, "firestore", 18080)
-    monkeypatch.setitem(stack.PORTS, "functions", 15001)
-    env = stack.stack_env()
-    assert env["FIRESTORE_EMULATOR_HOST"] == "127.0.0.1:18080"
-    assert env["FUNCTIONS_BASE_URL"] == "http://127.0.0.1:15001/demo-mpesa-gateway/us-central1"
+def test_the_stack_runs_where_firebase_json_says(stack: ModuleType) -> None:
+    config = stack_config.load()
+    assert stack.CONFIG == config
+    assert stack.stack_env() == config.env()
+    assert stack.dev_server_argv("devservers.daraja_simulator", config.endpoints["daraja"])[-4:] == [
+        "--host",
+        config.endpoints["daraja"].host,
+        "--port",
+        str(config.endpoints["daraja"].port),
+    ]
 
 
 def test_every_function_url_lives_under_the_functions_base(stack: ModuleType) -> None:
@@ -221,15 +209,6 @@ def test_every_function_url_lives_under_the_functions_base(stack: ModuleType) ->
     urls = stack.urls()
     for name in ("stk_push", "payment_status", "developer_credentials", "mpesa_callback"):
         assert urls[name] == f"{base}/{name}"
-
-
-def test_the_port_table_matches_firebase_json(stack: ModuleType) -> None:
-    import json
-
-    emulators = json.loads((ROOT / "firebase.json").read_text())["emulators"]
-    for name in ("auth", "firestore", "functions", "hub", "logging"):
-        assert emulators[name]["port"] == stack.PORTS[name], name
-    assert len(set(stack.PORTS.values())) == len(stack.PORTS)
 
 
 def test_env_mode_prints_shell_exports(
@@ -245,18 +224,18 @@ def test_port_open_sees_a_listener(stack: ModuleType) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        port = server.getsockname()[1]
-        assert stack.port_open(port) is True
-    assert stack.port_open(port) is False
+        endpoint = stack_config.Endpoint("127.0.0.1", server.getsockname()[1])
+        assert stack.port_open(endpoint) is True
+    assert stack.port_open(endpoint) is False
 
 
 def test_status_mode_reports_each_port(
     stack: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(stack, "port_open", lambda port: port == stack.PORTS["daraja"])
+    monkeypatch.setattr(stack, "port_open", lambda endpoint: endpoint == stack.ENDPOINTS["daraja"])
     monkeypatch.setattr(sys, "argv", ["stack.py", "status"])
     assert stack.main() == 0
     rows = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()}
-    assert set(rows) == set(stack.PORTS)
+    assert set(rows) == set(stack.ENDPOINTS)
     assert rows["daraja"] == "up"
     assert {state for name, state in rows.items() if name != "daraja"} == {"down"}
