@@ -1,4 +1,5 @@
-"""The HTTP handlers behind each Cloud Function: they translate a request into one use case call.
+"""The HTTP handlers behind each Cloud Function: they translate a request into one use case call and its result
+into an answer. This is the only layer that picks status codes and headers.
 
 Each handler goes in the same order: method, authentication, input, use case, answer. Errors become the one
 envelope in gateway.http.
@@ -12,17 +13,20 @@ import flask
 
 from gateway import container, errors
 from gateway.http import ApiResponse, Call, serve
+from gateway.services.settlement import ACCEPTED_ANSWER
+from gateway.views import credentials_view, payment_view
 
 
 def developer_credentials(request: flask.Request) -> flask.Response:
     def handle(call: Call) -> ApiResponse:
-        gateway = container.gateway()
+        credentials = container.gateway().credentials
         developer = call.developer
         if call.method == "PUT":
-            return gateway.put_credentials(developer, call.json())
+            return ApiResponse(200, credentials_view(credentials.put(developer, call.json())))
         if call.method == "DELETE":
-            return gateway.delete_credentials(developer)
-        return gateway.get_credentials(developer)
+            deleted = credentials.delete(developer)
+            return ApiResponse(200, {"object": "developer_credentials", "deleted": deleted})
+        return ApiResponse(200, credentials_view(credentials.get(developer)))
 
     return _serve(request, ("GET", "PUT", "DELETE"), handle)
 
@@ -31,7 +35,12 @@ def stk_push(request: flask.Request) -> flask.Response:
     def handle(call: Call) -> ApiResponse:
         developer = call.developer
         body = call.json()
-        return container.gateway().create_payment(developer, body, call.header("Idempotency-Key"), call.request_id)
+        result = container.gateway().payments.push(developer, body, call.header("Idempotency-Key"))
+        # 201: Daraja accepted the push. 202: the payment exists but Daraja's answer never came; its callback or
+        # the reconciler settles it, so wait on it like any other payment and never push it again with a new key.
+        status = 201 if result.accepted else 202
+        headers = {"Idempotent-Replayed": "true"} if result.outcome == "replayed" else {}
+        return ApiResponse(status, payment_view(result.payment), headers)
 
     return _serve(request, ("POST",), handle)
 
@@ -39,13 +48,20 @@ def stk_push(request: flask.Request) -> flask.Response:
 def payment_status(request: flask.Request) -> flask.Response:
     def handle(call: Call) -> ApiResponse:
         developer = call.developer
-        gateway = container.gateway()
+        payments = container.gateway().payments
         payment_id = call.query("id")
         checkout_request_id = call.query("checkout_request_id")
         if payment_id is not None or checkout_request_id is not None:
-            return gateway.get_payment(developer, payment_id or None, checkout_request_id or None)
-        return gateway.list_payments(
-            developer, call.query("status") or None, call.query("limit"), call.query("page_token")
+            return ApiResponse(200, payment_view(payments.get(developer, payment_id or None, checkout_request_id or None)))
+        page = payments.list(developer, call.query("status") or None, call.query("limit"), call.query("page_token"))
+        return ApiResponse(
+            200,
+            {
+                "object": "list",
+                "data": [payment_view(payment) for payment in page.payments],
+                "has_more": page.next_page_token is not None,
+                "next_page_token": page.next_page_token,
+            },
         )
 
     return _serve(request, ("GET",), handle)
@@ -56,15 +72,24 @@ def mpesa_callback(request: flask.Request) -> flask.Response:
         token = request.path.rstrip("/").rsplit("/", 1)[-1]
         if not token:
             raise errors.NotFound("missing_callback_token", "the callback URL has no token")
+        settlement = container.gateway().settlement
         source_ip = client_ip(request, container.settings().trusted_proxy_hops)
-        return container.gateway().handle_callback(token, call.json(), source_ip)
+        settlement.check_callback_source(token, source_ip)
+        raw = call.raw_body()
+        try:
+            body = call.json()
+        except errors.InvalidRequest as unreadable:
+            settlement.quarantine_unreadable(token, raw, source_ip, unreadable.code)
+            raise
+        settlement.handle_callback(token, body, raw, source_ip)
+        return ApiResponse(200, ACCEPTED_ANSWER)
 
     # Safaricom sends no credentials: the per-payment URL token is checked by the use case instead.
     return _serve(request, ("POST",), handle, authenticated=False)
 
 
 def reconcile_payments() -> dict[str, int]:
-    return container.gateway().reconcile()
+    return container.gateway().settlement.reconcile()
 
 
 def client_ip(request: flask.Request, trusted_proxy_hops: int) -> str | None:

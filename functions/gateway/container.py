@@ -29,7 +29,7 @@ def gateway() -> Gateway:
         with _lock:
             if _gateway is None:
                 current = get_settings()
-                _gateway = Gateway(
+                _gateway = Gateway.build(
                     current,
                     PaymentRepository(current),
                     CredentialStore(current, SecretManagerBackend(current)),

@@ -140,13 +140,12 @@ class DarajaClient:
         self._session_lock = threading.Lock()
         self._clock = clock
         self._now_utc = now_utc
-        # One lock guards the token cache, the mints in flight and the counter; it is never held across I/O.
+        # One lock guards the token cache and the mints in flight; it is never held across I/O.
         self._tokens_lock = threading.Lock()
         self._tokens: OrderedDict[_TokenKey, _Token] = OrderedDict()
         # One mint at a time per key: concurrent first calls wait for the mint in flight instead of each minting.
         # Entries live only while their mint does, so this stays as small as the instance's concurrency.
         self._mints_in_flight: dict[_TokenKey, _MintFlight] = {}
-        self.mints = 0
 
     # ------------------------------------------------------------------------------------------- public API
 
@@ -227,6 +226,12 @@ class DarajaClient:
             raise errors.DarajaError(
                 "daraja_unavailable", "Daraja answered the query without a usable ResultCode"
             ) from None
+        if parsed.checkout_request_id != checkout_request_id:
+            # A third-party double answering with a fresh id: settling from it would settle the wrong payment.
+            log_event(Event.STK_QUERY_MISMATCH, "ERROR", uid=app.uid, checkout_request_id=checkout_request_id)
+            raise errors.DarajaError(
+                "daraja_answer_mismatch", "Daraja answered the query about another CheckoutRequestID"
+            )
         return StkQueryAnswer(
             result_code=parsed.result_code,
             result_desc=parsed.result_desc,
@@ -319,8 +324,6 @@ class DarajaClient:
 
     def _request_token(self, environment: str, consumer_key: str, consumer_secret: str) -> requests.Response:
         url = self._settings.daraja_base_url(environment) + OAUTH_PATH
-        with self._tokens_lock:
-            self.mints += 1
         try:
             return self._session_or_create().get(
                 url,
@@ -421,9 +424,14 @@ def _raise_for_daraja(response: requests.Response, *, prompts_payer: bool = Fals
             http_status=400,
             daraja_code=daraja_code,
         )
-    if prompts_payer and status == 504:
-        # Daraja's own gateway timed out waiting for its backend, which may well have prompted the payer.
-        raise DarajaOutcomeUnknown(daraja_code=daraja_code or None)
+    if prompts_payer and status >= 500:
+        # A server failure with no code we recognise as a refusal: Daraja's backend may well have prompted the
+        # payer before its front end failed (a 504 timeout, a bare 500), so the outcome is unknown, not a refusal.
+        raise DarajaOutcomeUnknown(
+            "daraja_outcome_unknown",
+            f"Daraja failed (HTTP {status}) after receiving the push; the payer may or may not have been prompted",
+            daraja_code=daraja_code or None,
+        )
     raise errors.DarajaError(
         "daraja_unavailable",
         f"Daraja failed to answer (HTTP {status}); retry later",

@@ -27,8 +27,12 @@ class GatewayError(Exception):
     http_status: int = 500
     error_type: ClassVar[str] = "api_error"
 
-    def __init__(self, code: str, message: str, param: str | None = None, **details: Any) -> None:
+    def __init__(
+        self, code: str, message: str, param: str | None = None, *, retry_after_s: int | None = None, **details: Any
+    ) -> None:
         super().__init__(message)
+        # When set, the answer carries `Retry-After`: the caller may retry after this many seconds.
+        self.retry_after_s = retry_after_s
         self.code = code
         self.message = message
         self.param = param
@@ -113,7 +117,7 @@ class DarajaError(GatewayError):
         daraja_code: str | None = None,
         param: str | None = None,
     ) -> None:
-        details = {"daraja_code": daraja_code} if daraja_code else {}
+        details: dict[str, Any] = {"daraja_code": daraja_code} if daraja_code else {}
         super().__init__(code, message, param, **details)
         self.daraja_code = daraja_code
         self.http_status = http_status

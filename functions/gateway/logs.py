@@ -21,6 +21,7 @@ class Event(StrEnum):
     UNHANDLED_EXCEPTION = "unhandled_exception"
     AUTH_REJECTED = "auth_rejected"
     EMULATOR_TOKENS_REFUSED = "emulator_tokens_refused"
+    UNSAFE_CONFIGURATION_REFUSED = "unsafe_configuration_refused"
     CREDENTIALS_STORED = "credentials_stored"
     CREDENTIALS_REJECTED = "credentials_rejected"
     CREDENTIALS_DELETED = "credentials_deleted"
@@ -39,6 +40,9 @@ class Event(StrEnum):
     SETTLEMENT_IGNORED = "settlement_ignored"
     STK_QUERY_SENT = "stk_query_sent"
     RECONCILE_RUN = "reconcile_run"
+    CALLBACK_QUARANTINED = "callback_quarantined"
+    PAYMENT_UNCONFIRMED = "payment_unconfirmed"
+    STK_QUERY_MISMATCH = "stk_query_mismatch"
 
 
 def _sensitive(key: str) -> bool:

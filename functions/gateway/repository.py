@@ -1,14 +1,18 @@
-"""Firestore adapter: every read and write of developers, payments, payers, idempotency records and the callback
-lookup. Every path starts at `developers/{uid}` except the server-only callback lookup, and every method takes
-the verified uid, so a caller can only ever reach their own subtree.
+"""Firestore adapter: load and save developers, payments, payers, idempotency claims, callback routes, audit copies
+and quarantined callbacks. It holds no business rule: the domain decides, this stores what it decided.
+
+Every save of an existing payment or payer carries the `update_time` it was loaded with as a precondition, and
+several saves go in one batch (`commit`), all or nothing. A lost race raises `WriteConflict`; `retry_on_conflict`
+reloads and decides again. Every path starts at `developers/{uid}` except the two server-only collections.
 
 Layout:
     developers/{uid}                                  registry: identity + non-secret Daraja set-up
     developers/{uid}/payments/{payment_id}            the payment
-    developers/{uid}/payments/{payment_id}/callbacks  raw callbacks, kept for audit (unreadable by clients)
+    developers/{uid}/payments/{payment_id}/callbacks  raw callbacks and query answers, kept for audit
     developers/{uid}/payers/{msisdn}                  per-developer payer record
-    developers/{uid}/idempotency_keys/{sha256(key)}   stored answers, expire through the `expires_at` TTL field
-    checkout_requests/{CheckoutRequestID}             server-only: -> (uid, payment_id, callback token hash)
+    developers/{uid}/idempotency_keys/{sha256(key)}   claims; expire through the `expires_at` TTL field
+    callback_tokens/{sha256(token)}                   server-only: a callback URL token -> (uid, payment_id)
+    quarantined_callbacks/{id}                        server-only: callbacks that matched nothing we know
 """
 
 from __future__ import annotations
@@ -17,62 +21,288 @@ import base64
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway import errors
-from gateway.domain.payment import PaymentStatus, SettlementDecision
+from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.payment import Payer, Payment, PaymentStatus, PushState, ReportedOutcome
 from gateway.settings import Settings
 
-CHECKOUT_LOOKUP = "checkout_requests"
-# How long a settlement keeps retrying lost races before the callback is answered 500.
-_SETTLE_DEADLINE_S = 20.0
+CALLBACK_TOKENS = "callback_tokens"
+QUARANTINE = "quarantined_callbacks"
+# How long a use case keeps retrying lost races before it gives up (the callback is then answered 500).
+RETRY_DEADLINE_S = 20.0
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    """The outcome of claiming a key: we own it now (`fresh`), or an earlier answer exists to replay."""
-
-    fresh: bool
-    replay_status: int | None = None
-    replay_body: dict[str, Any] | None = None
+class WriteConflict(Exception):
+    """A precondition failed: the document changed since it was loaded, or a `create` found it already there."""
 
 
 @dataclass(frozen=True)
-class CheckoutRoute:
+class Versioned(Generic[T]):
+    """A loaded value and the version (Firestore `update_time`) a save must find to succeed."""
+
+    value: T
+    version: Any
+
+
+@dataclass(frozen=True)
+class CallbackRoute:
     uid: str
     payment_id: str
-    callback_token_sha256: str
 
 
 @dataclass(frozen=True)
-class SettlementResult:
-    decision: SettlementDecision
-    payment: dict[str, Any]
+class CallbackAudit:
+    """One callback or query answer as it arrived. The raw body is kept as bounded text: Firestore refuses some
+    valid JSON (integers of 2^63 and more, nesting deeper than 20), and an audit copy must never break a callback."""
+
+    received_at: datetime
+    source: str
+    result_code: str | None
+    action: str
+    raw_body: str
+    source_ip: str | None = None
 
 
-@dataclass
-class FirestoreCounters:
-    """Round trips by kind, for benchmarks: reads are document gets/queries, commits are write batches."""
+@dataclass(frozen=True)
+class QuarantinedCallback:
+    received_at: datetime
+    reason: str
+    raw_body: str
+    source_ip: str | None
+    token_sha256: str | None
+    checkout_request_id: str | None
+    expires_at: datetime
 
-    reads: int = 0
-    commits: int = 0
+
+# ------------------------------------------------------------------------------------------------ writes
+@dataclass(frozen=True)
+class SavePayment:
+    uid: str
+    payment: Payment
+    version: Any = None  # None: create, the payment must not exist yet
 
 
+@dataclass(frozen=True)
+class SavePayer:
+    uid: str
+    payer: Payer
+    version: Any = None
+
+
+@dataclass(frozen=True)
+class CreateCallbackRoute:
+    token_sha256: str
+    route: CallbackRoute
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SaveIdempotency:
+    uid: str
+    key_hash: str
+    record: IdempotencyRecord
+    create: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteIdempotency:
+    uid: str
+    key_hash: str
+
+
+@dataclass(frozen=True)
+class AddAudit:
+    uid: str
+    payment_id: str
+    audit: CallbackAudit
+
+
+@dataclass(frozen=True)
+class AddQuarantine:
+    record: QuarantinedCallback
+
+
+Write = SavePayment | SavePayer | CreateCallbackRoute | SaveIdempotency | DeleteIdempotency | AddAudit | AddQuarantine
+
+
+def retry_on_conflict(attempt: Callable[[], T], deadline_s: float = RETRY_DEADLINE_S) -> T:
+    """Run `attempt` until it commits without losing a race; jittered backoff so racers spread out."""
+    deadline = time.monotonic() + deadline_s
+    backoff_s = 0.02
+    while True:
+        try:
+            return attempt()
+        except WriteConflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0, backoff_s))
+            backoff_s = min(backoff_s * 2, 0.5)
+
+
+# ------------------------------------------------------------------------------------------------ mapping
+def payment_to_document(payment: Payment) -> dict[str, Any]:
+    reported = payment.reported_outcome
+    return {
+        "id": payment.id,
+        "status": payment.status.value,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "msisdn": payment.msisdn,
+        "account_reference": payment.account_reference,
+        "description": payment.description,
+        "metadata": dict(payment.metadata),
+        "environment": payment.environment,
+        "shortcode": payment.shortcode,
+        "created_at": payment.created_at,
+        "updated_at": payment.updated_at,
+        "push_state": payment.push_state.value,
+        "push_lease_until": payment.push_lease_until,
+        "checkout_request_id": payment.checkout_request_id,
+        "merchant_request_id": payment.merchant_request_id,
+        "result_code": payment.result_code,
+        "result_desc": payment.result_desc,
+        "mpesa_receipt_number": payment.mpesa_receipt_number,
+        "transaction_date": payment.transaction_date,
+        "paid_msisdn": payment.paid_msisdn,
+        "flags": list(payment.flags),
+        "reported_outcome": None
+        if reported is None
+        else {
+            "source": reported.source,
+            "result_code": reported.result_code,
+            "result_desc": reported.result_desc,
+            "amount": reported.amount,
+            "mpesa_receipt_number": reported.mpesa_receipt_number,
+            "at": reported.at,
+        },
+        "settled_at": payment.settled_at,
+        "settled_by": payment.settled_by,
+        "next_check_at": payment.next_check_at,
+        "query_attempts": payment.query_attempts,
+        "last_queried_at": payment.last_queried_at,
+    }
+
+
+def payment_from_document(data: Mapping[str, Any]) -> Payment:
+    reported = data.get("reported_outcome")
+    return Payment(
+        id=data["id"],
+        status=PaymentStatus(data["status"]),
+        amount=int(data["amount"]),
+        currency=data.get("currency") or "KES",
+        msisdn=data["msisdn"],
+        account_reference=data.get("account_reference") or "",
+        description=data.get("description") or "",
+        metadata=dict(data.get("metadata") or {}),
+        environment=data.get("environment") or "",
+        shortcode=data.get("shortcode") or "",
+        created_at=_utc(data["created_at"]),
+        updated_at=_utc(data.get("updated_at") or data["created_at"]),
+        # Payments stored before intent-first pushes always had Daraja's answer.
+        push_state=PushState(data.get("push_state") or PushState.ACCEPTED.value),
+        push_lease_until=_utc_or_none(data.get("push_lease_until")),
+        checkout_request_id=data.get("checkout_request_id"),
+        merchant_request_id=data.get("merchant_request_id"),
+        result_code=data.get("result_code"),
+        result_desc=data.get("result_desc"),
+        mpesa_receipt_number=data.get("mpesa_receipt_number"),
+        transaction_date=data.get("transaction_date"),
+        paid_msisdn=data.get("paid_msisdn"),
+        flags=tuple(data.get("flags") or ()),
+        reported_outcome=None
+        if not reported
+        else ReportedOutcome(
+            source=reported["source"],
+            result_code=reported["result_code"],
+            result_desc=reported.get("result_desc") or "",
+            amount=reported.get("amount"),
+            mpesa_receipt_number=reported.get("mpesa_receipt_number"),
+            at=_utc(reported["at"]),
+        ),
+        settled_at=_utc_or_none(data.get("settled_at")),
+        settled_by=data.get("settled_by"),
+        next_check_at=_utc_or_none(data.get("next_check_at")),
+        query_attempts=int(data.get("query_attempts") or 0),
+        last_queried_at=_utc_or_none(data.get("last_queried_at")),
+    )
+
+
+def payer_to_document(payer: Payer) -> dict[str, Any]:
+    return {
+        "msisdn": payer.msisdn,
+        "first_seen_at": payer.first_seen_at,
+        "last_seen_at": payer.last_seen_at,
+        "payment_count": payer.payment_count,
+        "succeeded_count": payer.succeeded_count,
+        "total_paid": payer.total_paid,
+    }
+
+
+def payer_from_document(data: Mapping[str, Any]) -> Payer:
+    return Payer(
+        msisdn=data["msisdn"],
+        first_seen_at=_utc(data["first_seen_at"]),
+        last_seen_at=_utc(data["last_seen_at"]),
+        payment_count=int(data.get("payment_count") or 0),
+        succeeded_count=int(data.get("succeeded_count") or 0),
+        total_paid=int(data.get("total_paid") or 0),
+    )
+
+
+def idempotency_to_document(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "state": record.state,
+        "fingerprint": record.fingerprint,
+        "payment_id": record.payment_id,
+        "status": record.status,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "lease_expires_at": record.lease_expires_at,
+    }
+
+
+def idempotency_from_document(data: Mapping[str, Any]) -> IdempotencyRecord | None:
+    if not data.get("payment_id"):
+        return None  # a claim from before intent-first pushes: nothing to answer from, treat as absent
+    return IdempotencyRecord(
+        fingerprint=data["fingerprint"],
+        payment_id=data["payment_id"],
+        state="done" if data.get("state") == "done" else "in_progress",
+        created_at=_utc(data["created_at"]),
+        expires_at=_utc(data["expires_at"]),
+        lease_expires_at=_utc(data.get("lease_expires_at") or data["created_at"]),
+        status=int(data["status"]) if data.get("status") is not None else None,
+    )
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise ValueError("expected a timestamp")
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _utc_or_none(value: Any) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+# ------------------------------------------------------------------------------------------------ adapter
 class PaymentRepository:
     def __init__(self, settings: Settings, client_factory: Callable[[], Any] | None = None) -> None:
         self._settings = settings
         self._client_factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
-        self._settle_locks = tuple(threading.Lock() for _ in range(64))
-        self.counters = FirestoreCounters()
 
     # ------------------------------------------------------------------------------------------- plumbing
     @property
@@ -94,154 +324,89 @@ class PaymentRepository:
     def _payment(self, uid: str, payment_id: str) -> Any:
         return self._developer(uid).collection("payments").document(payment_id)
 
+    def _payer(self, uid: str, msisdn: str) -> Any:
+        return self._developer(uid).collection("payers").document(msisdn)
+
     def _idempotency(self, uid: str, key_hash: str) -> Any:
         return self._developer(uid).collection("idempotency_keys").document(key_hash)
 
-    def _lookup(self, checkout_request_id: str) -> Any:
-        return self.client.collection(CHECKOUT_LOOKUP).document(checkout_request_id)
+    def _route(self, token_sha256: str) -> Any:
+        return self.client.collection(CALLBACK_TOKENS).document(token_sha256)
 
     # ------------------------------------------------------------------------------------------ developers
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]:
         """The registry entry, created on the developer's first authenticated call."""
+        from google.api_core import exceptions as api_exceptions
+
         ref = self._developer(uid)
-        self.counters.reads += 1
         snapshot = ref.get()
         if snapshot.exists:
             data: dict[str, Any] = snapshot.to_dict() or {}
             return data
         now = utcnow()
         record = {"uid": uid, "email": email, "created_at": now, "updated_at": now, "daraja": None}
-        from google.api_core import exceptions as api_exceptions
-
         try:
-            self.counters.commits += 1
             ref.create(record)
         except api_exceptions.AlreadyExists:
             # Two first calls raced; the other one created it.
-            self.counters.reads += 1
             return ref.get().to_dict() or record
         return record
 
     def developer_setup(self, uid: str) -> dict[str, Any] | None:
         """The non-secret Daraja set-up of a developer, without creating a registry entry (server-side sweeps)."""
-        self.counters.reads += 1
         snapshot = self._developer(uid).get()
         setup = (snapshot.to_dict() or {}).get("daraja") if snapshot.exists else None
         return dict(setup) if setup else None
 
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
         now = utcnow()
-        self.counters.commits += 1
         self._developer(uid).set({"uid": uid, "email": email, "updated_at": now, "daraja": setup}, merge=True)
 
     def clear_daraja_setup(self, uid: str) -> None:
-        self.counters.commits += 1
         self._developer(uid).set({"daraja": None, "updated_at": utcnow()}, merge=True)
 
-    # -------------------------------------------------------------------------------------- idempotency
-    def claim_idempotency_key(self, uid: str, key_hash: str, fingerprint: str, wait_s: float) -> IdempotencyClaim:
-        """Claim the key atomically (`create` fails if it exists), or return the stored answer to replay.
-
-        A concurrent request holding the key makes this wait up to `wait_s` for its answer, so N concurrent
-        retries produce one Daraja call and N identical answers.
-        """
-        from google.api_core import exceptions as api_exceptions
-
-        ref = self._idempotency(uid, key_hash)
-        deadline = time.monotonic() + wait_s
-        while True:
-            now = utcnow()
-            record = {
-                "state": "in_progress",
-                "fingerprint": fingerprint,
-                "created_at": now,
-                "expires_at": now + timedelta(seconds=self._settings.idempotency_ttl_s),
-            }
-            try:
-                self.counters.commits += 1
-                ref.create(record)
-                return IdempotencyClaim(fresh=True)
-            except api_exceptions.AlreadyExists:
-                pass
-            self.counters.reads += 1
-            existing = ref.get().to_dict() or {}
-            expires_at = existing.get("expires_at")
-            if isinstance(expires_at, datetime) and expires_at <= now:
-                # TTL deletion runs within a day, not on the dot: an expired record is as good as absent.
-                self.release_idempotency_key(uid, key_hash)
-                continue
-            if existing.get("fingerprint") != fingerprint:
-                raise errors.IdempotencyConflict(
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used with a different request body",
-                    "Idempotency-Key",
-                )
-            if existing.get("state") == "done":
-                return IdempotencyClaim(
-                    fresh=False, replay_status=int(existing["status"]), replay_body=dict(existing["body"])
-                )
-            if time.monotonic() >= deadline:
-                raise errors.IdempotencyConflict(
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                    "Idempotency-Key",
-                )
-            time.sleep(0.1)
-
-    def store_idempotent_answer(self, uid: str, key_hash: str, status: int, body: dict[str, Any]) -> None:
-        self.counters.commits += 1
-        self._idempotency(uid, key_hash).set({"state": "done", "status": status, "body": body}, merge=True)
-
-    def release_idempotency_key(self, uid: str, key_hash: str) -> None:
-        self.counters.commits += 1
-        self._idempotency(uid, key_hash).delete()
-
-    # ------------------------------------------------------------------------------------------- payments
-    def record_payment(
-        self,
-        uid: str,
-        payment: dict[str, Any],
-        callback_token_sha256: str,
-        idempotency: tuple[str, int, dict[str, Any]] | None,
-    ) -> None:
-        """One commit: the payment, its callback lookup and (if keyed) the idempotency answer."""
-        batch = self.client.batch()
-        batch.create(self._payment(uid, payment["id"]), payment)
-        batch.create(
-            self._lookup(payment["checkout_request_id"]),
-            {
-                "uid": uid,
-                "payment_id": payment["id"],
-                "callback_token_sha256": callback_token_sha256,
-                "created_at": payment["created_at"],
-            },
-        )
-        if idempotency is not None:
-            key_hash, status, body = idempotency
-            batch.set(self._idempotency(uid, key_hash), {"state": "done", "status": status, "body": body}, merge=True)
-        self.counters.commits += 1
-        batch.commit()
-
-    def get_payment(self, uid: str, payment_id: str) -> dict[str, Any] | None:
+    # ---------------------------------------------------------------------------------------------- loads
+    def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
         if not _usable_document_id(payment_id):
             return None
-        self.counters.reads += 1
         snapshot = self._payment(uid, payment_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
-
-    def checkout_route(self, checkout_request_id: str) -> CheckoutRoute | None:
-        if not _usable_document_id(checkout_request_id):
+        if not snapshot.exists:
             return None
-        self.counters.reads += 1
-        snapshot = self._lookup(checkout_request_id).get()
+        return Versioned(payment_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+
+    def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None:
+        snapshot = self._payer(uid, msisdn).get()
+        if not snapshot.exists:
+            return None
+        return Versioned(payer_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+
+    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None:
+        snapshot = self._idempotency(uid, key_hash).get()
+        return idempotency_from_document(snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
+        snapshot = self._route(token_sha256).get()
         if not snapshot.exists:
             return None
         data = snapshot.to_dict() or {}
-        return CheckoutRoute(data["uid"], data["payment_id"], data["callback_token_sha256"])
+        return CallbackRoute(data["uid"], data["payment_id"])
+
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None:
+        from google.cloud import firestore
+
+        query = (
+            self._developer(uid)
+            .collection("payments")
+            .where(filter=firestore.FieldFilter("checkout_request_id", "==", checkout_request_id))
+            .limit(1)
+        )
+        for doc in query.stream():
+            return payment_from_document(doc.to_dict() or {})
+        return None
 
     def list_payments(
         self, uid: str, status: str | None, limit: int, page_token: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[Payment], str | None]:
         from google.cloud import firestore
 
         query = self._developer(uid).collection("payments")
@@ -251,147 +416,20 @@ class PaymentRepository:
             "__name__", direction=firestore.Query.DESCENDING
         )
         if page_token is not None:
-            cursor = self._page_cursor(uid, page_token)
-            query = query.start_after(cursor)
-        self.counters.reads += 1
+            query = query.start_after(self._page_cursor(uid, page_token))
         documents = list(query.limit(limit + 1).stream())
-        page = [doc.to_dict() or {} for doc in documents[:limit]]
+        page = [payment_from_document(doc.to_dict() or {}) for doc in documents[:limit]]
         next_token = _encode_page_token(documents[limit - 1].id) if len(documents) > limit else None
         return page, next_token
 
     def _page_cursor(self, uid: str, page_token: str) -> Any:
         payment_id = _decode_page_token(page_token)
-        self.counters.reads += 1
         snapshot = self._payment(uid, payment_id).get() if _usable_document_id(payment_id) else None
         if snapshot is None or not snapshot.exists:
             raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
         return snapshot
 
-    def settle(
-        self,
-        uid: str,
-        payment_id: str,
-        decide: Callable[[dict[str, Any]], SettlementDecision],
-        applied_fields: Callable[[SettlementDecision], dict[str, Any]],
-        audit: dict[str, Any] | None,
-    ) -> SettlementResult | None:
-        """Apply a callback or query outcome exactly once, with optimistic concurrency.
-
-        The payment is read, the decision made, and the change committed in one batch whose update carries the
-        payment's `update_time` as a precondition. Of N concurrent duplicates exactly one batch commits; the others
-        fail the precondition, read again, see a settled payment and only record their audit copy. Unlike a
-        read-write transaction this holds no lock, so a burst of duplicates cannot stall each other (the Firestore
-        emulator's lock timeouts turned 50 concurrent transactions into a livelock).
-        """
-        from google.cloud import firestore
-
-        payment_ref = self._payment(uid, payment_id)
-        deadline = time.monotonic() + _SETTLE_DEADLINE_S
-        backoff_s = 0.02
-        while True:
-            self.counters.reads += 1
-            snapshot = payment_ref.get()
-            if not snapshot.exists:
-                return None
-            payment: dict[str, Any] = snapshot.to_dict() or {}
-            decision = decide(payment)
-            now = utcnow()
-            batch = self.client.batch()
-            if audit is not None:
-                batch.create(payment_ref.collection("callbacks").document(), {**audit, "action": decision.action})
-            if decision.action == "ignore":
-                # A settled payment never changes again, so this decision cannot be stale: no precondition needed.
-                self.counters.commits += 1
-                batch.commit()
-                return SettlementResult(decision, payment)
-            changes = applied_fields(decision)
-            changes["updated_at"] = now
-            if decision.flags:
-                changes["flags"] = firestore.ArrayUnion(list(decision.flags))
-            batch.update(payment_ref, changes, option=self.client.write_option(last_update_time=snapshot.update_time))
-            if decision.action == "settle":
-                self._add_payer_update(batch, uid, payment, decision, now)
-            try:
-                self.counters.commits += 1
-                batch.commit()
-            except Exception as failure:  # only lost races are retried; anything else re-raises
-                if not _lost_race(failure) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0, backoff_s))
-                backoff_s = min(backoff_s * 2, 0.5)
-                continue
-            merged = {**payment, **{k: v for k, v in changes.items() if k != "flags"}}
-            merged["flags"] = sorted(set(payment.get("flags", [])) | set(decision.flags))
-            return SettlementResult(decision, merged)
-
-    def _add_payer_update(
-        self, batch: Any, uid: str, payment: dict[str, Any], decision: SettlementDecision, now: datetime
-    ) -> None:
-        """Count the settled payment on the payer's record, in the same batch as the settlement itself."""
-        from google.cloud import firestore
-
-        payer_ref = self._developer(uid).collection("payers").document(payment["msisdn"])
-        succeeded = decision.new_status is PaymentStatus.SUCCEEDED
-        paid = int(payment["amount"]) if succeeded else 0
-        self.counters.reads += 1
-        if payer_ref.get().exists:
-            batch.set(
-                payer_ref,
-                {
-                    "last_seen_at": now,
-                    "payment_count": firestore.Increment(1),
-                    "succeeded_count": firestore.Increment(1 if succeeded else 0),
-                    "total_paid": firestore.Increment(paid),
-                },
-                merge=True,
-            )
-        else:
-            # `create` fails if another settlement created the payer first; the batch is then retried as a lost race.
-            batch.create(
-                payer_ref,
-                {
-                    "msisdn": payment["msisdn"],
-                    "first_seen_at": now,
-                    "last_seen_at": now,
-                    "payment_count": 1,
-                    "succeeded_count": 1 if succeeded else 0,
-                    "total_paid": paid,
-                },
-            )
-
-    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float, reconcile_after_s: float) -> bool:
-        """True for exactly one caller per interval, so Daraja's query is called at most once per interval.
-
-        It also schedules the reconciler's next look, later after every attempt (capped at six hours). The
-        `update_time` precondition makes concurrent claimers race for one write, as in `settle`.
-        """
-        payment_ref = self._payment(uid, payment_id)
-        self.counters.reads += 1
-        snapshot = payment_ref.get()
-        if not snapshot.exists:
-            return False
-        data = snapshot.to_dict() or {}
-        if data.get("status") != PaymentStatus.PENDING.value:
-            return False
-        last = data.get("last_queried_at")
-        now = utcnow()
-        if isinstance(last, datetime) and (now - last).total_seconds() < interval_s:
-            return False
-        attempts = int(data.get("query_attempts") or 0) + 1
-        delay_s = min(max(reconcile_after_s, 1.0) * 2**attempts, 6 * 3600.0)
-        try:
-            self.counters.commits += 1
-            payment_ref.update(
-                {"last_queried_at": now, "query_attempts": attempts, "next_check_at": now + timedelta(seconds=delay_s)},
-                option=self.client.write_option(last_update_time=snapshot.update_time),
-            )
-        except Exception as failure:  # a lost race means another caller holds this interval
-            if _lost_race(failure):
-                return False
-            raise
-        return True
-
-    def due_for_reconciliation(self, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    def due_payments(self, now: datetime, limit: int) -> list[tuple[str, Versioned[Payment]]]:
         """Pending payments of every developer whose next check is due (collection-group query, indexed)."""
         from google.cloud import firestore
 
@@ -402,21 +440,83 @@ class PaymentRepository:
             .order_by("next_check_at")
             .limit(limit)
         )
-        self.counters.reads += 1
         found = []
         for doc in query.stream():
             # The parent of payments/{id} is developers/{uid}: the uid comes from the path, not from the data.
             uid = doc.reference.parent.parent.id
-            found.append((uid, doc.to_dict() or {}))
+            found.append((uid, Versioned(payment_from_document(doc.to_dict() or {}), doc.update_time)))
         return found
 
+    # --------------------------------------------------------------------------------------------- commit
+    def commit(self, writes: Sequence[Write]) -> list[Any]:
+        """All writes in one batch, or none. Returns each write's new version (`update_time`), in order."""
+        from google.api_core import exceptions as api_exceptions
 
-def _lost_race(failure: Exception) -> bool:
-    """Another writer got there first: a failed update_time precondition, or a `create` of a document that now
-    exists (FAILED_PRECONDITION, ALREADY_EXISTS, or ABORTED from a contended commit)."""
-    from google.api_core import exceptions as api_exceptions
+        batch = self.client.batch()
+        for write in writes:
+            self._add(batch, write)
+        try:
+            results = batch.commit()
+        except (api_exceptions.FailedPrecondition, api_exceptions.Conflict, api_exceptions.NotFound) as lost:
+            # FAILED_PRECONDITION: an update_time no longer matches; ALREADY_EXISTS / ABORTED are Conflicts;
+            # NOT_FOUND: a document saved with a version was deleted meanwhile.
+            raise WriteConflict(type(lost).__name__) from None
+        return [getattr(result, "update_time", None) for result in results]
 
-    return isinstance(failure, api_exceptions.FailedPrecondition | api_exceptions.Conflict)
+    def _add(self, batch: Any, write: Write) -> None:
+        if isinstance(write, SavePayment):
+            self._save(batch, self._payment(write.uid, write.payment.id), payment_to_document(write.payment), write.version)
+        elif isinstance(write, SavePayer):
+            self._save(batch, self._payer(write.uid, write.payer.msisdn), payer_to_document(write.payer), write.version)
+        elif isinstance(write, CreateCallbackRoute):
+            batch.create(
+                self._route(write.token_sha256),
+                {"uid": write.route.uid, "payment_id": write.route.payment_id, "created_at": write.created_at},
+            )
+        elif isinstance(write, SaveIdempotency):
+            ref = self._idempotency(write.uid, write.key_hash)
+            if write.create:
+                batch.create(ref, idempotency_to_document(write.record))
+            else:
+                batch.set(ref, idempotency_to_document(write.record))
+        elif isinstance(write, DeleteIdempotency):
+            batch.delete(self._idempotency(write.uid, write.key_hash))
+        elif isinstance(write, AddAudit):
+            audit = write.audit
+            batch.create(
+                self._payment(write.uid, write.payment_id).collection("callbacks").document(),
+                {
+                    "received_at": audit.received_at,
+                    "source": audit.source,
+                    "source_ip": audit.source_ip,
+                    "result_code": audit.result_code,
+                    "action": audit.action,
+                    "raw_body": audit.raw_body,
+                },
+            )
+        elif isinstance(write, AddQuarantine):
+            record = write.record
+            batch.create(
+                self.client.collection(QUARANTINE).document(),
+                {
+                    "received_at": record.received_at,
+                    "reason": record.reason,
+                    "raw_body": record.raw_body,
+                    "source_ip": record.source_ip,
+                    "token_sha256": record.token_sha256,
+                    "checkout_request_id": record.checkout_request_id,
+                    "expires_at": record.expires_at,
+                },
+            )
+        else:  # pragma: no cover - the Write union is closed
+            raise TypeError(f"unknown write {write!r}")
+
+    def _save(self, batch: Any, ref: Any, document: dict[str, Any], version: Any) -> None:
+        if version is None:
+            batch.create(ref, document)
+        else:
+            # Every field is written, so an update replaces the whole document, but only if nobody wrote since.
+            batch.update(ref, document, option=self.client.write_option(last_update_time=version))
 
 
 def _usable_document_id(value: str) -> bool:
@@ -439,3 +539,63 @@ def _decode_page_token(token: str) -> str:
         return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
     except (ValueError, UnicodeError):
         raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token") from None
+
+
+Change = tuple[Payment, list[Write]]
+
+
+class PaymentStore(Protocol):
+    """The port the use cases need: `PaymentRepository` here, an in-memory dict in unit tests."""
+
+    def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]: ...
+    def developer_setup(self, uid: str) -> dict[str, Any] | None: ...
+    def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None: ...
+    def clear_daraja_setup(self, uid: str) -> None: ...
+    def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None: ...
+    def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None: ...
+    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None: ...
+    def load_callback_route(self, token_sha256: str) -> CallbackRoute | None: ...
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None: ...
+    def list_payments(
+        self, uid: str, status: str | None, limit: int, page_token: str | None
+    ) -> tuple[list[Payment], str | None]: ...
+    def due_payments(self, now: datetime, limit: int) -> list[tuple[str, Versioned[Payment]]]: ...
+    def commit(self, writes: Sequence[Write]) -> list[Any]: ...
+
+
+def update_payment(
+    repository: PaymentStore,
+    uid: str,
+    payment_id: str,
+    change: Callable[[Payment], Change | None],
+    loaded: Versioned[Payment] | None = None,
+) -> Payment | None:
+    """Load the payment, let `change` decide (the new payment plus any writes that go with it, or None for no
+    change), and save it only if nobody wrote since; on a lost race load again and decide again.
+
+    Returns the payment as stored afterwards, or None when it does not exist.
+    """
+    current = loaded
+
+    def attempt() -> Payment | None:
+        nonlocal current
+        if current is None:
+            current = repository.load_payment(uid, payment_id)
+            if current is None:
+                return None
+        decided = change(current.value)
+        if decided is None:
+            return current.value
+        after, writes = decided
+        try:
+            if after == current.value:
+                if writes:
+                    repository.commit(writes)
+            else:
+                repository.commit([SavePayment(uid, after, current.version), *writes])
+        except WriteConflict:
+            current = None
+            raise
+        return after
+
+    return retry_on_conflict(attempt)

@@ -202,6 +202,9 @@ class SecretManagerBackend:
         return self._client
 
     def _create_client(self) -> Any:
+        # The HTTP boundary already refuses an unsafe configuration, but the scheduled reconcile has no boundary: no
+        # secret is read (and so none reaches a plain-HTTP Daraja URL) unless the configuration is safe.
+        self._settings.assert_safe()
         # Imported here, not at module load: the client library costs hundreds of milliseconds of cold start,
         # and deploy-time discovery imports this module without ever needing it.
         from google.cloud import secretmanager
@@ -306,13 +309,12 @@ class CredentialStore:
         self._max_entries = settings.credential_cache_max_entries
         self._backend = backend
         self._clock = clock
-        # One lock guards the cache, the reads in flight and the counter; it is never held across I/O.
+        # One lock guards the cache and the reads in flight; it is never held across I/O.
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _CacheEntry] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
         # Writes are rare, so a few striped locks are enough to keep two PUTs for one uid from interleaving.
         self._write_stripes = tuple(threading.Lock() for _ in range(_WRITE_STRIPES))
-        self.backend_reads = 0
 
     @staticmethod
     def secret_id(uid: str, prefix: str = DEFAULT_SECRET_ID_PREFIX) -> str:
@@ -379,8 +381,6 @@ class CredentialStore:
 
     def _load(self, uid: str) -> DarajaSecret:
         secret_id = self.secret_id(uid, self._prefix)
-        with self._lock:
-            self.backend_reads += 1
         data = self._backend.access_latest(secret_id)
         if data is None:
             raise errors.CredentialsNotConfigured()

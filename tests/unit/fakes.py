@@ -1,35 +1,44 @@
-"""In-memory stand-ins for the gateway's adapters, for unit tests of the use cases (gateway.services.Gateway).
+"""In-memory stand-ins for the gateway's adapters, for unit tests of the use cases (gateway.services).
 
-    FakeClock            the `now=` of Gateway and of FakeRepository, moved by hand
-    FakeRepository       PaymentRepository's public methods over dicts, with the same semantics and a call counter
+    FakeClock            the `now=` of the use cases, moved by hand
+    FakeRepository       the PaymentStore port over dicts: documents with versions, atomic commits, nothing else.
+                         It holds no business rule; tests/integration/test_repository_contract.py runs the same
+                         suite against it and against Firestore so the two cannot drift.
     MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore
     FakeDaraja           DarajaClient's verify_credentials / stk_push / stk_query: records calls, answers as scripted
-
-Everything handed out is a deep copy, as a Firestore read is: a use case that edits what it read changes nothing.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway import errors
 from gateway.daraja import DarajaApp, StkPushAccepted, StkPushOrder, StkQueryAnswer
-from gateway.domain.payment import PaymentStatus, SettlementDecision
+from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.payment import Payer, Payment, PaymentStatus
 from gateway.repository import (
-    CheckoutRoute,
-    IdempotencyClaim,
-    SettlementResult,
+    AddAudit,
+    AddQuarantine,
+    CallbackAudit,
+    CallbackRoute,
+    CreateCallbackRoute,
+    DeleteIdempotency,
+    QuarantinedCallback,
+    SaveIdempotency,
+    SavePayer,
+    SavePayment,
+    Versioned,
+    Write,
+    WriteConflict,
     _decode_page_token,
     _encode_page_token,
     _usable_document_id,
 )
-from gateway.settings import Settings
 
 T0 = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
 
@@ -46,25 +55,23 @@ class FakeClock:
 
 
 class FakeRepository:
-    """PaymentRepository in memory. `calls` counts every public method call by name.
+    """PaymentStore in memory: each document is (value, version); a commit checks every precondition first and
+    then applies all writes, or raises WriteConflict and applies none. `calls` counts public calls by name;
+    `fail_next_commit` makes the next commit matching a predicate raise, as a failing Firestore would."""
 
-    One deliberate difference: a claim on a key still in progress fails at once with `idempotency_in_progress`,
-    as the real one does once its wait runs out (these tests run one request at a time).
-    """
-
-    def __init__(self, settings: Settings, now: Callable[[], datetime]) -> None:
-        self._settings = settings
+    def __init__(self, now: Callable[[], datetime] = lambda: T0) -> None:
         self._now = now
         self._lock = threading.Lock()
+        self._versions = itertools.count(1)
         self.calls: Counter[str] = Counter()
         self.developers: dict[str, dict[str, Any]] = {}
-        self.payments: dict[str, dict[str, dict[str, Any]]] = {}  # uid -> payment id -> payment
-        self.audits: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (uid, payment id) -> callbacks/{auto}
-        self.payers: dict[str, dict[str, dict[str, Any]]] = {}  # uid -> msisdn -> payer
-        self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}  # (uid, sha256(key)) -> record
-        self.routes: dict[str, dict[str, Any]] = {}  # checkout_requests/{CheckoutRequestID}
-        self.fail_record_payment: Exception | None = None
-        self.last_list_args: tuple[str, str | None, int, str | None] | None = None
+        self.payments: dict[tuple[str, str], tuple[Payment, int]] = {}
+        self.payers: dict[tuple[str, str], tuple[Payer, int]] = {}
+        self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.routes: dict[str, CallbackRoute] = {}
+        self.audits: dict[tuple[str, str], list[CallbackAudit]] = {}
+        self.quarantine: list[QuarantinedCallback] = []
+        self.fail_next_commit: Callable[[Sequence[Write]], bool] | None = None
 
     # ------------------------------------------------------------------------------------------ developers
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]:
@@ -72,224 +79,134 @@ class FakeRepository:
         with self._lock:
             if uid not in self.developers:
                 now = self._now()
-                self.developers[uid] = {
-                    "uid": uid,
-                    "email": email,
-                    "created_at": now,
-                    "updated_at": now,
-                    "daraja": None,
-                }
-            return copy.deepcopy(self.developers[uid])
+                self.developers[uid] = {"uid": uid, "email": email, "created_at": now, "updated_at": now, "daraja": None}
+            return dict(self.developers[uid])
 
     def developer_setup(self, uid: str) -> dict[str, Any] | None:
         self.calls["developer_setup"] += 1
-        with self._lock:
-            setup = self.developers.get(uid, {}).get("daraja")
-            return copy.deepcopy(setup) if setup else None
+        setup = self.developers.get(uid, {}).get("daraja")
+        return dict(setup) if setup else None
 
     def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
         self.calls["save_daraja_setup"] += 1
-        with self._lock:
-            record = self.developers.setdefault(uid, {})
-            record.update({"uid": uid, "email": email, "updated_at": self._now(), "daraja": copy.deepcopy(setup)})
+        record = self.developers.setdefault(uid, {"uid": uid, "created_at": self._now()})
+        record.update({"email": email, "updated_at": self._now(), "daraja": dict(setup)})
 
     def clear_daraja_setup(self, uid: str) -> None:
         self.calls["clear_daraja_setup"] += 1
-        with self._lock:
-            self.developers.setdefault(uid, {}).update({"daraja": None, "updated_at": self._now()})
+        self.developers.setdefault(uid, {"uid": uid})["daraja"] = None
 
-    # -------------------------------------------------------------------------------------- idempotency
-    def claim_idempotency_key(self, uid: str, key_hash: str, fingerprint: str, wait_s: float) -> IdempotencyClaim:
-        self.calls["claim_idempotency_key"] += 1
-        with self._lock:
-            now = self._now()
-            existing = self.idempotency.get((uid, key_hash))
-            expires_at = (existing or {}).get("expires_at")
-            if existing is not None and isinstance(expires_at, datetime) and expires_at <= now:
-                existing = None  # expired is as good as absent
-            if existing is None:
-                self.idempotency[(uid, key_hash)] = {
-                    "state": "in_progress",
-                    "fingerprint": fingerprint,
-                    "created_at": now,
-                    "expires_at": now + timedelta(seconds=self._settings.idempotency_ttl_s),
-                }
-                return IdempotencyClaim(fresh=True)
-            if existing.get("fingerprint") != fingerprint:
-                raise errors.IdempotencyConflict(
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used with a different request body",
-                    "Idempotency-Key",
-                )
-            if existing.get("state") == "done":
-                return IdempotencyClaim(
-                    fresh=False, replay_status=int(existing["status"]), replay_body=copy.deepcopy(existing["body"])
-                )
-            raise errors.IdempotencyConflict(
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-                "Idempotency-Key",
-            )
+    # ---------------------------------------------------------------------------------------------- loads
+    def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
+        self.calls["load_payment"] += 1
+        found = self.payments.get((uid, payment_id))
+        return Versioned(found[0], found[1]) if found else None
 
-    def store_idempotent_answer(self, uid: str, key_hash: str, status: int, body: dict[str, Any]) -> None:
-        self.calls["store_idempotent_answer"] += 1
-        with self._lock:
-            record = self.idempotency.setdefault((uid, key_hash), {})  # set(merge=True) creates if absent
-            record.update({"state": "done", "status": status, "body": copy.deepcopy(body)})
+    def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None:
+        self.calls["load_payer"] += 1
+        found = self.payers.get((uid, msisdn))
+        return Versioned(found[0], found[1]) if found else None
 
-    def release_idempotency_key(self, uid: str, key_hash: str) -> None:
-        self.calls["release_idempotency_key"] += 1
-        with self._lock:
-            self.idempotency.pop((uid, key_hash), None)
+    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None:
+        self.calls["load_idempotency"] += 1
+        return self.idempotency.get((uid, key_hash))
 
-    # ------------------------------------------------------------------------------------------- payments
-    def record_payment(
-        self,
-        uid: str,
-        payment: dict[str, Any],
-        callback_token_sha256: str,
-        idempotency: tuple[str, int, dict[str, Any]] | None,
-    ) -> None:
-        self.calls["record_payment"] += 1
-        if self.fail_record_payment is not None:
-            raise self.fail_record_payment
-        with self._lock:
-            # One batch of creates: it fails whole if the payment or the lookup already exists.
-            if payment["id"] in self.payments.get(uid, {}) or payment["checkout_request_id"] in self.routes:
-                raise RuntimeError("AlreadyExists")
-            self.payments.setdefault(uid, {})[payment["id"]] = copy.deepcopy(payment)
-            self.routes[payment["checkout_request_id"]] = {
-                "uid": uid,
-                "payment_id": payment["id"],
-                "callback_token_sha256": callback_token_sha256,
-                "created_at": payment["created_at"],
-            }
-            if idempotency is not None:
-                key_hash, status, body = idempotency
-                record = self.idempotency.setdefault((uid, key_hash), {})
-                record.update({"state": "done", "status": status, "body": copy.deepcopy(body)})
+    def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
+        self.calls["load_callback_route"] += 1
+        return self.routes.get(token_sha256)
 
-    def get_payment(self, uid: str, payment_id: str) -> dict[str, Any] | None:
-        self.calls["get_payment"] += 1
-        if not _usable_document_id(payment_id):
-            return None
-        with self._lock:
-            payment = self.payments.get(uid, {}).get(payment_id)
-            return copy.deepcopy(payment) if payment is not None else None
-
-    def checkout_route(self, checkout_request_id: str) -> CheckoutRoute | None:
-        self.calls["checkout_route"] += 1
-        if not _usable_document_id(checkout_request_id):
-            return None
-        with self._lock:
-            data = self.routes.get(checkout_request_id)
-        if data is None:
-            return None
-        return CheckoutRoute(data["uid"], data["payment_id"], data["callback_token_sha256"])
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None:
+        self.calls["find_payment_by_checkout"] += 1
+        for (owner, _), (payment, _version) in self.payments.items():
+            if owner == uid and payment.checkout_request_id == checkout_request_id:
+                return payment
+        return None
 
     def list_payments(
         self, uid: str, status: str | None, limit: int, page_token: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[Payment], str | None]:
         self.calls["list_payments"] += 1
-        self.last_list_args = (uid, status, limit, page_token)
-        with self._lock:
-            mine = self.payments.get(uid, {})
-            ordered = sorted(
-                (p for p in mine.values() if status is None or p["status"] == status),
-                key=lambda p: (p["created_at"], p["id"]),
-                reverse=True,
-            )
-            if page_token is not None:
-                cursor_id = _decode_page_token(page_token)
-                cursor = mine.get(cursor_id) if _usable_document_id(cursor_id) else None
-                if cursor is None:
-                    raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
-                after = (cursor["created_at"], cursor["id"])
-                ordered = [p for p in ordered if (p["created_at"], p["id"]) < after]
-            window = ordered[: limit + 1]
-            page = [copy.deepcopy(p) for p in window[:limit]]
-        next_token = _encode_page_token(window[limit - 1]["id"]) if len(window) > limit else None
+        mine = [p for (owner, _), (p, _v) in self.payments.items() if owner == uid]
+        if status is not None:
+            mine = [p for p in mine if p.status.value == status]
+        mine.sort(key=lambda p: (p.created_at, p.id), reverse=True)
+        if page_token is not None:
+            after_id = _decode_page_token(page_token)
+            cursor = self.payments.get((uid, after_id)) if _usable_document_id(after_id) else None
+            if cursor is None:
+                raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
+            key = (cursor[0].created_at, cursor[0].id)
+            mine = [p for p in mine if (p.created_at, p.id) < key]
+        page = mine[:limit]
+        next_token = _encode_page_token(page[-1].id) if len(mine) > limit else None
         return page, next_token
 
-    def settle(
-        self,
-        uid: str,
-        payment_id: str,
-        decide: Callable[[dict[str, Any]], SettlementDecision],
-        applied_fields: Callable[[SettlementDecision], dict[str, Any]],
-        audit: dict[str, Any] | None,
-    ) -> SettlementResult | None:
-        self.calls["settle"] += 1
-        with self._lock:  # the transaction: read, decide and write with nobody in between
-            stored = self.payments.get(uid, {}).get(payment_id)
-            if stored is None:
-                return None
-            payment = copy.deepcopy(stored)
-            decision = decide(copy.deepcopy(payment))
-            now = self._now()
-            if audit is not None:
-                self.audits.setdefault((uid, payment_id), []).append(
-                    {**copy.deepcopy(audit), "action": decision.action}
-                )
-            if decision.action == "ignore":
-                return SettlementResult(decision, payment)
-            changes = applied_fields(decision)
-            changes["updated_at"] = now
-            stored.update({k: copy.deepcopy(v) for k, v in changes.items()})
-            old_flags = list(payment.get("flags") or [])
-            stored["flags"] = old_flags + [f for f in decision.flags if f not in old_flags]  # ArrayUnion
-            if decision.action == "settle":
-                succeeded = decision.new_status is PaymentStatus.SUCCEEDED
-                payers = self.payers.setdefault(uid, {})
-                payer = payers.setdefault(
-                    payment["msisdn"],
-                    {
-                        "msisdn": payment["msisdn"],
-                        "first_seen_at": now,
-                        "payment_count": 0,
-                        "succeeded_count": 0,
-                        "total_paid": 0,
-                    },
-                )
-                payer["last_seen_at"] = now
-                payer["payment_count"] += 1
-                payer["succeeded_count"] += 1 if succeeded else 0
-                payer["total_paid"] += payment["amount"] if succeeded else 0
-            merged = {**payment, **changes}
-            merged["flags"] = sorted(set(old_flags) | set(decision.flags))
-            return SettlementResult(decision, merged)
+    def due_payments(self, now: datetime, limit: int) -> list[tuple[str, Versioned[Payment]]]:
+        self.calls["due_payments"] += 1
+        due = [
+            (uid, Versioned(p, v))
+            for (uid, _), (p, v) in self.payments.items()
+            if p.status is PaymentStatus.PENDING and p.next_check_at is not None and p.next_check_at <= now
+        ]
+        due.sort(key=lambda item: item[1].value.next_check_at or now)
+        return due[:limit]
 
-    def claim_query_slot(self, uid: str, payment_id: str, interval_s: float, reconcile_after_s: float) -> bool:
-        self.calls["claim_query_slot"] += 1
+    # --------------------------------------------------------------------------------------------- commit
+    def commit(self, writes: Sequence[Write]) -> list[Any]:
+        self.calls["commit"] += 1
         with self._lock:
-            payment = self.payments.get(uid, {}).get(payment_id)
-            if payment is None or payment.get("status") != PaymentStatus.PENDING.value:
-                return False
-            last = payment.get("last_queried_at")
-            now = self._now()
-            if isinstance(last, datetime) and (now - last).total_seconds() < interval_s:
-                return False
-            attempts = int(payment.get("query_attempts") or 0) + 1
-            payment["last_queried_at"] = now
-            payment["query_attempts"] = attempts
-            payment["next_check_at"] = now + timedelta(seconds=min(max(reconcile_after_s, 1.0) * 2**attempts, 21600.0))
-            return True
+            if self.fail_next_commit is not None and self.fail_next_commit(writes):
+                self.fail_next_commit = None
+                raise RuntimeError("injected commit failure")
+            for write in writes:
+                self._check(write)
+            return [self._apply(write) for write in writes]
 
-    def due_for_reconciliation(self, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        self.calls["due_for_reconciliation"] += 1
-        with self._lock:
-            found = [
-                (uid, copy.deepcopy(p))
-                for uid, payments in self.payments.items()
-                for p in payments.values()
-                if p.get("status") == PaymentStatus.PENDING.value and p["next_check_at"] <= now
-            ]
-        found.sort(key=lambda item: item[1]["next_check_at"])
-        return found[:limit]
+    def _check(self, write: Write) -> None:
+        if isinstance(write, SavePayment):
+            self._check_version(self.payments.get((write.uid, write.payment.id)), write.version)
+        elif isinstance(write, SavePayer):
+            self._check_version(self.payers.get((write.uid, write.payer.msisdn)), write.version)
+        elif isinstance(write, CreateCallbackRoute):
+            if write.token_sha256 in self.routes:
+                raise WriteConflict("AlreadyExists")
+        elif isinstance(write, SaveIdempotency) and write.create and (write.uid, write.key_hash) in self.idempotency:
+            raise WriteConflict("AlreadyExists")
 
-    # ------------------------------------------------------------------------------------------ test views
-    def payment(self, uid: str, payment_id: str) -> dict[str, Any]:
-        return copy.deepcopy(self.payments[uid][payment_id])
+    @staticmethod
+    def _check_version(stored: tuple[Any, int] | None, expected: Any) -> None:
+        if expected is None:
+            if stored is not None:
+                raise WriteConflict("AlreadyExists")
+        elif stored is None or stored[1] != expected:
+            raise WriteConflict("FailedPrecondition")
+
+    def _apply(self, write: Write) -> Any:
+        version = next(self._versions)
+        if isinstance(write, SavePayment):
+            self.payments[(write.uid, write.payment.id)] = (write.payment, version)
+        elif isinstance(write, SavePayer):
+            self.payers[(write.uid, write.payer.msisdn)] = (write.payer, version)
+        elif isinstance(write, CreateCallbackRoute):
+            self.routes[write.token_sha256] = write.route
+        elif isinstance(write, SaveIdempotency):
+            self.idempotency[(write.uid, write.key_hash)] = write.record
+        elif isinstance(write, DeleteIdempotency):
+            self.idempotency.pop((write.uid, write.key_hash), None)
+        elif isinstance(write, AddAudit):
+            self.audits.setdefault((write.uid, write.payment_id), []).append(write.audit)
+        elif isinstance(write, AddQuarantine):
+            self.quarantine.append(write.record)
+        return version
+
+    # ------------------------------------------------------------------------------------------ for tests
+    def payment(self, uid: str, payment_id: str) -> Payment:
+        return self.payments[(uid, payment_id)][0]
+
+    def only_payment(self, uid: str) -> Payment:
+        mine = [p for (owner, _), (p, _v) in self.payments.items() if owner == uid]
+        assert len(mine) == 1, f"expected one payment, found {len(mine)}"
+        return mine[0]
 
 
 class MemorySecretBackend:

@@ -1,15 +1,26 @@
-"""Payment states, the Daraja result-code mapping, and the one rule deciding what a payment result does to a payment.
+"""The payment: its states, the Daraja result-code mapping, and every rule about how a payment may change.
 
-Statuses move only from ``pending`` to one terminal status and never again. ``decide_settlement`` is the single
-place that applies this, for callbacks and for STK Push Query answers alike; the caller stores what it decides.
+    Payment.initiate ──> pending (push sending) ──accept──> pending (push accepted) ──apply──> succeeded | failed
+          │                  │                                                               | cancelled | timed_out
+          │                  ├──refuse──> failed (push refused: nobody was prompted)
+          │                  └──lease runs out / no answer──> pending (push unknown, flag outcome_unknown)
+          │                                    ├──callback (routed by its URL token)──> any result above
+          │                                    └──no callback by the deadline──> unconfirmed
+          └── unconfirmed ──late success callback──> succeeded (flag success_after_terminal)
+
+Statuses otherwise move only from ``pending`` to one terminal status and never again. ``decide_settlement`` is
+the single rule for results, for callbacks and STK Push Query answers alike. ``Payment`` and ``Payer`` are
+immutable: every method returns the new value and the caller stores it (with a precondition).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from gateway.domain.errors import ValidationError
 
@@ -20,6 +31,8 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    # The push's outcome never became known and no callback came within the confirmation window.
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def is_terminal(self) -> bool:
@@ -27,7 +40,10 @@ class PaymentStatus(StrEnum):
 
 
 def is_legal_transition(current: PaymentStatus, new: PaymentStatus) -> bool:
-    """Only ``pending`` may change, and only to a terminal status."""
+    """Only ``pending`` may change, and only to a terminal status; money received for an ``unconfirmed`` payment
+    still turns it into ``succeeded``."""
+    if current is PaymentStatus.UNCONFIRMED:
+        return new is PaymentStatus.SUCCEEDED
     return current is PaymentStatus.PENDING and new.is_terminal
 
 
@@ -175,3 +191,383 @@ def decide_settlement(
 
 def _describe(outcome: PaymentOutcome, status: PaymentStatus, source: OutcomeSource) -> str:
     return f"{source} result code {outcome.result_code} -> {status.value}"
+
+
+# ------------------------------------------------------------------------------------------------ the entity
+
+# Codes an STK Push Query may report as the end of a payment. Anything else (a code we do not know, or one that
+# means "still being processed") leaves the payment pending: a query is a look, not a verdict.
+FINAL_QUERY_RESULT_CODES: Final = frozenset(
+    {"0", "1", "17", "1001", "1019", "1025", "1031", "1032", "1037", "2001", "9999", "SFC_IC0003"}
+)
+
+FLAG_OUTCOME_UNKNOWN: Final = "outcome_unknown"
+FLAG_CHECKOUT_MISMATCH: Final = "checkout_request_mismatch"
+# Flags that ask a human to look; the others only describe how the payment settled.
+FLAGS_NEEDING_A_HUMAN: Final = frozenset(
+    {
+        FLAG_AMOUNT_MISMATCH,
+        FLAG_PHONE_MISMATCH,
+        FLAG_MISSING_AMOUNT,
+        FLAG_MISSING_RECEIPT,
+        FLAG_SUCCESS_AFTER_TERMINAL,
+        FLAG_CHECKOUT_MISMATCH,
+    }
+)
+_INT64_MAX: Final = 2**63 - 1
+
+
+class PushState(StrEnum):
+    """Where the STK push itself stands, apart from the payment's result.
+
+    ``sending``: the intent is stored and Daraja is being called (or the instance died while calling it).
+    ``accepted``: Daraja answered with a CheckoutRequestID. ``refused``: Daraja definitely refused; nobody was
+    prompted. ``unknown``: Daraja's answer never came, so the payer may have been prompted; the callback (routed
+    by its URL token) can still settle the payment.
+    """
+
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class PaymentPolicy:
+    """The timings a payment's life depends on (from Settings; pure values here so the rules stay testable)."""
+
+    push_lease_s: float = 60.0
+    reconcile_after_s: float = 90.0
+    query_interval_s: float = 30.0
+    pending_query_after_s: float = 30.0
+    unconfirmed_after_s: float = 3600.0
+    max_backoff_s: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class ReportedOutcome:
+    """A result that was not applied (it did not match the payment), kept for a human to judge."""
+
+    source: str
+    result_code: str
+    result_desc: str
+    amount: str | None
+    mpesa_receipt_number: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One STK push payment and every rule about how it may change. Methods return a new Payment; no I/O."""
+
+    id: str
+    status: PaymentStatus
+    amount: int
+    msisdn: str
+    account_reference: str
+    description: str
+    metadata: Mapping[str, Any]
+    environment: str
+    shortcode: str
+    created_at: datetime
+    updated_at: datetime
+    push_state: PushState = PushState.SENDING
+    push_lease_until: datetime | None = None
+    currency: str = "KES"
+    checkout_request_id: str | None = None
+    merchant_request_id: str | None = None
+    result_code: str | None = None
+    result_desc: str | None = None
+    mpesa_receipt_number: str | None = None
+    transaction_date: str | None = None
+    paid_msisdn: str | None = None
+    flags: tuple[str, ...] = ()
+    reported_outcome: ReportedOutcome | None = None
+    settled_at: datetime | None = None
+    settled_by: str | None = None
+    next_check_at: datetime | None = None
+    query_attempts: int = 0
+    last_queried_at: datetime | None = None
+
+    # ------------------------------------------------------------------------------------------ creation
+    @classmethod
+    def initiate(
+        cls,
+        *,
+        payment_id: str,
+        msisdn: str,
+        amount: int,
+        account_reference: str,
+        description: str,
+        metadata: Mapping[str, Any],
+        environment: str,
+        shortcode: str,
+        now: datetime,
+        policy: PaymentPolicy,
+    ) -> Payment:
+        """The intent, stored before Daraja is called: pending, no CheckoutRequestID, and a lease on the push."""
+        lease_until = now + timedelta(seconds=policy.push_lease_s)
+        return cls(
+            id=payment_id,
+            status=PaymentStatus.PENDING,
+            amount=amount,
+            msisdn=msisdn,
+            account_reference=account_reference,
+            description=description,
+            metadata=dict(metadata),
+            environment=environment,
+            shortcode=shortcode,
+            created_at=now,
+            updated_at=now,
+            push_state=PushState.SENDING,
+            push_lease_until=lease_until,
+            # The reconciler's first look is when the lease ends: by then the push has an answer or never will.
+            next_check_at=lease_until,
+        )
+
+    # ------------------------------------------------------------------------------------- the push's answer
+    def accept(self, checkout_request_id: str, merchant_request_id: str, now: datetime, policy: PaymentPolicy) -> Payment:
+        """Daraja accepted the push. The status is left alone: a callback may already have settled it."""
+        flags = set(self.flags) - {FLAG_OUTCOME_UNKNOWN}
+        checkout = self.checkout_request_id
+        if checkout is not None and checkout != checkout_request_id:
+            # The callback routed by our token named another request: keep what the callback said, ask a human.
+            flags.add(FLAG_CHECKOUT_MISMATCH)
+        else:
+            checkout = checkout_request_id
+        next_check = self.next_check_at
+        if self.status is PaymentStatus.PENDING:
+            next_check = now + timedelta(seconds=policy.reconcile_after_s)
+        return replace(
+            self,
+            push_state=PushState.ACCEPTED,
+            push_lease_until=None,
+            checkout_request_id=checkout,
+            merchant_request_id=self.merchant_request_id or merchant_request_id or None,
+            flags=tuple(sorted(flags)),
+            next_check_at=next_check,
+            updated_at=now,
+        )
+
+    def refuse(self, code: str, description: str, now: datetime) -> Payment:
+        """Daraja definitely refused the push: nobody was prompted, so the payment ends ``failed``."""
+        if self.push_state is not PushState.SENDING or self.status is not PaymentStatus.PENDING:
+            return self
+        return replace(
+            self,
+            status=PaymentStatus.FAILED,
+            push_state=PushState.REFUSED,
+            push_lease_until=None,
+            result_code=code,
+            result_desc=description,
+            settled_at=now,
+            settled_by="push",
+            next_check_at=None,
+            updated_at=now,
+        )
+
+    def mark_outcome_unknown(self, now: datetime, policy: PaymentPolicy) -> Payment:
+        """Daraja's answer never came (or the instance calling it died): the callback may still settle it."""
+        if self.push_state is not PushState.SENDING:
+            return self
+        next_check = self.next_check_at
+        if self.status is PaymentStatus.PENDING:
+            next_check = self.unconfirmed_deadline(policy)
+        return replace(
+            self,
+            push_state=PushState.UNKNOWN,
+            push_lease_until=None,
+            flags=tuple(sorted(set(self.flags) | {FLAG_OUTCOME_UNKNOWN})),
+            next_check_at=next_check,
+            updated_at=now,
+        )
+
+    def lease_expired(self, now: datetime) -> bool:
+        """True when the push is still ``sending`` after its lease: whoever was calling Daraja is gone."""
+        return (
+            self.push_state is PushState.SENDING
+            and self.push_lease_until is not None
+            and self.push_lease_until <= now
+        )
+
+    def unconfirmed_deadline(self, policy: PaymentPolicy) -> datetime:
+        return self.created_at + timedelta(seconds=policy.unconfirmed_after_s)
+
+    # ------------------------------------------------------------------------------------------ results
+    def apply(
+        self,
+        outcome: PaymentOutcome,
+        source: OutcomeSource,
+        now: datetime,
+        checkout_request_id: str | None = None,
+    ) -> Settlement:
+        """Apply a callback's or a query's result. Returns the decision and the payment after it."""
+        if source == "query" and self.status is PaymentStatus.PENDING and not is_final_query_code(outcome.result_code):
+            decision = SettlementDecision(
+                "ignore", None, (), f"query result code {outcome.result_code} is not final; still pending"
+            )
+            return Settlement(self, self, decision)
+        if self.status is PaymentStatus.UNCONFIRMED:
+            decision = _decide_after_unconfirmed(self, outcome, source)
+        else:
+            decision = decide_settlement(self.status, self.amount, self.msisdn, outcome, source)
+        after = self
+        if checkout_request_id is not None and self.checkout_request_id is None:
+            # The callback reached us through our URL token before the push's answer was stored.
+            after = replace(after, checkout_request_id=checkout_request_id)
+        if decision.action == "ignore":
+            return Settlement(self, after if after is not self else self, decision)
+        flags = tuple(sorted(set(after.flags) | set(decision.flags)))
+        if decision.action == "flag":
+            reported = ReportedOutcome(
+                source=source,
+                result_code=outcome.result_code,
+                result_desc=outcome.result_desc,
+                amount=None if outcome.amount is None else str(outcome.amount),
+                mpesa_receipt_number=outcome.mpesa_receipt_number,
+                at=now,
+            )
+            return Settlement(self, replace(after, flags=flags, reported_outcome=reported, updated_at=now), decision)
+        assert decision.new_status is not None
+        settled = replace(
+            after,
+            status=decision.new_status,
+            result_code=outcome.result_code,
+            result_desc=outcome.result_desc,
+            flags=flags,
+            settled_at=now,
+            settled_by=source,
+            next_check_at=None,
+            updated_at=now,
+        )
+        if decision.new_status is PaymentStatus.SUCCEEDED:
+            settled = replace(
+                settled,
+                mpesa_receipt_number=outcome.mpesa_receipt_number,
+                transaction_date=outcome.transaction_date,
+                paid_msisdn=outcome.phone,
+            )
+        return Settlement(self, settled, decision)
+
+    # ----------------------------------------------------------------------------------- lost callbacks
+    def query_due(self, now: datetime, policy: PaymentPolicy) -> bool:
+        """A pending, accepted payment whose callback is late, and not asked about within the interval."""
+        if self.status is not PaymentStatus.PENDING or self.checkout_request_id is None:
+            return False
+        if now - self.created_at < timedelta(seconds=policy.pending_query_after_s):
+            return False
+        return self.last_queried_at is None or now - self.last_queried_at >= timedelta(seconds=policy.query_interval_s)
+
+    def claim_query(self, now: datetime, policy: PaymentPolicy) -> Payment | None:
+        """The payment with this query recorded and the next look pushed back (doubling, capped); None if the
+        query is not due. Storing it with a precondition lets exactly one caller per interval ask Daraja."""
+        if self.status is not PaymentStatus.PENDING or self.checkout_request_id is None:
+            return None
+        if self.last_queried_at is not None and now - self.last_queried_at < timedelta(seconds=policy.query_interval_s):
+            return None
+        attempts = self.query_attempts + 1
+        # The exponent is capped: from 2**1023 on, the product no longer fits in a float and would raise.
+        delay_s = min(max(policy.reconcile_after_s, 1.0) * 2 ** min(attempts, 64), policy.max_backoff_s)
+        return replace(
+            self,
+            last_queried_at=now,
+            query_attempts=attempts,
+            next_check_at=now + timedelta(seconds=delay_s),
+            updated_at=now,
+        )
+
+    def without_answer(self, now: datetime, policy: PaymentPolicy) -> Payment | None:
+        """What the reconciler does with a pending payment that has no CheckoutRequestID, or None.
+
+        A push whose lease ran out becomes ``outcome_unknown``; an unknown outcome with no callback by the
+        deadline ends ``unconfirmed`` (a late success callback still turns it into ``succeeded``).
+        """
+        if self.status is not PaymentStatus.PENDING or self.checkout_request_id is not None:
+            return None
+        current = self
+        if current.push_state is PushState.SENDING:
+            if not current.lease_expired(now):
+                return None
+            current = current.mark_outcome_unknown(now, policy)
+        if current.push_state is PushState.UNKNOWN and now >= current.unconfirmed_deadline(policy):
+            return replace(
+                current,
+                status=PaymentStatus.UNCONFIRMED,
+                settled_at=now,
+                settled_by="reconcile",
+                result_desc="no answer from Daraja and no callback within the confirmation window",
+                next_check_at=None,
+                updated_at=now,
+            )
+        return current if current is not self else None
+
+    @property
+    def needs_a_human(self) -> bool:
+        return bool(FLAGS_NEEDING_A_HUMAN & set(self.flags))
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A result applied to a payment: before, after, and the decision that links them."""
+
+    before: Payment
+    after: Payment
+    decision: SettlementDecision
+
+    @property
+    def changed(self) -> bool:
+        return self.after != self.before
+
+    @property
+    def counts_for_payer(self) -> bool:
+        return self.decision.action == "settle"
+
+
+def is_final_query_code(code: str) -> bool:
+    return code.strip() in FINAL_QUERY_RESULT_CODES
+
+
+def _decide_after_unconfirmed(payment: Payment, outcome: PaymentOutcome, source: OutcomeSource) -> SettlementDecision:
+    """Money received is never hidden: a success for an ``unconfirmed`` payment settles it as ``succeeded``."""
+    if not outcome.is_success:
+        return SettlementDecision("ignore", None, (), f"already settled as {payment.status.value}")
+    pending = decide_settlement(PaymentStatus.PENDING, payment.amount, payment.msisdn, outcome, source)
+    flags = tuple(sorted(set(pending.flags) | {FLAG_SUCCESS_AFTER_TERMINAL}))
+    if pending.action == "settle":
+        return SettlementDecision(
+            "settle", PaymentStatus.SUCCEEDED, flags, f"a late {source} reported success for an unconfirmed payment"
+        )
+    return SettlementDecision("flag", None, flags, pending.reason)
+
+
+# ------------------------------------------------------------------------------------------------ payers
+
+
+@dataclass(frozen=True)
+class Payer:
+    """What one developer knows about one payer: counted once per payment that settles from a result."""
+
+    msisdn: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    payment_count: int = 0
+    succeeded_count: int = 0
+    total_paid: int = 0
+
+    @classmethod
+    def first_seen(cls, msisdn: str, now: datetime) -> Payer:
+        return cls(msisdn=msisdn, first_seen_at=now, last_seen_at=now)
+
+    def count(self, settlement: Settlement, now: datetime) -> Payer:
+        before, after = settlement.before, settlement.after
+        if not settlement.counts_for_payer:
+            return self
+        newly_succeeded = after.status is PaymentStatus.SUCCEEDED and before.status is not PaymentStatus.SUCCEEDED
+        paid = min(after.amount, _INT64_MAX - self.total_paid) if newly_succeeded else 0
+        return replace(
+            self,
+            last_seen_at=now,
+            payment_count=self.payment_count + 1,
+            succeeded_count=self.succeeded_count + (1 if newly_succeeded else 0),
+            total_paid=self.total_paid + paid,
+        )

@@ -1,0 +1,263 @@
+"""One contract for the PaymentStore port, run against the in-memory fake of the unit tests and against the real
+Firestore adapter on the emulator, so the fake cannot drift from what Firestore does.
+
+What the contract says: values round-trip unchanged; a create finds nothing there; a save carries the version it
+was loaded with and fails (WriteConflict) if anyone wrote since; a commit is all or nothing; queries are
+tenant-scoped and ordered as documented.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gateway import errors
+from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.payment import Payer, Payment, PaymentPolicy, PaymentStatus, PushState, ReportedOutcome
+from gateway.repository import (
+    AddAudit,
+    AddQuarantine,
+    CallbackAudit,
+    CallbackRoute,
+    CreateCallbackRoute,
+    DeleteIdempotency,
+    PaymentRepository,
+    PaymentStore,
+    QuarantinedCallback,
+    SaveIdempotency,
+    SavePayer,
+    SavePayment,
+    WriteConflict,
+    update_payment,
+)
+from gateway.settings import Settings
+from tests import support
+from tests.unit.fakes import FakeRepository
+
+# Whole milliseconds: what both stores keep exactly.
+T0 = datetime(2026, 12, 1, 9, 30, 0, 123000, tzinfo=UTC)
+POLICY = PaymentPolicy()
+
+
+@pytest.fixture(params=["fake", "firestore"])
+def store(request: pytest.FixtureRequest) -> Iterator[PaymentStore]:
+    if request.param == "fake":
+        yield FakeRepository()
+    else:
+        yield PaymentRepository(Settings(project_id=support.PROJECT_ID))
+
+
+def uid() -> str:
+    return "contract-" + secrets.token_hex(6)
+
+
+def new_payment(created_at: datetime = T0, **changes: Any) -> Payment:
+    payment = Payment.initiate(
+        payment_id="pay_" + secrets.token_hex(12),
+        msisdn="254712345678",
+        amount=150,
+        account_reference="INV-1",
+        description="Order 1",
+        metadata={"order": "A-1", "n": 3, "ok": True, "none": None},
+        environment="sandbox",
+        shortcode="174379",
+        now=created_at,
+        policy=POLICY,
+    )
+    return Payment(**{**payment.__dict__, **changes})
+
+
+def test_a_payment_round_trips_with_every_field(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment(
+        status=PaymentStatus.SUCCEEDED,
+        push_state=PushState.ACCEPTED,
+        push_lease_until=None,
+        checkout_request_id="ws_CO_1",
+        merchant_request_id="29115-1",
+        result_code="0",
+        result_desc="ok",
+        mpesa_receipt_number="RCT123",
+        transaction_date="20261201093000",
+        paid_msisdn="254712345678",
+        flags=("amount_mismatch", "settled_by_query"),
+        reported_outcome=ReportedOutcome("callback", "0", "ok", str(2**64), "RCT0", T0),
+        settled_at=T0 + timedelta(seconds=5),
+        settled_by="callback",
+        next_check_at=None,
+        query_attempts=2,
+        last_queried_at=T0 + timedelta(seconds=3),
+    )
+    store.commit([SavePayment(owner, payment)])
+    loaded = store.load_payment(owner, payment.id)
+    assert loaded is not None
+    assert loaded.value == payment
+    assert loaded.version is not None
+
+
+def test_a_missing_payment_loads_as_none_and_other_tenants_see_nothing(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment()
+    store.commit([SavePayment(owner, payment)])
+    assert store.load_payment(uid(), payment.id) is None
+    assert store.load_payment(owner, "pay_missing") is None
+
+
+def test_create_fails_when_the_payment_exists(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment()
+    store.commit([SavePayment(owner, payment)])
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayment(owner, payment)])
+
+
+def test_a_save_needs_the_version_it_was_loaded_with(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment()
+    store.commit([SavePayment(owner, payment)])
+    first = store.load_payment(owner, payment.id)
+    assert first is not None
+    accepted = payment.accept("ws_CO_2", "m-2", T0 + timedelta(seconds=1), POLICY)
+    [version] = store.commit([SavePayment(owner, accepted, first.version)])
+    assert version != first.version
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayment(owner, payment.refuse("1", "no", T0), first.version)])
+    loaded = store.load_payment(owner, payment.id)
+    assert loaded is not None and loaded.value == accepted and loaded.version == version
+
+
+def test_a_commit_is_all_or_nothing(store: PaymentStore) -> None:
+    owner = uid()
+    key = secrets.token_hex(32)
+    claim = IdempotencyRecord.claim("fp", "pay_x", T0, 60, 86400)
+    store.commit([SaveIdempotency(owner, key, claim, create=True)])
+    payment = new_payment()
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayment(owner, payment), SaveIdempotency(owner, key, claim, create=True)])
+    assert store.load_payment(owner, payment.id) is None
+
+
+def test_idempotency_claims_are_created_once_overwritten_and_deleted(store: PaymentStore) -> None:
+    owner = uid()
+    key = secrets.token_hex(32)
+    assert store.load_idempotency(owner, key) is None
+    claim = IdempotencyRecord.claim("fp", "pay_1", T0, 60, 86400)
+    store.commit([SaveIdempotency(owner, key, claim, create=True)])
+    assert store.load_idempotency(owner, key) == claim
+    with pytest.raises(WriteConflict):
+        store.commit([SaveIdempotency(owner, key, claim, create=True)])
+    store.commit([SaveIdempotency(owner, key, claim.answered(202))])
+    assert store.load_idempotency(owner, key) == claim.answered(202)
+    store.commit([DeleteIdempotency(owner, key)])
+    assert store.load_idempotency(owner, key) is None
+
+
+def test_callback_routes_are_created_once(store: PaymentStore) -> None:
+    token = secrets.token_hex(32)
+    route = CallbackRoute(uid(), "pay_1")
+    assert store.load_callback_route(token) is None
+    store.commit([CreateCallbackRoute(token, route, T0)])
+    assert store.load_callback_route(token) == route
+    with pytest.raises(WriteConflict):
+        store.commit([CreateCallbackRoute(token, CallbackRoute(uid(), "pay_2"), T0)])
+    assert store.load_callback_route(token) == route
+
+
+def test_payers_round_trip_with_preconditions(store: PaymentStore) -> None:
+    owner = uid()
+    payer = Payer("254712345678", T0, T0, 1, 1, 150)
+    assert store.load_payer(owner, payer.msisdn) is None
+    store.commit([SavePayer(owner, payer)])
+    loaded = store.load_payer(owner, payer.msisdn)
+    assert loaded is not None and loaded.value == payer
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayer(owner, payer)])
+    bumped = Payer(payer.msisdn, T0, T0 + timedelta(seconds=1), 2, 1, 150)
+    store.commit([SavePayer(owner, bumped, loaded.version)])
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayer(owner, payer, loaded.version)])
+
+
+def test_audit_copies_and_quarantine_accept_any_raw_body(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment()
+    raw = '{"Body":{"stkCallback":{"Amount":' + str(2**70) + "}}}" + "[" * 50
+    store.commit(
+        [
+            SavePayment(owner, payment),
+            AddAudit(owner, payment.id, CallbackAudit(T0, "callback", "0", "settle", raw, "196.201.214.200")),
+            AddQuarantine(QuarantinedCallback(T0, "unknown_callback_token", raw, None, "ab" * 32, None, T0)),
+        ]
+    )
+    assert store.load_payment(owner, payment.id) is not None
+
+
+def test_find_by_checkout_request_id_is_tenant_scoped(store: PaymentStore) -> None:
+    owner, other = uid(), uid()
+    checkout = "ws_CO_" + secrets.token_hex(8)
+    payment = new_payment(checkout_request_id=checkout, push_state=PushState.ACCEPTED)
+    store.commit([SavePayment(owner, payment)])
+    found = store.find_payment_by_checkout(owner, checkout)
+    assert found is not None and found.id == payment.id
+    assert store.find_payment_by_checkout(other, checkout) is None
+    assert store.find_payment_by_checkout(owner, "ws_CO_nothing") is None
+
+
+def test_lists_are_newest_first_filtered_and_paged(store: PaymentStore) -> None:
+    owner = uid()
+    payments = [new_payment(created_at=T0 + timedelta(seconds=i)) for i in range(5)]
+    payments[1] = Payment(**{**payments[1].__dict__, "status": PaymentStatus.CANCELLED})
+    store.commit([SavePayment(owner, p) for p in payments])
+    store.commit([SavePayment(uid(), new_payment())])
+    page, token = store.list_payments(owner, None, 2, None)
+    assert [p.id for p in page] == [payments[4].id, payments[3].id]
+    assert token is not None
+    page2, token2 = store.list_payments(owner, None, 2, token)
+    assert [p.id for p in page2] == [payments[2].id, payments[1].id]
+    page3, token3 = store.list_payments(owner, None, 2, token2)
+    assert [p.id for p in page3] == [payments[0].id] and token3 is None
+    cancelled, _ = store.list_payments(owner, "cancelled", 10, None)
+    assert [p.id for p in cancelled] == [payments[1].id]
+    with pytest.raises(errors.InvalidRequest):
+        store.list_payments(owner, None, 2, "bm90LWEtcGF5bWVudA")
+
+
+def test_due_payments_are_pending_ones_whose_check_time_has_come(store: PaymentStore) -> None:
+    owner = uid()
+    now = datetime.now(UTC).replace(microsecond=0)
+    due_first = new_payment(created_at=now, next_check_at=now - timedelta(seconds=20))
+    due_second = new_payment(created_at=now, next_check_at=now - timedelta(seconds=10))
+    later = new_payment(created_at=now, next_check_at=now + timedelta(hours=1))
+    settled = new_payment(created_at=now, status=PaymentStatus.SUCCEEDED, next_check_at=now - timedelta(seconds=30))
+    store.commit([SavePayment(owner, p) for p in (due_second, later, settled, due_first)])
+    mine = [(u, v) for u, v in store.due_payments(now, 500) if u == owner]
+    assert [v.value.id for _, v in mine] == [due_first.id, due_second.id]
+    # The version that comes with a due payment is good for a save.
+    owner_uid, loaded = mine[0]
+    store.commit([SavePayment(owner_uid, loaded.value.mark_outcome_unknown(now, POLICY), loaded.version)])
+
+
+def test_update_payment_decides_again_after_a_lost_race(store: PaymentStore) -> None:
+    owner = uid()
+    payment = new_payment()
+    store.commit([SavePayment(owner, payment)])
+    stale = store.load_payment(owner, payment.id)
+    assert stale is not None
+    # Someone else accepts the push first.
+    accepted = payment.accept("ws_CO_9", "m-9", T0, POLICY)
+    store.commit([SavePayment(owner, accepted, stale.version)])
+    seen: list[PushState] = []
+
+    def refuse(current: Payment) -> tuple[Payment, list[Any]]:
+        seen.append(current.push_state)
+        return current.refuse("1", "no", T0), []
+
+    after = update_payment(store, owner, payment.id, refuse, stale)
+    # The first try saw the stale copy and lost; the second saw the accepted push, which a refusal cannot change.
+    assert seen == [PushState.SENDING, PushState.ACCEPTED]
+    assert after == accepted
+    assert update_payment(store, owner, "pay_missing", refuse) is None
