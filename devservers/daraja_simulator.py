@@ -36,6 +36,22 @@ integer or a digit string; any JSON float such as 1.5 or 1.0 is rejected) -> Par
 Field errors are HTTP 400, errorCode 400.002.02, errorMessage "Bad Request - Invalid <Field>".
 An "app" is identified by its consumer_key: tokens and CheckoutRequestIDs belong to the app that made them.
 Secrets and passwords are never logged nor listed.
+
+Faults (fields of a queued scenario, POST /simulator/scenarios; each is used by the next push to that phone only):
+    "push_answer": how the push's own HTTP request is answered once the push is accepted. Whatever the answer,
+    the payer is prompted, the CheckoutRequestID exists and the callback is scheduled as usual, so a client that
+    "saw no answer" must still expect the money to move.
+        "normal"            200 at once (default)
+        "accept_then_hang"  200, but only after "answer_delay_ms" (0..600000): a shorter client timeout fires
+        "accept_then_500"   HTTP 500 {"fault": {"faultstring": "Internal Server Error"}}: no Daraja errorCode
+        "reset"             no HTTP answer at all: the connection is reset (SO_LINGER 0) after the request is read
+    "query_answer": what STK Push Query says about that push, at any time, instead of the truth:
+        "normal" (default), "being_processed" (500 500.001.1001 forever), "wrong_checkout_id" (a 200 answer about
+        a fresh CheckoutRequestID), {"ResultCode": code, "ResultDesc"?: text} (a 200 answer with that result).
+    "result_code" may be left out: the Amount then picks the outcome as usual.
+GET /simulator/pushes is the ledger of prompts (one entry per accepted push: app, shortcode, phone, amount, ids,
+faults, outcome, receipt, callbacks sent and their statuses); GET /simulator/requests logs every Daraja call with
+the consumer_key that made it. Both filter on any field: ?consumer_key=...&shortcode=...&phone=...
 """
 
 from __future__ import annotations
@@ -48,7 +64,9 @@ import json
 import re
 import secrets
 import signal
+import socket
 import string
+import struct
 import sys
 import threading
 import time
@@ -57,7 +75,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
@@ -104,6 +122,15 @@ SHORTCODE_RE = re.compile(r"[0-9]{5,7}")
 PHONE_RE = re.compile(r"254[71][0-9]{8}")
 TIMESTAMP_RE = re.compile(r"[0-9]{14}")
 WHOLE_NUMBER_RE = re.compile(r"[0-9]+")
+
+PUSH_ANSWERS = ("normal", "accept_then_hang", "accept_then_500", "reset")
+QUERY_FAULTS = ("being_processed", "wrong_checkout_id")
+SCENARIO_FIELDS = frozenset(
+    {"phone", "result_code", "result_desc", "delay_ms", "callbacks", "push_answer", "answer_delay_ms", "query_answer"}
+)
+# The body of an accept_then_500 answer: what an API gateway in front of Daraja says when it fails. It has no
+# errorCode on purpose: every definite Daraja refusal carries one, so a client cannot take this for a refusal.
+INTERNAL_FAULT_BODY: JsonObject = {"fault": {"faultstring": "Internal Server Error"}}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -187,11 +214,29 @@ class Token:
 
 
 @dataclass(frozen=True)
+class QueryOverride:
+    """What STK Push Query says about one push instead of the truth: a fault queued with a scenario."""
+
+    kind: str  # "being_processed", "wrong_checkout_id" or "result"
+    result_code: ResultCode | None = None  # for "result" only, sent as given
+    result_desc: str | None = None
+
+    def as_json(self) -> object:
+        """The override as it was queued, for admin answers and logs."""
+        if self.kind == "result":
+            return {"ResultCode": self.result_code, "ResultDesc": self.result_desc}
+        return self.kind
+
+
+@dataclass(frozen=True)
 class Scenario:
-    result_code: ResultCode
+    result_code: ResultCode | None = None  # None: the Amount's default outcome
     result_desc: str | None = None
     delay_ms: int | None = None
     callbacks: int = 1
+    push_answer: str = "normal"
+    answer_delay_ms: int = 0
+    query_answer: QueryOverride | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +253,14 @@ class PushRequest:
     transaction_desc: str
 
 
+@dataclass
+class PushProgress:
+    """What became of an accepted push since; only SimulatorState changes it, under its lock."""
+
+    http_status: int | None = None  # the status written back to the push request, once written
+    callback_statuses: list[int | None] = field(default_factory=list)  # one per attempt; None: no HTTP answer
+
+
 @dataclass(frozen=True)
 class Push:
     checkout_request_id: str
@@ -221,6 +274,11 @@ class Push:
     answer_at: float  # time.monotonic() when the payer "answers"
     receipt: str
     transaction_date: int
+    prompted_at: str
+    push_answer: str = "normal"
+    answer_delay_ms: int = 0
+    query_answer: QueryOverride | None = None
+    progress: PushProgress = field(default_factory=PushProgress, compare=False)
 
     def answered(self) -> bool:
         return time.monotonic() >= self.answer_at
@@ -407,7 +465,7 @@ def parse_bearer(header: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------- payloads
 
 
-def push_answer(push: Push) -> JsonObject:
+def accepted_body(push: Push) -> JsonObject:
     return {
         "MerchantRequestID": push.merchant_request_id,
         "CheckoutRequestID": push.checkout_request_id,
@@ -417,7 +475,7 @@ def push_answer(push: Push) -> JsonObject:
     }
 
 
-def query_answer(push: Push) -> JsonObject:
+def query_result_body(push: Push) -> JsonObject:
     return {
         "ResponseCode": "0",
         "ResponseDescription": QUERY_ACCEPTED_DESC,
@@ -460,6 +518,35 @@ def push_log_fields(body: JsonObject) -> JsonObject:
         "account_reference": body.get("AccountReference"),
         "transaction_desc": body.get("TransactionDesc"),
         "callback_url": body.get("CallBackURL"),
+    }
+
+
+def ledger_entry(push: Push) -> JsonObject:
+    """One prompt as a test's ledger needs it: which app asked for what, which faults it took, what the payer did
+    and what the callbacks met. Read under the state lock (progress changes)."""
+    request = push.request
+    return {
+        "prompted_at": push.prompted_at,
+        "consumer_key": push.consumer_key,
+        "shortcode": request.shortcode,
+        "phone": request.phone,
+        "amount": request.amount,
+        "account_reference": request.account_reference,
+        "callback_url": request.callback_url,
+        "checkout_request_id": push.checkout_request_id,
+        "merchant_request_id": push.merchant_request_id,
+        "push_answer": push.push_answer,
+        "answer_delay_ms": push.answer_delay_ms,
+        "push_http_status": push.progress.http_status,
+        "query_answer": push.query_answer.as_json() if push.query_answer else None,
+        "result_code": push.result_code,
+        "result_desc": push.result_desc,
+        "mpesa_receipt_number": push.receipt if push.succeeded() else None,
+        "delay_ms": push.delay_ms,
+        "payer_answered": push.answered(),
+        "callbacks_planned": push.callbacks,
+        "callbacks_sent": len(push.progress.callback_statuses),
+        "callback_statuses": list(push.progress.callback_statuses),
     }
 
 
@@ -592,35 +679,38 @@ class SimulatorState:
             live = self._live_by_phone.get(request.phone)
             if live is not None and not live.answered():
                 raise subscriber_locked()
-            push = self._new_push(app, request, self._take_scenario(request.phone, request.amount))
+            push = self._new_push(app, request, self._take_scenario(request.phone))
             self._pushes[push.checkout_request_id] = push
             self._live_by_phone[request.phone] = push
             if push.callbacks > 0:
                 self._schedule_callbacks(push)
             return push
 
-    def _take_scenario(self, phone: str, amount: int) -> Scenario:
+    def _take_scenario(self, phone: str) -> Scenario:
         queue = self._scenarios.get(phone)
-        if queue:
-            return queue.popleft()
-        return Scenario(result_code=default_result_code(amount))
+        return queue.popleft() if queue else Scenario()
 
     def _new_push(self, app: App, request: PushRequest, scenario: Scenario) -> Push:
         self._sequence += 1
         delay_ms = self.config.callback_delay_ms if scenario.delay_ms is None else scenario.delay_ms
         answered_at = nairobi_now() + timedelta(milliseconds=delay_ms)
+        result_code = default_result_code(request.amount) if scenario.result_code is None else scenario.result_code
         return Push(
             checkout_request_id=new_checkout_request_id(self._sequence),
             merchant_request_id=new_request_id(self._sequence),
             consumer_key=app.consumer_key,
             request=request,
-            result_code=scenario.result_code,
-            result_desc=scenario.result_desc or describe_result(scenario.result_code),
+            result_code=result_code,
+            result_desc=scenario.result_desc or describe_result(result_code),
             callbacks=scenario.callbacks,
             delay_ms=delay_ms,
             answer_at=time.monotonic() + delay_ms / 1000,
             receipt=self._new_receipt(),
             transaction_date=int(answered_at.strftime("%Y%m%d%H%M%S")),
+            prompted_at=utc_iso_now(),
+            push_answer=scenario.push_answer,
+            answer_delay_ms=scenario.answer_delay_ms,
+            query_answer=scenario.query_answer,
         )
 
     def _new_receipt(self) -> str:
@@ -683,6 +773,17 @@ class SimulatorState:
         with self._lock:
             if self._pushes.get(push.checkout_request_id) is push:  # a reset during delivery forgets it
                 self._callbacks.append(entry)
+                push.progress.callback_statuses.append(status)
+
+    def note_push_answered(self, push: Push, http_status: int) -> None:
+        """The push request's HTTP answer was written: the ledger tells a hang still pending from one answered."""
+        with self._lock:
+            push.progress.http_status = http_status
+
+    def pushes(self, filters: dict[str, str]) -> list[JsonObject]:
+        with self._lock:
+            entries = [ledger_entry(push) for push in self._pushes.values()]
+        return [entry for entry in entries if matches_filters(entry, filters)]
 
     def requests(self, filters: dict[str, str]) -> list[JsonObject]:
         with self._lock:
@@ -723,9 +824,17 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         "/simulator/scenarios": {"POST": "handle_add_scenario"},
         "/simulator/requests": {"GET": "handle_list_requests"},
         "/simulator/callbacks": {"GET": "handle_list_callbacks"},
+        "/simulator/pushes": {"GET": "handle_list_pushes"},
         "/simulator/state": {"DELETE": "handle_reset"},
         "/simulator/expire-tokens": {"POST": "handle_expire_tokens"},
         "/healthz": {"GET": "handle_health"},
+    }
+    # How an accepted push's HTTP request is answered, by the scenario's push_answer.
+    PUSH_ANSWER_METHODS: ClassVar[dict[str, str]] = {
+        "normal": "_answer_push_at_once",
+        "accept_then_hang": "_answer_push_late",
+        "accept_then_500": "_answer_push_with_500",
+        "reset": "_drop_push",
     }
 
     def do_GET(self) -> None:
@@ -817,6 +926,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self.log_entry = {
             "kind": kind,
             "at": utc_iso_now(),
+            "consumer_key": None,
             "shortcode": None,
             "phone": None,
             "amount": None,
@@ -871,6 +981,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         credentials = parse_basic_auth(self.headers.get("Authorization"))
         if credentials is None:
             raise DarajaError(400, "400.008.01", "Invalid Authentication passed")
+        self.log_entry["consumer_key"] = credentials[0]  # the key tried, so a failed mint still names its app
         token, app = self.state.mint_token(*credentials)
         self.log_entry["shortcode"] = app.shortcode
         expires_in = str(int(self.state.config.token_ttl))
@@ -879,22 +990,26 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def handle_stk_push(self) -> None:
         self._start_log("stk_push")
         app = self._bearer_app()
+        self.log_entry["consumer_key"] = app.consumer_key
         body = self._daraja_json()
         self.log_entry.update(push_log_fields(body))
         request = validate_push(body, app, self.state.config)
-        push = self.state.start_push(app, request)
+        push = self.state.start_push(app, request)  # from here the payer is prompted, whatever the answer
         self.log_entry.update(
             checkout_request_id=push.checkout_request_id,
             merchant_request_id=push.merchant_request_id,
             result_code=push.result_code,
             callbacks=push.callbacks,
             delay_ms=push.delay_ms,
+            push_answer=push.push_answer,
+            answer_delay_ms=push.answer_delay_ms,
         )
-        self._answer_logged(200, push_answer(push))
+        getattr(self, self.PUSH_ANSWER_METHODS[push.push_answer])(push)
 
     def handle_stk_query(self) -> None:
         self._start_log("stk_query")
         app = self._bearer_app()
+        self.log_entry["consumer_key"] = app.consumer_key
         body = self._daraja_json()
         self.log_entry.update(
             shortcode=body.get("BusinessShortCode"), checkout_request_id=body.get("CheckoutRequestID")
@@ -904,10 +1019,63 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if push is None:
             raise invalid_field("CheckoutRequestID")
         self.log_entry.update(phone=push.request.phone, amount=push.request.amount)
+        if push.query_answer is not None:
+            self._answer_query_with_fault(push, push.query_answer)
+            return
         if not push.answered():
             raise still_processing()
         self.log_entry["result_code"] = push.result_code
-        self._answer_logged(200, query_answer(push))
+        self._answer_logged(200, query_result_body(push))
+
+    # -- faults
+
+    def _log_push_answer(self, http_status: int | None) -> None:
+        """Logged when the answer is decided, so a hanging push shows in the log before its answer is sent."""
+        self.log_entry["response_status"] = http_status
+        self.state.record_request(self.log_entry)
+
+    def _answer_push_at_once(self, push: Push) -> None:
+        self._log_push_answer(200)
+        self._send_json(200, accepted_body(push))
+        self.state.note_push_answered(push, 200)
+
+    def _answer_push_late(self, push: Push) -> None:
+        """The push is already live and its callback timer running: only this thread waits."""
+        self._log_push_answer(200)
+        time.sleep(push.answer_delay_ms / 1000)
+        try:
+            self._send_json(200, accepted_body(push))
+        except OSError:  # the client gave up and closed the connection meanwhile: the expected outcome
+            self.close_connection = True
+            return
+        self.state.note_push_answered(push, 200)
+
+    def _answer_push_with_500(self, push: Push) -> None:
+        self._log_push_answer(500)
+        self._send_json(500, INTERNAL_FAULT_BODY)
+        self.state.note_push_answered(push, 500)
+
+    def _drop_push(self, push: Push) -> None:
+        """Reset the connection without a byte of HTTP: SO_LINGER 0 makes close() send RST instead of FIN."""
+        self._log_push_answer(None)
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()  # the socket only really closes once no file object refers to it
+        self.connection.close()
+
+    def _answer_query_with_fault(self, push: Push, override: QueryOverride) -> None:
+        """A queued query_answer wins whether or not the payer has answered: the fault is deterministic."""
+        self.log_entry["query_answer"] = override.as_json()
+        if override.kind == "being_processed":
+            raise still_processing()
+        answer = query_result_body(push)
+        if override.kind == "wrong_checkout_id":
+            answer["CheckoutRequestID"] = new_checkout_request_id(self.state.next_sequence())
+            self.log_entry["answered_checkout_request_id"] = answer["CheckoutRequestID"]
+        else:
+            answer.update(ResultCode=override.result_code, ResultDesc=override.result_desc)
+        self.log_entry["result_code"] = answer["ResultCode"]
+        self._answer_logged(200, answer)
 
     # -- admin
 
@@ -932,14 +1100,18 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             raise AdminError("phone must look like 2547XXXXXXXX or 2541XXXXXXXX")
         scenario = parse_scenario(body)
         queued = self.state.add_scenario(phone, scenario)
+        result_code = scenario.result_code
         self._send_json(
             201,
             {
                 "phone": phone,
-                "result_code": scenario.result_code,
-                "result_desc": scenario.result_desc or describe_result(scenario.result_code),
+                "result_code": result_code,
+                "result_desc": scenario.result_desc or (None if result_code is None else describe_result(result_code)),
                 "delay_ms": scenario.delay_ms,
                 "callbacks": scenario.callbacks,
+                "push_answer": scenario.push_answer,
+                "answer_delay_ms": scenario.answer_delay_ms,
+                "query_answer": scenario.query_answer.as_json() if scenario.query_answer else "normal",
                 "queued": queued,
             },
         )
@@ -949,6 +1121,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def handle_list_callbacks(self) -> None:
         self._send_json(200, {"callbacks": self.state.callbacks(self.query)})
+
+    def handle_list_pushes(self) -> None:
+        self._send_json(200, {"pushes": self.state.pushes(self.query)})
 
     def handle_reset(self) -> None:
         self.state.reset()
@@ -965,10 +1140,50 @@ def is_int_between(value: object, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def is_result_code(value: object) -> bool:
+    """Result codes are sent raw, so an integer or a non-empty string; never a boolean."""
+    return not isinstance(value, bool) and isinstance(value, (int, str)) and value != ""
+
+
+def parse_push_answer(body: JsonObject) -> tuple[str, int]:
+    """push_answer and its answer_delay_ms; a delay given to any other answer is refused rather than ignored."""
+    answer = body.get("push_answer", "normal")
+    if not isinstance(answer, str) or answer not in PUSH_ANSWERS:
+        raise AdminError(f"push_answer must be one of {', '.join(PUSH_ANSWERS)}")
+    delay_ms = body.get("answer_delay_ms")
+    if answer != "accept_then_hang":
+        if delay_ms is not None:
+            raise AdminError("answer_delay_ms only applies to push_answer accept_then_hang")
+        return answer, 0
+    if not isinstance(delay_ms, int) or not is_int_between(delay_ms, 0, MAX_SCENARIO_DELAY_MS):
+        raise AdminError(f"accept_then_hang needs answer_delay_ms, an integer 0..{MAX_SCENARIO_DELAY_MS}")
+    return answer, delay_ms
+
+
+def parse_query_answer(value: object) -> QueryOverride | None:
+    """None means the truth; anything else is the fault STK Push Query answers with for that push."""
+    if value is None or value == "normal":
+        return None
+    if isinstance(value, str) and value in QUERY_FAULTS:
+        return QueryOverride(kind=value)
+    if isinstance(value, dict) and "ResultCode" in value and set(value) <= {"ResultCode", "ResultDesc"}:
+        code, desc = value["ResultCode"], value.get("ResultDesc")
+        if is_result_code(code) and (desc is None or isinstance(desc, str)):
+            text = describe_result(code) if desc is None else desc
+            return QueryOverride(kind="result", result_code=code, result_desc=text)
+    raise AdminError(
+        'query_answer must be "normal", "being_processed", "wrong_checkout_id" '
+        'or {"ResultCode": <int or string>, "ResultDesc": <string, optional>}'
+    )
+
+
 def parse_scenario(body: JsonObject) -> Scenario:
+    unknown = sorted(set(body) - SCENARIO_FIELDS)
+    if unknown:  # a misspelt fault would otherwise pass silently as "normal"
+        raise AdminError(f"unknown scenario field(s): {', '.join(unknown)}")
     result_code = body.get("result_code")
-    if isinstance(result_code, bool) or not isinstance(result_code, (int, str)) or result_code == "":
-        raise AdminError("result_code must be an integer or a non-empty string")
+    if result_code is not None and not is_result_code(result_code):
+        raise AdminError("result_code must be an integer or a non-empty string (leave it out to let Amount decide)")
     delay_ms = body.get("delay_ms")
     if delay_ms is not None and not is_int_between(delay_ms, 0, MAX_SCENARIO_DELAY_MS):
         raise AdminError(f"delay_ms must be an integer 0..{MAX_SCENARIO_DELAY_MS}")
@@ -978,7 +1193,16 @@ def parse_scenario(body: JsonObject) -> Scenario:
     result_desc = body.get("result_desc")
     if result_desc is not None and not isinstance(result_desc, str):
         raise AdminError("result_desc must be a string")
-    return Scenario(result_code=result_code, result_desc=result_desc, delay_ms=delay_ms, callbacks=callbacks)
+    push_answer, answer_delay_ms = parse_push_answer(body)
+    return Scenario(
+        result_code=result_code,
+        result_desc=result_desc,
+        delay_ms=delay_ms,
+        callbacks=callbacks,
+        push_answer=push_answer,
+        answer_delay_ms=answer_delay_ms,
+        query_answer=parse_query_answer(body.get("query_answer")),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- running

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -216,6 +216,51 @@ def assert_daraja_error(answer: requests.Response, status: int, code: str, messa
 def stk_callback(body: Any) -> dict[str, Any]:
     assert set(body) == {"Body"} and set(body["Body"]) == {"stkCallback"}
     return dict(body["Body"]["stkCallback"])
+
+
+def ledger(sim: DarajaSimulator, http: requests.Session, **filters: str) -> list[dict[str, Any]]:
+    answer = http.get(f"{sim.url}/simulator/pushes", params=filters, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["pushes"])
+
+
+def ledger_until(
+    sim: DarajaSimulator, http: requests.Session, ready: Callable[[list[dict[str, Any]]], bool], **filters: str
+) -> list[dict[str, Any]]:
+    """The ledger once ready(entries) holds (or as it is after WAIT_SECONDS, for the assertions to judge)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        entries = ledger(sim, http, **filters)
+        if ready(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.02)
+
+
+def settled(count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Ready when count prompts are listed and each has had all its planned callbacks recorded."""
+    return lambda entries: (
+        len(entries) == count and all(entry["callbacks_sent"] == entry["callbacks_planned"] for entry in entries)
+    )
+
+
+def logged_requests(sim: DarajaSimulator, http: requests.Session, **filters: str) -> list[dict[str, Any]]:
+    return list(http.get(f"{sim.url}/simulator/requests", params=filters, timeout=5).json()["requests"])
+
+
+def register_app(sim: DarajaSimulator, http: requests.Session, key: str, shortcode: str) -> dict[str, str]:
+    app = {"consumer_key": key, "consumer_secret": f"{key}-secret", "shortcode": shortcode, "passkey": f"{key}-pass"}
+    assert http.post(f"{sim.url}/simulator/apps", json=app, timeout=5).status_code == 201
+    return app
+
+
+def app_fields(app: dict[str, str]) -> dict[str, str]:
+    """Push or query body fields signed for a registered app rather than the preset one."""
+    timestamp = nairobi_timestamp()
+    return {
+        "BusinessShortCode": app["shortcode"],
+        "Timestamp": timestamp,
+        "Password": password(timestamp, app["shortcode"], app["passkey"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- OAuth
@@ -627,6 +672,342 @@ def test_query_rejects_unknown_ids_and_other_apps_pushes(
 def test_query_checks_the_password(simulator: DarajaSimulator, http: requests.Session) -> None:
     answer = query(simulator, http, mint_token(simulator, http), "ws_CO_1", Password="bad")
     assert_daraja_error(answer, 500, "500.001.1001", "Wrong credentials")
+
+
+# ---------------------------------------------------------------------------------------------- faults: push answers
+
+
+def test_accept_then_hang_times_a_short_client_out_yet_the_payer_is_prompted_and_called_back(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, push_answer="accept_then_hang", answer_delay_ms=2000, delay_ms=50)
+    token = mint_token(simulator, http)
+    url = listener.url()
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        http.post(
+            f"{simulator.url}{PUSH_PATH}",
+            json=push_body(url),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=0.3,
+        )
+    callback = stk_callback(listener.wait_for(url)[0])
+    assert time.monotonic() - started < 2.0  # the callback did not wait for the hanging answer
+
+    (entry,) = ledger_until(simulator, http, settled(1), phone=PHONE)
+    assert entry["checkout_request_id"] == callback["CheckoutRequestID"]
+    assert (entry["push_answer"], entry["answer_delay_ms"]) == ("accept_then_hang", 2000)
+    assert entry["push_http_status"] is None  # the push request is still hanging
+    assert (entry["callbacks_sent"], entry["callback_statuses"]) == (1, [200])
+    assert entry["payer_answered"] is True and entry["result_code"] == 0
+
+    # The client never saw the CheckoutRequestID, but the prompt is real: querying it tells the outcome.
+    answer = query(simulator, http, token, entry["checkout_request_id"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ResultCode"] == "0"
+
+
+def test_accept_then_hang_answers_200_after_the_delay_and_the_callback_does_not_wait(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, push_answer="accept_then_hang", answer_delay_ms=600, delay_ms=50)
+    url = listener.url()
+    started = time.perf_counter()
+    answer = push(simulator, http, mint_token(simulator, http), push_body(url))
+    elapsed = time.perf_counter() - started
+
+    assert answer.status_code == 200, answer.text
+    assert elapsed >= 0.6
+    delivered = listener.bodies_for(url)
+    assert len(delivered) == 1  # the callback arrived before the push's own answer
+    assert stk_callback(delivered[0])["CheckoutRequestID"] == answer.json()["CheckoutRequestID"]
+    (entry,) = ledger_until(simulator, http, lambda entries: entries[0]["push_http_status"] == 200, phone=PHONE)
+    assert entry["push_http_status"] == 200
+
+
+def test_accept_then_500_prompts_and_calls_back_but_answers_500_without_a_daraja_error_code(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, push_answer="accept_then_500", result_code=1032, delay_ms=50)
+    token = mint_token(simulator, http)
+    url = listener.url()
+    answer = push(simulator, http, token, push_body(url))
+
+    assert answer.status_code == 500
+    assert answer.json() == {"fault": {"faultstring": "Internal Server Error"}}
+    assert "errorCode" not in answer.text and "CheckoutRequestID" not in answer.text
+    callback = stk_callback(listener.wait_for(url)[0])
+    assert callback["ResultCode"] == 1032
+    (entry,) = ledger_until(simulator, http, settled(1), phone=PHONE)
+    assert entry["checkout_request_id"] == callback["CheckoutRequestID"]
+    assert (entry["push_answer"], entry["push_http_status"]) == ("accept_then_500", 500)
+    assert (entry["result_code"], entry["mpesa_receipt_number"], entry["callback_statuses"]) == (1032, None, [200])
+    (logged,) = logged_requests(simulator, http, kind="stk_push")
+    assert (logged["response_status"], logged["error_code"], logged["push_answer"]) == (500, None, "accept_then_500")
+
+    time.sleep(0.05)  # the scenario was used once: the next push to the phone is answered normally
+    assert push(simulator, http, token, push_body(listener.url())).status_code == 200
+
+
+def test_reset_drops_the_connection_after_the_request_yet_prompts_and_calls_back(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, push_answer="reset", delay_ms=50)
+    url = listener.url()
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        push(simulator, http, mint_token(simulator, http), push_body(url, Amount=25))
+    assert not isinstance(caught.value, requests.exceptions.ConnectTimeout)
+    assert "reset" in str(caught.value).lower() or "aborted" in str(caught.value).lower()
+
+    callback = stk_callback(listener.wait_for(url)[0])
+    assert callback["ResultCode"] == 0
+    (entry,) = ledger_until(simulator, http, settled(1), phone=PHONE)
+    assert entry["checkout_request_id"] == callback["CheckoutRequestID"]
+    assert (entry["push_answer"], entry["push_http_status"], entry["amount"]) == ("reset", None, 25)
+    assert entry["callback_statuses"] == [200]
+    (logged,) = logged_requests(simulator, http, kind="stk_push")
+    assert logged["response_status"] is None and logged["push_answer"] == "reset"
+    assert http.get(f"{simulator.url}/healthz", timeout=5).status_code == 200  # the simulator lives on
+
+
+def test_a_fault_scenario_without_a_result_code_keeps_the_amounts_outcome(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    queued = http.post(
+        f"{simulator.url}/simulator/scenarios", json={"phone": PHONE, "push_answer": "accept_then_500"}, timeout=5
+    )
+    assert queued.status_code == 201, queued.text
+    assert queued.json() == {
+        "phone": PHONE,
+        "result_code": None,
+        "result_desc": None,
+        "delay_ms": None,
+        "callbacks": 1,
+        "push_answer": "accept_then_500",
+        "answer_delay_ms": 0,
+        "query_answer": "normal",
+        "queued": 1,
+    }
+    url = listener.url()
+    assert push(simulator, http, mint_token(simulator, http), push_body(url, Amount=1111)).status_code == 500
+    assert stk_callback(listener.wait_for(url)[0])["ResultCode"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"push_answer": "hang"},
+        {"push_answer": "accept_then_hang"},
+        {"push_answer": "accept_then_hang", "answer_delay_ms": 600_001},
+        {"push_answer": "accept_then_hang", "answer_delay_ms": 1.5},
+        {"push_answer": "accept_then_hang", "answer_delay_ms": True},
+        {"push_answer": "accept_then_500", "answer_delay_ms": 10},
+        {"query_answer": "late"},
+        {"query_answer": {"ResultDesc": "no code"}},
+        {"query_answer": {"ResultCode": True}},
+        {"query_answer": {"ResultCode": ""}},
+        {"query_answer": {"ResultCode": 1, "ResultDesc": 5}},
+        {"query_answer": {"ResultCode": 1, "Extra": 1}},
+        {"push_anwser": "reset"},
+        {"result_code": False},
+    ],
+    ids=json.dumps,
+)
+def test_bad_fault_scenarios_are_refused_and_nothing_is_queued(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener, fault: dict[str, Any]
+) -> None:
+    answer = http.post(f"{simulator.url}/simulator/scenarios", json={"phone": PHONE, **fault}, timeout=5)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]
+    assert push(simulator, http, mint_token(simulator, http), push_body(listener.url())).status_code == 200
+    (entry,) = ledger(simulator, http, phone=PHONE)
+    assert (entry["push_answer"], entry["query_answer"]) == ("normal", None)
+
+
+# ---------------------------------------------------------------------------------------------- faults: query answers
+
+
+def test_query_answer_being_processed_never_resolves(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, result_code=0, delay_ms=50, query_answer="being_processed")
+    token = mint_token(simulator, http)
+    url = listener.url()
+    checkout_id = push(simulator, http, token, push_body(url)).json()["CheckoutRequestID"]
+    assert stk_callback(listener.wait_for(url)[0])["ResultCode"] == 0  # the payer has answered
+    answer = query(simulator, http, token, checkout_id)
+    assert_daraja_error(answer, 500, "500.001.1001", "The transaction is being processed")
+    (logged,) = logged_requests(simulator, http, kind="stk_query")
+    assert (logged["query_answer"], logged["response_status"], logged["error_code"]) == (
+        "being_processed",
+        500,
+        "500.001.1001",
+    )
+    assert ledger(simulator, http, phone=PHONE)[0]["query_answer"] == "being_processed"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected_code", "expected_desc"),
+    [
+        (
+            {"ResultCode": 4999, "ResultDesc": "Something Daraja never documented"},
+            4999,
+            "Something Daraja never documented",
+        ),
+        ({"ResultCode": "4999"}, "4999", "Simulated result 4999"),
+        ({"ResultCode": "1032", "ResultDesc": "Request cancelled by user"}, "1032", "Request cancelled by user"),
+    ],
+    ids=["int-with-desc", "string-no-desc", "contradicts-the-callback"],
+)
+def test_query_answer_result_overrides_the_query_but_not_the_callback(
+    simulator: DarajaSimulator,
+    http: requests.Session,
+    listener: CallbackListener,
+    override: dict[str, Any],
+    expected_code: int | str,
+    expected_desc: str,
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, result_code=0, delay_ms=300, query_answer=override)
+    token = mint_token(simulator, http)
+    url = listener.url()
+    sync = push(simulator, http, token, push_body(url)).json()
+    answer = query(simulator, http, token, sync["CheckoutRequestID"])  # before the payer answers: still overridden
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "ResponseCode": "0",
+        "ResponseDescription": "The service request has been accepted successsfully",
+        "MerchantRequestID": sync["MerchantRequestID"],
+        "CheckoutRequestID": sync["CheckoutRequestID"],
+        "ResultCode": expected_code,
+        "ResultDesc": expected_desc,
+    }
+    assert stk_callback(listener.wait_for(url)[0])["ResultCode"] == 0  # the truth, unchanged
+    (logged,) = logged_requests(simulator, http, kind="stk_query")
+    assert logged["query_answer"] == {"ResultCode": expected_code, "ResultDesc": expected_desc}
+    assert logged["result_code"] == expected_code
+
+
+def test_query_answer_wrong_checkout_id_answers_about_another_push(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    add_scenario(simulator, http, phone=PHONE, result_code=1032, delay_ms=50, query_answer="wrong_checkout_id")
+    token = mint_token(simulator, http)
+    url = listener.url()
+    sync = push(simulator, http, token, push_body(url)).json()
+    listener.wait_for(url)
+    asked = sync["CheckoutRequestID"]
+    answers = [query(simulator, http, token, asked) for _ in range(2)]
+
+    returned = []
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["CheckoutRequestID"] != asked and body["CheckoutRequestID"].startswith("ws_CO_")
+        assert (body["ResponseCode"], body["ResultCode"], body["MerchantRequestID"]) == (
+            "0",
+            "1032",
+            sync["MerchantRequestID"],
+        )
+        returned.append(body["CheckoutRequestID"])
+    assert returned[0] != returned[1]  # a fresh id each time
+    assert ledger(simulator, http, checkout_request_id=returned[0]) == []  # no prompt has that id
+    logged = logged_requests(simulator, http, kind="stk_query")
+    assert [(entry["checkout_request_id"], entry["answered_checkout_request_id"]) for entry in logged] == [
+        (asked, returned[0]),
+        (asked, returned[1]),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- ledger and query log
+
+
+def test_the_ledger_has_every_field_a_test_needs_and_filters_by_app_shortcode_and_phone(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    other = register_app(simulator, http, "ledger-app", "600444")
+    other_phone = "254708374150"
+    add_scenario(
+        simulator, http, phone=other_phone, result_code=1032, delay_ms=50, callbacks=2, push_answer="accept_then_500"
+    )
+    preset_token = mint_token(simulator, http)
+    other_token = mint_token(simulator, http, other["consumer_key"], other["consumer_secret"])
+    paid_url, failing_url = listener.url(), listener.url("/fail")
+    paid = push(simulator, http, preset_token, push_body(paid_url, Amount=10, AccountReference="INV-9")).json()
+    busy = push(simulator, http, preset_token, push_body(paid_url))  # refused: no prompt, so no ledger entry
+    assert busy.status_code == 500
+    refused = push(
+        simulator,
+        http,
+        other_token,
+        push_body(failing_url, PhoneNumber=other_phone, PartyB="600444", **app_fields(other)),
+    )
+    assert refused.status_code == 500
+
+    entries = ledger_until(simulator, http, settled(2))
+    assert len(entries) == 2
+    receipt = stk_callback(listener.wait_for(paid_url)[0])["CallbackMetadata"]["Item"][1]["Value"]
+    (mine,) = ledger(simulator, http, consumer_key=PRESET_APP.consumer_key)
+    assert mine["prompted_at"].endswith("Z")
+    assert {name: value for name, value in mine.items() if name != "prompted_at"} == {
+        "consumer_key": PRESET_APP.consumer_key,
+        "shortcode": PRESET_APP.shortcode,
+        "phone": PHONE,
+        "amount": 10,
+        "account_reference": "INV-9",
+        "callback_url": paid_url,
+        "checkout_request_id": paid["CheckoutRequestID"],
+        "merchant_request_id": paid["MerchantRequestID"],
+        "push_answer": "normal",
+        "answer_delay_ms": 0,
+        "push_http_status": 200,
+        "query_answer": None,
+        "result_code": 0,
+        "result_desc": "The service request is processed successfully.",
+        "mpesa_receipt_number": receipt,
+        "delay_ms": DELAY_MS,
+        "payer_answered": True,
+        "callbacks_planned": 1,
+        "callbacks_sent": 1,
+        "callback_statuses": [200],
+    }
+
+    (theirs,) = ledger(simulator, http, shortcode="600444")
+    assert theirs["consumer_key"] == "ledger-app" and theirs["phone"] == other_phone
+    assert (theirs["push_answer"], theirs["push_http_status"]) == ("accept_then_500", 500)
+    assert (theirs["result_code"], theirs["mpesa_receipt_number"]) == (1032, None)
+    assert (theirs["callbacks_planned"], theirs["callbacks_sent"], theirs["callback_statuses"]) == (2, 2, [500, 500])
+    assert ledger(simulator, http, phone=other_phone) == [theirs]
+    assert ledger(simulator, http, push_answer="accept_then_500") == [theirs]
+    assert ledger(simulator, http, consumer_key="nobody") == []
+
+
+def test_queries_are_logged_with_the_consumer_key_that_made_them(
+    simulator: DarajaSimulator, http: requests.Session, listener: CallbackListener
+) -> None:
+    other = register_app(simulator, http, "query-app", "600555")
+    preset_token = mint_token(simulator, http)
+    other_token = mint_token(simulator, http, other["consumer_key"], other["consumer_secret"])
+    own = push(simulator, http, preset_token, push_body(listener.url())).json()["CheckoutRequestID"]
+    theirs = push(
+        simulator,
+        http,
+        other_token,
+        push_body(listener.url(), PhoneNumber="254708374150", PartyB="600555", **app_fields(other)),
+    ).json()["CheckoutRequestID"]
+    query(simulator, http, preset_token, own)
+    query(simulator, http, other_token, theirs, **app_fields(other))
+    query(simulator, http, "not-a-token", own)
+
+    (preset_query,) = logged_requests(simulator, http, kind="stk_query", consumer_key=PRESET_APP.consumer_key)
+    assert (preset_query["checkout_request_id"], preset_query["shortcode"]) == (own, PRESET_APP.shortcode)
+    (other_query,) = logged_requests(simulator, http, kind="stk_query", consumer_key="query-app")
+    assert (other_query["checkout_request_id"], other_query["shortcode"]) == (theirs, "600555")
+    anonymous = [entry for entry in logged_requests(simulator, http, kind="stk_query") if entry["consumer_key"] is None]
+    assert [(entry["checkout_request_id"], entry["error_code"]) for entry in anonymous] == [(None, "404.001.03")]
+    minted = logged_requests(simulator, http, kind="oauth")
+    assert sorted(entry["consumer_key"] for entry in minted) == sorted([PRESET_APP.consumer_key, "query-app"])
+    (pushed,) = logged_requests(simulator, http, kind="stk_push", consumer_key="query-app")
+    assert pushed["checkout_request_id"] == theirs
 
 
 # ---------------------------------------------------------------------------------------------- admin
