@@ -1,8 +1,12 @@
 """Who is calling: verifies a Firebase ID token with firebase-admin and resolves the calling developer.
 
 The Admin SDK bypasses security rules, so the uid returned here is the only tenant key the rest of the code
-trusts. With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips signature and expiry checks, so that mode is
-refused unless we really run in the emulator or in a `demo-` project.
+trusts. With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips signature and expiry checks, so nothing is
+verified while the settings' local-stack guard (`Settings.assert_safe`) refuses the configuration.
+
+Who may be a developer: any signed-in Firebase user except anonymous sign-ins (no one to hold to account, and a new
+uid for every sign-in), and, when REQUIRE_VERIFIED_EMAIL is on, only users whose e-mail address is verified. Both are
+403 `permission_error`: the token is genuine, the account may not use the gateway.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ _SAFE_UID = re.compile(r"[^/]{1,128}")
 
 
 class FirebaseAuthenticator:
-    """Callable boundary: `Authorization` header value -> Developer, or a 401/503 GatewayError."""
+    """Callable boundary: `Authorization` header value -> Developer, or a 401/403/503 GatewayError."""
 
     def __init__(self, settings: Settings, app_factory: Callable[[], Any] | None = None) -> None:
         """`app_factory` returns the firebase_admin App to verify with; by default the default App (tests pass
@@ -50,24 +54,28 @@ class FirebaseAuthenticator:
         return self._app
 
     def __call__(self, authorization: str | None) -> Developer:
-        if self._settings.auth_emulator_host and not self._settings.emulated_auth_allowed:
-            log_event(
-                Event.EMULATOR_TOKENS_REFUSED,
-                "CRITICAL",
-                reason="FIREBASE_AUTH_EMULATOR_HOST is set outside the emulator and outside a demo- project; "
-                "unsigned emulator tokens would be accepted, so this instance refuses to serve",
-                project_id=self._settings.project_id,
-            )
-            raise errors.ServiceUnavailable(
-                "auth_misconfigured", "this deployment is misconfigured and refuses to authenticate requests"
-            )
+        # Before anything else: in emulator mode firebase-admin would accept an unsigned token for any uid.
+        self._settings.assert_safe()
         token = _bearer_token(authorization)
         claims = self._verify(token)
         uid = claims.get("uid") or claims.get("sub")
         if not isinstance(uid, str) or not _SAFE_UID.fullmatch(uid) or uid in (".", ".."):
             raise errors.AuthenticationError("invalid_token", "the ID token's subject is not a usable user id")
+        self._check_may_develop(claims)
         email = claims.get("email")
         return Developer(uid=uid, email=email if isinstance(email, str) else None)
+
+    def _check_may_develop(self, claims: dict[str, Any]) -> None:
+        if _is_anonymous(claims):
+            raise _denied(
+                "anonymous_not_allowed",
+                "anonymous sign-ins cannot use the gateway; sign in with an e-mail address or another provider",
+            )
+        if self._settings.require_verified_email and claims.get("email_verified") is not True:
+            raise _denied(
+                "email_not_verified",
+                "this account's e-mail address is not verified; verify it, then sign in again for a fresh ID token",
+            )
 
     def _verify(self, token: str) -> dict[str, Any]:
         from firebase_admin import auth as firebase_auth
@@ -116,6 +124,18 @@ def _bearer_token(authorization: str | None) -> str:
     if match is None:
         raise _rejected("malformed_authorization", "the Authorization header must be 'Bearer <Firebase ID token>'")
     return match.group(1)
+
+
+def _is_anonymous(claims: dict[str, Any]) -> bool:
+    firebase = claims.get("firebase")
+    provider = firebase.get("sign_in_provider") if isinstance(firebase, dict) else None
+    # Firebase also writes a top-level provider_id for anonymous users (the Auth emulator writes both): either counts.
+    return "anonymous" in (provider, claims.get("provider_id"))
+
+
+def _denied(code: str, message: str) -> errors.PermissionDenied:
+    log_event(Event.AUTH_REJECTED, "INFO", code=code)
+    return errors.PermissionDenied(code, message)
 
 
 def _rejected(code: str, message: str) -> errors.AuthenticationError:

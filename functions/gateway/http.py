@@ -8,6 +8,7 @@ themselves. An unexpected exception is logged with its type and answered as a ge
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import traceback
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ import flask
 from gateway import errors
 from gateway.domain.errors import ValidationError
 from gateway.logs import Event, log_event
+from gateway.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,14 @@ class Call:
         if not data.strip():
             raise errors.InvalidRequest("invalid_json", "request body must be a JSON object")
         try:
-            parsed = json.loads(data.decode("utf-8"))
+            parsed = json.loads(
+                data.decode("utf-8"),
+                parse_int=_bounded_int,
+                parse_float=_finite_float,
+                parse_constant=_refused_constant,
+            )
+        except _RefusedNumber as refused:
+            raise errors.InvalidRequest("invalid_json", refused.message) from None
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise errors.InvalidRequest("invalid_json", f"request body is not valid JSON: {_short(error)}") from None
         try:
@@ -101,6 +110,37 @@ class Call:
         except RecursionError:
             raise errors.InvalidRequest("invalid_json", "request body is nested too deeply") from None
         return parsed
+
+
+# No field of this API needs more; Python refuses to convert integers of more than 4,300 digits (a ValueError).
+MAX_JSON_INTEGER_DIGITS = 30
+
+
+class _RefusedNumber(Exception):
+    """Raised by the number hooks from inside json.loads: a number this API will not take, as a 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise _RefusedNumber(f"request body has an integer of more than {MAX_JSON_INTEGER_DIGITS} digits")
+    return int(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        # 1e400 would silently become infinity, which no later encoder (Firestore, our answers) can write as JSON.
+        raise _RefusedNumber("request body has a number too large to represent")
+    return value
+
+
+def _refused_constant(name: str) -> Any:
+    # Python's json accepts NaN, Infinity and -Infinity by default; they are not JSON.
+    raise _RefusedNumber(f"request body is not valid JSON: {name} is not a JSON value")
 
 
 def _short(error: Exception) -> str:
@@ -124,6 +164,7 @@ def serve(
     request_id = new_request_id()
     call = Call(request, request_id, max_body_bytes, authenticate)
     try:
+        get_settings().assert_safe()  # every function, the unauthenticated callback too, refuses an unsafe setup
         if call.method not in methods:
             raise errors.MethodNotAllowed(methods)
         result = handler(call)

@@ -1,6 +1,10 @@
 """The gateway's configuration, read once from the environment into one typed, immutable object.
 
 This is the only module that reads environment variables. Everything else receives a `Settings`.
+
+It also holds the one guard for everything that trusts the local stack (`Settings.unsafe_configuration`): emulator
+tokens carry no signature, the emulators check no credentials and plain-HTTP URLs carry secrets in clear, so those
+are allowed only where a runtime signal that production cannot have says this is the local stack.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+
+from gateway import errors
+from gateway.logs import Event, log_event
 
 SANDBOX_BASE_URL = "https://sandbox.safaricom.co.ke"
 PRODUCTION_BASE_URL = "https://api.safaricom.co.ke"
@@ -54,11 +61,62 @@ class Settings:
     # How many proxies in front of us append to X-Forwarded-For (Google's front end appends one).
     trusted_proxy_hops: int = 1
     secret_id_prefix: str = "daraja-credentials-"
+    # Cloud Run's service identity (K_SERVICE, else K_REVISION or K_CONFIGURATION), which the platform sets in every
+    # deployed function and nobody can override there. The Functions emulator sets K_SERVICE and K_REVISION in its
+    # workers too, so inside the emulator only a demo- project makes the local stack trusted.
+    service_identity: str = ""
+    # Who may be a developer: anonymous sign-ins never; unverified e-mail addresses only while this is off. Off by
+    # default because the Auth emulator's sign-ups are unverified; production deployments should turn it on.
+    require_verified_email: bool = False
 
     @property
-    def emulated_auth_allowed(self) -> bool:
-        """Emulator tokens carry no signature, so only a local emulator or a demo- project may accept them."""
-        return self.functions_emulator or self.project_id.startswith("demo-")
+    def local_stack_trusted(self) -> bool:
+        """Whether emulators, emulator tokens and plain-HTTP URLs may be used: only in a `demo-` project (which
+        cannot exist in production), or with FUNCTIONS_EMULATOR=true where no Cloud Run service identity is set."""
+        if self.project_id.startswith("demo-"):
+            return True
+        return self.functions_emulator and not self.service_identity
+
+    def local_stack_in_use(self) -> tuple[str, ...]:
+        """The variables (by name, never by value) whose current values trust the local stack."""
+        in_use = [
+            name
+            for name, trusting in (
+                ("FUNCTIONS_EMULATOR", self.functions_emulator),
+                ("FIREBASE_AUTH_EMULATOR_HOST", bool(self.auth_emulator_host)),
+                ("FIRESTORE_EMULATOR_HOST", bool(self.firestore_emulator_host)),
+                ("SECRET_MANAGER_EMULATOR_HOST", bool(self.secret_manager_emulator_host)),
+                ("DARAJA_SANDBOX_BASE_URL", _plain_http(self.daraja_sandbox_url)),
+                ("DARAJA_PRODUCTION_BASE_URL", _plain_http(self.daraja_production_url)),
+                ("CALLBACK_BASE_URL", _plain_http(self.callback_base_url)),
+            )
+            if trusting
+        ]
+        return tuple(in_use)
+
+    def unsafe_configuration(self) -> str | None:
+        """Why this configuration must not serve, or None when it may. Names variables, never their values."""
+        in_use = self.local_stack_in_use()
+        if not in_use or self.local_stack_trusted:
+            return None
+        if self.service_identity:
+            why = "a Cloud Run service identity (K_SERVICE, K_REVISION or K_CONFIGURATION) is set"
+        else:
+            why = "FUNCTIONS_EMULATOR is not true"
+        return (
+            f"local-stack settings are in use ({', '.join(in_use)}: emulators, unsigned tokens or plain HTTP), but "
+            f"the project id does not start with demo- and {why}; this instance refuses to serve"
+        )
+
+    def assert_safe(self) -> None:
+        """Raise a 503 (and log the reason at CRITICAL) when this configuration must not serve."""
+        reason = self.unsafe_configuration()
+        if reason is None:
+            return
+        log_event(Event.UNSAFE_CONFIGURATION_REFUSED, "CRITICAL", reason=reason, project_id=self.project_id)
+        raise errors.ServiceUnavailable(
+            "unsafe_configuration", "this deployment is misconfigured and refuses to serve requests"
+        )
 
     def daraja_base_url(self, environment: str) -> str:
         return self.daraja_production_url if environment == "production" else self.daraja_sandbox_url
@@ -98,6 +156,8 @@ class Settings:
                 ip.strip() for ip in source.get("CALLBACK_ALLOWED_IPS", "").split(",") if ip.strip()
             ),
             trusted_proxy_hops=int(_number(source, "TRUSTED_PROXY_HOPS", 1)),
+            service_identity=source.get("K_SERVICE") or source.get("K_REVISION") or source.get("K_CONFIGURATION") or "",
+            require_verified_email=_flag(source, "REQUIRE_VERIFIED_EMAIL", default=False),
         )
 
 
@@ -113,6 +173,21 @@ def _url(source: Mapping[str, str], name: str, default: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise SettingsError(f"{name} must be an http(s) URL")
     return value.rstrip("/")
+
+
+def _plain_http(url: str) -> bool:
+    return url.lower().startswith("http://")
+
+
+def _flag(source: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = source.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _number(source: Mapping[str, str], name: str, default: float) -> float:

@@ -476,11 +476,28 @@ def _emulator_token(project_id: str, **claim_overrides: Any) -> str:
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer abc.def.ghi", "emulator-token"])
+@pytest.mark.parametrize(
+    ("functions_emulator", "service_identity"),
+    [(False, ""), (False, "developer_credentials"), (True, "developer_credentials")],
+    ids=["no-emulator-flag", "cloud-run", "emulator-flag-on-cloud-run"],
+)
 def test_emulator_host_outside_demo_project_and_emulator_is_refused(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], authorization: str | None
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    authorization: str | None,
+    functions_emulator: bool,
+    service_identity: str,
 ) -> None:
+    """The issue's case: FUNCTIONS_EMULATOR=true and an Auth emulator host in a real project used to accept an
+    unsigned token for any uid. Outside a demo- project, only FUNCTIONS_EMULATOR without a Cloud Run identity is
+    trusted (tests/unit/test_local_stack_guard.py has every combination)."""
     monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9099")
-    settings = _settings(project_id="prod-project", auth_emulator_host="127.0.0.1:9099", functions_emulator=False)
+    settings = _settings(
+        project_id="prod-project",
+        auth_emulator_host="127.0.0.1:9099",
+        functions_emulator=functions_emulator,
+        service_identity=service_identity,
+    )
     factory_calls: list[int] = []
 
     def app_factory() -> Any:
@@ -494,32 +511,40 @@ def test_emulator_host_outside_demo_project_and_emulator_is_refused(
     with pytest.raises(errors.ServiceUnavailable) as caught:
         FirebaseAuthenticator(settings, app_factory=app_factory)(authorization)
 
-    assert (caught.value.http_status, caught.value.code) == (503, "auth_misconfigured")
+    assert (caught.value.http_status, caught.value.code) == (503, "unsafe_configuration")
     assert factory_calls == []
     lines = _log_lines(capsys)
     assert len(lines) == 1
     assert lines[0]["severity"] == "CRITICAL"
-    assert lines[0]["event"] == "emulator_tokens_refused"
+    assert lines[0]["event"] == "unsafe_configuration_refused"
     assert lines[0]["project_id"] == "prod-project"
+    assert "FIREBASE_AUTH_EMULATOR_HOST" in lines[0]["reason"]
+    assert "127.0.0.1:9099" not in lines[0]["reason"]  # variables are named, their values are not logged
     if authorization:
         _assert_token_not_logged(lines, authorization.removeprefix("Bearer "))
 
 
 @pytest.mark.parametrize(
-    ("project_id", "functions_emulator"),
-    [("demo-x", False), ("demo-x", True), (PROJECT_ID, True)],
-    ids=["demo-project", "demo-project-in-emulator", "functions-emulator"],
+    ("project_id", "functions_emulator", "service_identity"),
+    [("demo-x", False, ""), ("demo-x", True, "developer_credentials"), (PROJECT_ID, True, "")],
+    ids=["demo-project", "demo-project-in-functions-emulator-worker", "functions-emulator-without-cloud-run"],
 )
 def test_emulator_tokens_are_accepted_where_allowed(
     make_app: Callable[[str | None, str | None], firebase_admin.App],
     monkeypatch: pytest.MonkeyPatch,
     project_id: str,
     functions_emulator: bool,
+    service_identity: str,
 ) -> None:
     # Nothing listens there: with check_revoked off, emulator-mode verification makes no network call.
     monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
     app = make_app(project_id, None)
-    settings = _settings(project_id=project_id, auth_emulator_host="127.0.0.1:9", functions_emulator=functions_emulator)
+    settings = _settings(
+        project_id=project_id,
+        auth_emulator_host="127.0.0.1:9",
+        functions_emulator=functions_emulator,
+        service_identity=service_identity,
+    )
     authenticate = FirebaseAuthenticator(settings, app_factory=lambda: app)
 
     developer = authenticate(f"Bearer {_emulator_token(project_id, sub='emu-user')}")
@@ -552,6 +577,142 @@ def test_emulator_mode_still_checks_audience_issuer_and_uid(
         authenticate(f"Bearer {_emulator_token('demo-x', **claim_overrides)}")
 
     assert caught.value.code == code
+
+
+# --- who may be a developer ----------------------------------------------------------------------------------------
+
+
+def _anonymous_claims() -> dict[str, Any]:
+    """What Firebase (and the Auth emulator) put in an anonymous user's ID token: no e-mail at all."""
+    return {
+        "email": None,
+        "email_verified": None,
+        "provider_id": "anonymous",
+        "firebase": {"identities": {}, "sign_in_provider": "anonymous"},
+    }
+
+
+def _without_nones(claims: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def _signed_with(keys: Keys, **claim_overrides: Any) -> str:
+    return jwt.encode(_without_nones(_claims(**claim_overrides)), keys.signing, algorithm="RS256", headers={"kid": KID})
+
+
+@pytest.mark.parametrize(
+    "claim_overrides",
+    [
+        _anonymous_claims(),
+        {"firebase": {"identities": {}, "sign_in_provider": "anonymous"}},
+        {"provider_id": "anonymous"},
+        {"firebase": {"sign_in_provider": "anonymous"}, "email": "dev@example.com", "email_verified": True},
+    ],
+    ids=["as-firebase-writes-it", "sign-in-provider-only", "legacy-provider-id-only", "even-with-a-verified-email"],
+)
+@pytest.mark.parametrize("require_verified_email", [False, True], ids=["verified-not-required", "verified-required"])
+def test_anonymous_sign_ins_are_403(
+    verifying_app: firebase_admin.App,
+    keys: Keys,
+    claim_overrides: dict[str, Any],
+    require_verified_email: bool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = _signed_with(keys, **claim_overrides)
+    authenticate = FirebaseAuthenticator(
+        _settings(require_verified_email=require_verified_email), app_factory=lambda: verifying_app
+    )
+
+    with pytest.raises(errors.PermissionDenied) as caught:
+        authenticate(f"Bearer {token}")
+
+    assert (caught.value.http_status, caught.value.error_type) == (403, "permission_error")
+    assert caught.value.code == "anonymous_not_allowed"
+    lines = _log_lines(capsys)
+    assert [(line["event"], line["code"]) for line in lines] == [("auth_rejected", "anonymous_not_allowed")]
+    _assert_token_not_logged(lines, token)
+
+
+@pytest.mark.parametrize(
+    "provider", ["password", "google.com", "phone", "custom", "github.com"], ids=lambda provider: provider
+)
+def test_other_sign_in_providers_may_develop(verifying_app: firebase_admin.App, keys: Keys, provider: str) -> None:
+    token = _signed_with(keys, firebase={"identities": {}, "sign_in_provider": provider})
+    authenticate = FirebaseAuthenticator(_settings(), app_factory=lambda: verifying_app)
+    assert authenticate(f"Bearer {token}").uid == "dev-123"
+
+
+@pytest.mark.parametrize(
+    ("claim_overrides", "required", "allowed"),
+    [
+        ({"email_verified": True}, True, True),
+        ({"email_verified": False}, True, False),
+        ({"email_verified": None}, True, False),  # no claim at all
+        ({"email_verified": "true"}, True, False),  # only a real boolean true counts
+        ({"email_verified": 1}, True, False),
+        ({"email": None, "email_verified": None}, True, False),  # e.g. a phone sign-in: no address to verify
+        ({"email_verified": False}, False, True),
+        ({"email_verified": None}, False, True),
+        ({"email": None, "email_verified": None}, False, True),
+    ],
+    ids=[
+        "verified-required",
+        "unverified-required",
+        "missing-claim-required",
+        "string-true-required",
+        "one-required",
+        "no-email-required",
+        "unverified-not-required",
+        "missing-claim-not-required",
+        "no-email-not-required",
+    ],
+)
+def test_unverified_email_addresses_are_403_when_required(
+    verifying_app: firebase_admin.App,
+    keys: Keys,
+    claim_overrides: dict[str, Any],
+    required: bool,
+    allowed: bool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = _signed_with(keys, firebase={"identities": {}, "sign_in_provider": "password"}, **claim_overrides)
+    authenticate = FirebaseAuthenticator(_settings(require_verified_email=required), app_factory=lambda: verifying_app)
+
+    if allowed:
+        assert authenticate(f"Bearer {token}").uid == "dev-123"
+        return
+    with pytest.raises(errors.PermissionDenied) as caught:
+        authenticate(f"Bearer {token}")
+    assert (caught.value.http_status, caught.value.code) == (403, "email_not_verified")
+    lines = _log_lines(capsys)
+    assert [(line["event"], line["code"]) for line in lines] == [("auth_rejected", "email_not_verified")]
+    _assert_token_not_logged(lines, token)
+
+
+def test_who_may_develop_is_checked_only_after_the_signature(keys: Keys, verifying_app: firebase_admin.App) -> None:
+    """A forged token claiming a verified, non-anonymous user is still a 401, never let through by these checks."""
+    forged = _signed_with(keys, firebase={"sign_in_provider": "anonymous"}, sub="victim")
+    header, _payload, signature = forged.split(".")
+    authenticate = FirebaseAuthenticator(_settings(require_verified_email=True), app_factory=lambda: verifying_app)
+    with pytest.raises(errors.AuthenticationError):
+        authenticate(f"Bearer {header}.{_b64(_claims(sub='victim'))}.{signature}")
+
+
+def test_anonymous_emulator_tokens_are_403_in_a_demo_project(
+    make_app: Callable[[str | None, str | None], firebase_admin.App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/e2e/test_who_may_develop.py does over HTTP: the Auth emulator's own anonymous token shape."""
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
+    app = make_app("demo-x", None)
+    authenticate = FirebaseAuthenticator(
+        _settings(project_id="demo-x", auth_emulator_host="127.0.0.1:9"), app_factory=lambda: app
+    )
+    claims = _without_nones(_claims("demo-x", **_anonymous_claims()))
+
+    with pytest.raises(errors.PermissionDenied) as caught:
+        authenticate(f"Bearer {_unsigned({'alg': 'none', 'typ': 'JWT'}, claims)}")
+
+    assert caught.value.code == "anonymous_not_allowed"
 
 
 # --- the App is resolved lazily, once --------------------------------------------------------------------------------

@@ -12,15 +12,23 @@ from typing import Any
 import flask
 import pytest
 
-from gateway import errors
+from gateway import errors, http
 from gateway.api import client_ip
 from gateway.domain.errors import ValidationError
-from gateway.http import ApiResponse, Call, Developer, serve
+from gateway.http import MAX_JSON_INTEGER_DIGITS, ApiResponse, Call, Developer, serve
+from gateway.settings import Settings
 
 MAX_BODY = 64
 REQUEST_ID = re.compile(r"req_[0-9a-f]{24}")
 
 _flask_app = flask.Flask(__name__)
+
+
+@pytest.fixture(autouse=True)
+def _safe_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve() checks the process settings first; these tests are about everything after that check, so they see a
+    safe configuration whatever the shell's environment (tests/unit/test_local_stack_guard.py covers the check)."""
+    monkeypatch.setattr(http, "get_settings", lambda: Settings(project_id="unit-test-project"))
 
 
 class AuthSpy:
@@ -265,6 +273,97 @@ def test_too_deeply_nested_json_is_400_not_500() -> None:
     _assert_envelope(response, 400, "invalid_request_error", "invalid_json")
 
 
+def _run_large(data: bytes, authenticate: Callable[[str | None], Developer] | None = None) -> flask.Response:
+    with _flask_app.test_request_context("/fn", method="POST", data=data, headers={"Authorization": "Bearer a.b.c"}):
+        return serve(
+            flask.request, methods=("POST",), handler=_echo_json, max_body_bytes=64 * 1024, authenticate=authenticate
+        )
+
+
+HUGE_INTEGER = "9" * 5_000  # over Python's 4,300-digit limit for int(): a ValueError, once a 500
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        HUGE_INTEGER,
+        "-" + HUGE_INTEGER,
+        '{"amount": ' + HUGE_INTEGER + "}",
+        '{"metadata": {"n": [1, 2, ' + HUGE_INTEGER + "]}}",
+        "1" + "0" * MAX_JSON_INTEGER_DIGITS,
+        '{"amount": -1' + "0" * MAX_JSON_INTEGER_DIGITS + "}",
+    ],
+    ids=["bare", "negative", "in-an-object", "nested", "one-digit-over", "one-digit-over-negative"],
+)
+@pytest.mark.parametrize("authenticated", [True, False], ids=["authenticated", "unauthenticated-callback"])
+def test_integers_with_too_many_digits_are_400_not_500(
+    data: str, authenticated: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = _run_large(data.encode(), AuthSpy() if authenticated else None)
+
+    error = _assert_envelope(response, 400, "invalid_request_error", "invalid_json")
+    assert str(MAX_JSON_INTEGER_DIGITS) in error["message"]
+    assert len(response.get_data()) < 1_000  # the number is not echoed back
+    assert _log_lines(capsys) == []
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["9" * MAX_JSON_INTEGER_DIGITS, "-" + "9" * MAX_JSON_INTEGER_DIGITS, "0", "-0", "150000"],
+    ids=["max-digits", "max-digits-negative", "zero", "negative-zero", "amount"],
+)
+def test_integers_up_to_the_limit_reach_the_handler_exactly(literal: str) -> None:
+    response = _run_large(('{"n": ' + literal + "}").encode())
+    assert response.status_code == 200
+    assert json.loads(response.get_data(as_text=True), parse_int=str) == {"received": {"n": str(int(literal))}}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "1e400",
+        "-1e400",
+        '{"amount": 1E999}',
+        '{"amount": 1.8e308}',
+        "1" + "0" * 400 + ".5",
+        '{"amount": NaN}',
+        "Infinity",
+        '{"amount": -Infinity}',
+        "[1, NaN]",
+    ],
+    ids=[
+        "1e400",
+        "minus-1e400",
+        "1E999",
+        "just-over-max-float",
+        "long-decimal",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "nan-in-array",
+    ],
+)
+@pytest.mark.parametrize("authenticated", [True, False], ids=["authenticated", "unauthenticated-callback"])
+def test_numbers_that_are_not_finite_are_400(data: str, authenticated: bool) -> None:
+    response = _run_large(data.encode(), AuthSpy() if authenticated else None)
+    _assert_envelope(response, 400, "invalid_request_error", "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [("1.5", 1.5), ("1e308", 1e308), ("-2.5E-3", -2.5e-3), ("1e-400", 0.0), ("10.0", 10.0)],
+)
+def test_finite_floats_reach_the_handler(literal: str, expected: float) -> None:
+    response = _run_large(('{"x": ' + literal + "}").encode())
+    assert response.status_code == 200
+    assert _body(response) == {"received": {"x": expected}}
+
+
+def test_nan_and_infinity_inside_strings_are_just_text() -> None:
+    response = _run_large(b'{"a": "NaN", "b": "Infinity", "c": "1e400"}')
+    assert _body(response) == {"received": {"a": "NaN", "b": "Infinity", "c": "1e400"}}
+
+
 @pytest.mark.parametrize("data", [None, b"", b"   ", b"\n\t "], ids=["no-body", "empty", "spaces", "whitespace"])
 def test_an_empty_body_is_400(data: bytes | None) -> None:
     response = _run(_echo_json, data=data)
@@ -378,6 +477,36 @@ def test_a_custom_error_body_replaces_the_envelope_but_keeps_status_and_request_
         "ResultDesc": "method_not_allowed",
         "request_id": response.headers["X-Request-Id"],
     }
+
+
+# --- the local-stack guard at the boundary ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("authenticate", [AuthSpy(), None], ids=["authenticated", "unauthenticated-callback"])
+def test_an_unsafe_configuration_is_503_before_anything_else(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    authenticate: Callable[[str | None], Developer] | None,
+) -> None:
+    unsafe = Settings(project_id="prod-project", firestore_emulator_host="127.0.0.1:8080", service_identity="stk_push")
+    monkeypatch.setattr(http, "get_settings", lambda: unsafe)
+
+    # Even a wrong method is answered with the 503: nothing is looked at while the setup is unsafe.
+    response = _run(
+        _must_not_run, method="GET", data=b"{}", headers={"Authorization": "Bearer a.b.c"}, authenticate=authenticate
+    )
+
+    error = _assert_envelope(response, 503, "api_error", "unsafe_configuration")
+    assert "FIRESTORE_EMULATOR_HOST" not in error["message"]  # the reason goes to the logs, not to callers
+    if isinstance(authenticate, AuthSpy):
+        assert authenticate.calls == []
+    lines = _log_lines(capsys)
+    assert [(line["event"], line["severity"]) for line in lines] == [
+        ("unsafe_configuration_refused", "CRITICAL"),
+        ("request_failed", "ERROR"),
+    ]
+    assert "FIRESTORE_EMULATOR_HOST" in lines[0]["reason"]
+    assert "127.0.0.1:8080" not in json.dumps(lines)
 
 
 # --- client_ip ------------------------------------------------------------------------------------------------------

@@ -38,7 +38,11 @@ def test_defaults_match_the_dataclass_defaults() -> None:
     assert settings.check_revoked_tokens is True
     assert settings.callback_allowed_ips == ()
     assert settings.trusted_proxy_hops == 1
-    assert settings.emulated_auth_allowed is False
+    assert settings.service_identity == ""
+    assert settings.require_verified_email is False
+    assert settings.local_stack_trusted is False
+    assert settings.local_stack_in_use() == ()
+    assert settings.unsafe_configuration() is None
 
 
 def test_settings_are_immutable() -> None:
@@ -152,27 +156,74 @@ def test_functions_emulator_flag(raw: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("project_id", "functions_emulator", "allowed"),
+    ("project_id", "functions_emulator", "service_identity", "trusted"),
     [
-        ("demo-mpesa-gateway", False, True),
-        ("demo-x", True, True),
-        ("prod-project", True, True),
-        ("prod-project", False, False),
-        ("my-demo-project", False, False),
-        ("Demo-x", False, False),
-        ("demo", False, False),
-        ("", False, False),
+        ("demo-mpesa-gateway", False, "", True),
+        ("demo-x", True, "", True),
+        ("demo-x", True, "developer_credentials", True),  # the Functions emulator's workers set K_SERVICE
+        ("prod-project", True, "", True),
+        ("prod-project", True, "developer_credentials", False),
+        ("prod-project", False, "", False),
+        ("my-demo-project", False, "", False),
+        ("Demo-x", False, "", False),
+        ("demo", False, "", False),
+        ("", False, "", False),
     ],
 )
-def test_emulated_auth_allowed_matrix(project_id: str, functions_emulator: bool, allowed: bool) -> None:
-    settings = Settings(project_id=project_id, functions_emulator=functions_emulator)
-    assert settings.emulated_auth_allowed is allowed
+def test_local_stack_trusted_matrix(
+    project_id: str, functions_emulator: bool, service_identity: str, trusted: bool
+) -> None:
+    settings = Settings(project_id=project_id, functions_emulator=functions_emulator, service_identity=service_identity)
+    assert settings.local_stack_trusted is trusted
 
 
-def test_emulated_auth_allowed_from_env() -> None:
-    assert Settings.from_env({"GCLOUD_PROJECT": "demo-x"}).emulated_auth_allowed is True
-    assert _from(FUNCTIONS_EMULATOR="true").emulated_auth_allowed is True
-    assert _from(FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099").emulated_auth_allowed is False
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ""),
+        ({"K_SERVICE": "stk_push"}, "stk_push"),
+        ({"K_REVISION": "stk-push-00007-qux"}, "stk-push-00007-qux"),
+        ({"K_CONFIGURATION": "stk-push"}, "stk-push"),
+        ({"K_SERVICE": "stk_push", "K_REVISION": "1"}, "stk_push"),
+        ({"K_SERVICE": ""}, ""),
+    ],
+)
+def test_service_identity_comes_from_cloud_runs_variables(env: dict[str, str], expected: str) -> None:
+    assert _from(**env).service_identity == expected
+
+
+def test_local_stack_trusted_from_env() -> None:
+    assert Settings.from_env({"GCLOUD_PROJECT": "demo-x", "K_SERVICE": "fn"}).local_stack_trusted is True
+    assert _from(FUNCTIONS_EMULATOR="true").local_stack_trusted is True
+    assert _from(FUNCTIONS_EMULATOR="true", K_SERVICE="fn").local_stack_trusted is False
+    assert _from(FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099").local_stack_trusted is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", False),
+        ("  ", False),
+        ("true", True),
+        ("TRUE", True),
+        (" True ", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+    ],
+)
+def test_require_verified_email_flag(raw: str, expected: bool) -> None:
+    assert _from(REQUIRE_VERIFIED_EMAIL=raw).require_verified_email is expected
+
+
+@pytest.mark.parametrize("raw", ["ture", "on", "2", "enabled"])
+def test_an_unreadable_require_verified_email_is_a_settings_error(raw: str) -> None:
+    # A typo must not silently leave unverified addresses allowed.
+    with pytest.raises(SettingsError, match="REQUIRE_VERIFIED_EMAIL"):
+        _from(REQUIRE_VERIFIED_EMAIL=raw)
 
 
 @pytest.mark.parametrize(
