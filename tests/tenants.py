@@ -69,3 +69,18 @@ def raw_callbacks(tenant: Tenant, payment_id: str) -> list[dict[str, Any]]:
 def payer_record(tenant: Tenant, msisdn: str) -> dict[str, Any] | None:
     record: dict[str, Any] | None = _developer_doc(tenant).collection("payers").document(msisdn).get().to_dict()
     return record
+
+
+def quarantined(*, token: str | None = None, checkout_request_id: str | None = None) -> list[dict[str, Any]]:
+    """Quarantined callbacks (server-only) for one callback URL token or one CheckoutRequestID."""
+    import hashlib
+
+    from google.cloud import firestore
+
+    query: Any = support.firestore_client().collection("quarantined_callbacks")
+    if token is not None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        query = query.where(filter=firestore.FieldFilter("token_sha256", "==", digest))
+    if checkout_request_id is not None:
+        query = query.where(filter=firestore.FieldFilter("checkout_request_id", "==", checkout_request_id))
+    return [doc.to_dict() or {} for doc in query.stream()]

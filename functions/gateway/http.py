@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import traceback
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from gateway import errors
 from gateway.domain.errors import ValidationError
 from gateway.logs import Event, log_event
 from gateway.settings import get_settings
+
+_LONG_DIGITS = re.compile(r"[0-9]{9,}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Call:
         self._max_body_bytes = max_body_bytes
         self._authenticate = authenticate
         self._developer: Developer | None = None
+        self._raw: bytes | None = None
 
     @property
     def method(self) -> str:
@@ -74,6 +78,12 @@ class Call:
         return self.request.headers.get(name)
 
     def raw_body(self) -> bytes:
+        """The body, read once (at most the limit) and kept, so json() and the callback's audit copy share it."""
+        if self._raw is None:
+            self._raw = self._read_body()
+        return self._raw
+
+    def _read_body(self) -> bytes:
         declared = self.request.content_length
         if declared is not None and declared > self._max_body_bytes:
             raise errors.PayloadTooLarge(
@@ -113,7 +123,7 @@ class Call:
 
 
 # No field of this API needs more; Python refuses to convert integers of more than 4,300 digits (a ValueError).
-MAX_JSON_INTEGER_DIGITS = 30
+MAX_JSON_INTEGER_DIGITS = 100
 
 
 class _RefusedNumber(Exception):
@@ -141,6 +151,11 @@ def _finite_float(literal: str) -> float:
 def _refused_constant(name: str) -> Any:
     # Python's json accepts NaN, Infinity and -Infinity by default; they are not JSON.
     raise _RefusedNumber(f"request body is not valid JSON: {name} is not a JSON value")
+
+
+def _without_numbers(text: str) -> str:
+    """Tracebacks can quote document paths such as payers/<msisdn>: long digit runs never reach the logs."""
+    return _LONG_DIGITS.sub("[digits]", text)
 
 
 def _short(error: Exception) -> str:
@@ -188,7 +203,7 @@ def serve(
             "ERROR",
             request_id=request_id,
             exception=type(unexpected).__name__,
-            traceback=traceback.format_exc(limit=12),
+            traceback=_without_numbers(traceback.format_exc(limit=12)),
             path=request.path,
         )
         internal = errors.ServerError("internal_error", "an internal error occurred; retry with the same request")
@@ -203,6 +218,8 @@ def _error_response(
 ) -> flask.Response:
     body = error_body(error, request_id) if error_body else error.to_envelope(request_id)
     headers: dict[str, str] = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, errors.MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, errors.AuthenticationError):

@@ -55,6 +55,11 @@ class Settings:
     reconcile_after_s: float = 90.0
     reconcile_batch_size: int = 200
     idempotency_ttl_s: float = 24 * 3600.0
+    # A push still "sending" after this long lost its instance: a retry with its key answers from the payment, and
+    # the reconciler marks it outcome_unknown. Longer than the Daraja timeout.
+    push_lease_s: float = 60.0
+    # A push whose outcome stayed unknown, with no callback within this window, ends "unconfirmed".
+    unconfirmed_after_s: float = 3600.0
     check_revoked_tokens: bool = True
     # Optional allow-list of Daraja's callback source IPs; empty disables the check.
     callback_allowed_ips: tuple[str, ...] = ()
@@ -151,6 +156,8 @@ class Settings:
             pending_query_after_s=_number(source, "PENDING_QUERY_AFTER_SECONDS", 30.0),
             pending_query_interval_s=_number(source, "PENDING_QUERY_INTERVAL_SECONDS", 30.0),
             reconcile_after_s=_number(source, "RECONCILE_AFTER_SECONDS", 90.0),
+            push_lease_s=_number(source, "PUSH_LEASE_SECONDS", 60.0),
+            unconfirmed_after_s=_number(source, "UNCONFIRMED_AFTER_SECONDS", 3600.0),
             check_revoked_tokens=source.get("CHECK_REVOKED_TOKENS", "true").lower() != "false",
             callback_allowed_ips=tuple(
                 ip.strip() for ip in source.get("CALLBACK_ALLOWED_IPS", "").split(",") if ip.strip()

@@ -69,7 +69,9 @@ def test_two_developers_each_see_only_their_own_masked_credentials(
     assert app_b.shortcode not in json.dumps(view_a) and app_a.shortcode not in json.dumps(view_b)
 
 
-def test_credentials_are_written_to_secret_manager_under_the_uid_only(alice: support.SignedUpDeveloper) -> None:
+def test_credentials_are_written_to_secret_manager_under_the_uid_and_environment_only(
+    alice: support.SignedUpDeveloper,
+) -> None:
     app = support.register_simulator_app()
     assert put(alice, app.credentials_body()).status_code == 200
     from google.api_core.client_options import ClientOptions
@@ -83,7 +85,8 @@ def test_credentials_are_written_to_secret_manager_under_the_uid_only(alice: sup
     )
     import hashlib
 
-    secret_id = "daraja-credentials-" + hashlib.sha256(alice.uid.encode()).hexdigest()
+    # One secret per developer and environment, so a sandbox payment can still be queried after a move to production.
+    secret_id = "daraja-credentials-" + hashlib.sha256(f"{alice.uid}#sandbox".encode()).hexdigest()
     name = f"projects/{support.PROJECT_ID}/secrets/{secret_id}/versions/latest"
     payload = json.loads(client.access_secret_version(name=name).payload.data)
     assert payload == {"consumer_key": app.consumer_key, "consumer_secret": app.consumer_secret, "passkey": app.passkey}

@@ -293,7 +293,7 @@ def test_payer_busy_is_a_documented_409(conformance: ConformanceSession) -> None
     assert busy.json()["error"]["code"] == "payer_busy"
 
 
-def test_a_forged_callback_for_a_real_payment_gets_a_documented_403(conformance: ConformanceSession) -> None:
+def test_a_forged_callback_for_a_real_payment_gets_a_documented_404(conformance: ConformanceSession) -> None:
     payment = conformance.pending_payment
     body = {
         "Body": {
@@ -316,8 +316,9 @@ def test_a_forged_callback_for_a_real_payment_gets_a_documented_403(conformance:
         path_parameters={"callback_token": secrets.token_urlsafe(24)},
         body=body,
     )
-    assert forged.status_code == 403
-    assert forged.json()["error"]["code"] == "invalid_callback_token"
+    # An unknown URL token is refused (and quarantined) whatever CheckoutRequestID the body names.
+    assert forged.status_code == 404
+    assert forged.json()["error"]["code"] == "unknown_callback_token"
 
 
 # ------------------------------------------------------------------------ found by fuzzing the running stack

@@ -261,3 +261,14 @@ def test_update_payment_decides_again_after_a_lost_race(store: PaymentStore) -> 
     assert seen == [PushState.SENDING, PushState.ACCEPTED]
     assert after == accepted
     assert update_payment(store, owner, "pay_missing", refuse) is None
+
+
+def test_the_ttl_policies_are_declared() -> None:
+    """Idempotency claims and quarantined callbacks are deleted by Firestore's TTL sweep on `expires_at`."""
+    import json
+    from pathlib import Path
+
+    indexes = json.loads((Path(__file__).resolve().parents[2] / "firestore.indexes.json").read_text())
+    overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in indexes["fieldOverrides"]}
+    assert overrides[("idempotency_keys", "expires_at")]["ttl"] is True
+    assert overrides[("quarantined_callbacks", "expires_at")]["ttl"] is True

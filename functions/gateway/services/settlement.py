@@ -221,7 +221,14 @@ class Settlement:
         except WriteConflict:
             return None  # another caller holds this interval
         try:
-            answer = self._daraja.stk_query(app_for_payment(self._credentials, uid, payment), payment.checkout_request_id)
+            app = app_for_payment(self._credentials, uid, payment)
+        except errors.CredentialsNotConfigured:
+            # The developer deleted this environment's keys: nobody can ask Daraja for them any more. The claim
+            # already pushed the next look back, so the payment sinks behind the others.
+            log_event(Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment.id, code="credentials_not_configured")
+            return claimed
+        try:
+            answer = self._daraja.stk_query(app, payment.checkout_request_id)
         except errors.GatewayError as failure:
             log_event(Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment.id, code=failure.code)
             raise
