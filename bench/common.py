@@ -1,5 +1,6 @@
 """Shared plumbing for the benchmarks: where things are, progress lines, percentiles, child processes that always
-die with the run, and the few calls to the running stack that set up a developer (Auth emulator, simulator).
+die with the run, and the few calls to the running stack that set up a developer (Auth emulator, simulator), which
+come from scripts/stack_admin.py like the test tiers' and the demo's.
 
 Like the test tiers, the benchmarks never reset global state: every run signs up its own developers, registers its
 own simulator apps and shortcodes, and uses its own phone numbers, so it can share a stack with other suites.
@@ -7,7 +8,6 @@ own simulator apps and shortcodes, and uses its own phone numbers, so it can sha
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import signal
@@ -17,12 +17,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import requests
+
+from gateway.domain.daraja_password import nairobi_timestamp, stk_password
+from scripts import stack_admin
+from scripts.stack_admin import ADDRESSES, DarajaApp
+from scripts.stack_admin import firestore_client as firestore_client
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -31,13 +35,13 @@ FUNCTIONS_FRAMEWORK = FUNCTIONS_DIR / "venv" / "bin" / "functions-framework"
 DEV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RESULTS_DIR = ROOT / "bench" / "results"
 
-PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
-AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
-FIRESTORE_HOST = os.environ.get("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080")
-SECRET_MANAGER_HOST = os.environ.get("SECRET_MANAGER_EMULATOR_HOST", "127.0.0.1:8086")
-DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089")
-FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1")
-NAIROBI = timezone(timedelta(hours=3), "EAT")
+# Where the stack is: firebase.json and .firebaserc, unless the environment says otherwise (scripts/stack_config.py).
+PROJECT_ID = ADDRESSES.project_id
+AUTH_HOST = ADDRESSES.auth_host
+FIRESTORE_HOST = ADDRESSES.firestore_host
+SECRET_MANAGER_HOST = ADDRESSES.secret_manager_host
+DARAJA_URL = ADDRESSES.daraja_url
+FUNCTIONS_URL = ADDRESSES.functions_url
 
 # In-process gateway code logs JSON lines to sys.stdout; progress goes to the stream we started with.
 _OUT: TextIO = sys.stdout
@@ -224,56 +228,13 @@ def stop_all(children: list[Child]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- stack set-up
-@dataclass(frozen=True)
-class SimulatorApp:
-    consumer_key: str
-    consumer_secret: str
-    shortcode: str
-    passkey: str
-
-    @staticmethod
-    def new() -> SimulatorApp:
-        return SimulatorApp(
-            consumer_key="ck_bench_" + secrets.token_hex(12),
-            consumer_secret="cs_bench_" + secrets.token_hex(16),
-            shortcode=str(secrets.randbelow(8_000_000) + 1_000_000),
-            passkey=secrets.token_hex(32),
-        )
-
-    def register(self, http: requests.Session, simulator_url: str = DARAJA_URL) -> None:
-        body = {
-            "consumer_key": self.consumer_key,
-            "consumer_secret": self.consumer_secret,
-            "shortcode": self.shortcode,
-            "passkey": self.passkey,
-        }
-        http.post(f"{simulator_url}/simulator/apps", json=body, timeout=10).raise_for_status()
-
-    def credentials_body(self) -> dict[str, Any]:
-        return {
-            "environment": "sandbox",
-            "consumer_key": self.consumer_key,
-            "consumer_secret": self.consumer_secret,
-            "shortcode": self.shortcode,
-            "passkey": self.passkey,
-            "transaction_type": "CustomerPayBillOnline",
-        }
+SimulatorApp = DarajaApp  # SimulatorApp.new(), app.register(http[, simulator_url]), app.credentials_body()
 
 
 def sign_up(http: requests.Session) -> tuple[str, str]:
     """A fresh Auth emulator user: (uid, ID token)."""
-    response = http.post(
-        f"http://{AUTH_HOST}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-api-key",
-        json={
-            "email": f"bench-{secrets.token_hex(6)}@example.com",
-            "password": "bench-password",
-            "returnSecureToken": True,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    body = response.json()
-    return body["localId"], body["idToken"]
+    user = stack_admin.sign_up(email_prefix="bench-", http=http)
+    return user.uid, user.id_token
 
 
 class DirectDaraja:
@@ -294,8 +255,8 @@ class DirectDaraja:
         self._token = minted.json()["access_token"]
 
     def push(self, phone: str, amount: int = 10) -> None:
-        timestamp = datetime.now(UTC).astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
-        password = base64.b64encode(f"{self._app.shortcode}{self._app.passkey}{timestamp}".encode()).decode()
+        timestamp = nairobi_timestamp(datetime.now(UTC))
+        password = stk_password(self._app.shortcode, self._app.passkey, timestamp)
         body = {
             "BusinessShortCode": self._app.shortcode,
             "Password": password,
@@ -321,13 +282,6 @@ class DirectDaraja:
 
 # ------------------------------------------------------------------------------------------- leftovers
 BENCH_ACCOUNT_REFERENCES = frozenset({"BENCH-1", "BENCH-CB"})
-
-
-def firestore_client() -> Any:
-    from google.cloud import firestore
-
-    os.environ.setdefault("FIRESTORE_EMULATOR_HOST", FIRESTORE_HOST)
-    return firestore.Client(project=PROJECT_ID)
 
 
 def pending_payments(client: Any, uids: Sequence[str]) -> list[Any]:

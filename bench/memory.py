@@ -30,14 +30,16 @@ def _status_mb(field: str) -> float:
 
 def measure(developers: int = DEVELOPERS) -> dict[str, Any]:
     """The child process's job: every import done first, so the growth is the caches' alone."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
+    root = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(root), str(root / "functions")]
     import requests
 
     from gateway.daraja import DarajaApp, DarajaClient, StkPushOrder
     from gateway.secrets import CredentialStore, DarajaSecret
     from gateway.settings import Settings
+    from scripts import stack_config
 
-    settings = Settings(project_id="demo-mpesa-gateway")  # every cache limit at its default
+    settings = Settings(project_id=stack_config.load().project_id)  # every cache limit at its default
     payload = DarajaSecret("consumer-key", "consumer-secret", "passkey").to_json()
 
     class InMemorySecrets:

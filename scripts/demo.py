@@ -7,20 +7,20 @@ by asking Daraja, when the payment is read); wait for each payment to settle; li
 cannot see Amina's payment.
 
 Every expectation prints ✔ or ✘; the exit code is 1 if any failed. The stack's URLs come from FUNCTIONS_BASE_URL,
-DARAJA_SIMULATOR_URL and FIREBASE_AUTH_EMULATOR_HOST (defaults: the local emulator ports). Phone numbers are random
-and are printed masked only; nothing shared is reset, so the demo can run beside the tests.
+DARAJA_SIMULATOR_URL and FIREBASE_AUTH_EMULATOR_HOST, else from firebase.json and .firebaserc (scripts/stack_config.py);
+the simulator's admin calls are scripts/stack_admin.py's, shared with the tests. Phone numbers are random and are
+printed masked only; nothing shared is reset, so the demo can run beside the tests.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import requests
 from mpesa_gateway import (
@@ -32,10 +32,16 @@ from mpesa_gateway import (
     firebase_sign_up,
 )
 
-PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
-FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1").rstrip("/")
-DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089").rstrip("/")
-AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as `python scripts/demo.py`
+
+from scripts import stack_admin  # noqa: E402
+from scripts.stack_admin import ADDRESSES  # noqa: E402
+
+FUNCTIONS_URL = ADDRESSES.functions_url
+DARAJA_URL = ADDRESSES.daraja_url
+AUTH_HOST = ADDRESSES.auth_host
 AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
 API_KEY = "demo-api-key"  # the Auth emulator accepts any API key
 WAIT_TIMEOUT_S = 30.0
@@ -44,48 +50,6 @@ WAIT_TIMEOUT_S = 30.0
 def mask_phone(msisdn: str) -> str:
     """Like the gateway's own mask: 2547******49."""
     return msisdn[:4] + "*" * max(0, len(msisdn) - 6) + msisdn[-2:]
-
-
-def random_phone() -> str:
-    return "2547" + "".join(secrets.choice("0123456789") for _ in range(8))
-
-
-# ---------------------------------------------------------------------------------------- simulator admin
-def register_daraja_app(shortcode: str) -> dict[str, str]:
-    """A Daraja app of the developer's own, registered in the simulator as it would be on Safaricom's portal."""
-    app = {
-        "consumer_key": "ck_demo_" + secrets.token_hex(10),
-        "consumer_secret": "cs_demo_" + secrets.token_hex(14),
-        "shortcode": shortcode,
-        "passkey": secrets.token_hex(32),
-    }
-    requests.post(f"{DARAJA_URL}/simulator/apps", json=app, timeout=10).raise_for_status()
-    return app
-
-
-def queue_payer_answer(phone: str, result_code: int, callbacks: int = 1, delay_ms: int = 300) -> None:
-    """How the simulated payer answers the next prompt to `phone`; callbacks=0 means Daraja loses the callback."""
-    requests.post(
-        f"{DARAJA_URL}/simulator/scenarios",
-        json={"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": callbacks},
-        timeout=10,
-    ).raise_for_status()
-
-
-def daraja_requests(kind: str, shortcode: str) -> list[dict[str, Any]]:
-    response = requests.get(
-        f"{DARAJA_URL}/simulator/requests", params={"kind": kind, "shortcode": shortcode}, timeout=10
-    )
-    response.raise_for_status()
-    return [r for r in response.json()["requests"] if r.get("kind") == kind and r.get("shortcode") == shortcode]
-
-
-def delivered_callbacks(checkout_request_id: str) -> list[dict[str, Any]]:
-    response = requests.get(
-        f"{DARAJA_URL}/simulator/callbacks", params={"checkout_request_id": checkout_request_id}, timeout=10
-    )
-    response.raise_for_status()
-    return [c for c in response.json()["callbacks"] if c.get("checkout_request_id") == checkout_request_id]
 
 
 # -------------------------------------------------------------------------------------------------- story
@@ -151,17 +115,19 @@ def sign_up(story: Story, name: str) -> Developer:
 
 
 def store_credentials(story: Story, developer: Developer, shortcode: str) -> None:
-    app = register_daraja_app(shortcode)
+    # A Daraja app of the developer's own, registered in the simulator as it would be on Safaricom's portal.
+    app = stack_admin.register_simulator_app("demo", shortcode)
     developer.shortcode = shortcode
     stored = developer.gateway.credentials.set(
         environment="sandbox",
-        consumer_key=app["consumer_key"],
-        consumer_secret=app["consumer_secret"],
-        shortcode=app["shortcode"],
-        passkey=app["passkey"],
+        consumer_key=app.consumer_key,
+        consumer_secret=app.consumer_secret,
+        shortcode=app.shortcode,
+        passkey=app.passkey,
     )
     hint = stored.consumer_key_hint or ""
-    secret_hidden = all(app[name] not in repr(stored.raw) for name in ("consumer_key", "consumer_secret", "passkey"))
+    secrets_given = (app.consumer_key, app.consumer_secret, app.passkey)
+    secret_hidden = all(secret not in repr(stored.raw) for secret in secrets_given)
     story.check(
         stored.shortcode == shortcode and secret_hidden and "..." in hint,
         f"{developer.name}'s credentials stored: shortcode {stored.shortcode}, {stored.environment}, "
@@ -207,10 +173,10 @@ def settle(story: Story, order: Push) -> None:
     )
     if order.lost_callback:
         assert created.checkout_request_id is not None
-        callbacks = delivered_callbacks(created.checkout_request_id)
+        callbacks = stack_admin.simulator_callbacks(created.checkout_request_id)
         queries = [
             q
-            for q in daraja_requests("stk_query", developer.shortcode)
+            for q in stack_admin.simulator_requests("stk_query", developer.shortcode)
             if q.get("checkout_request_id") == created.checkout_request_id
         ]
         story.check(
@@ -236,16 +202,16 @@ def run(story: Story) -> None:
         store_credentials(story, brian, brian_code)
 
     orders = [
-        Push(amina, "paid order", random_phone(), 150, "succeeded"),
-        Push(amina, "cancelled", random_phone(), 2500, "cancelled"),
-        Push(brian, "paid order", random_phone(), 75, "succeeded"),
-        Push(brian, "lost callback", random_phone(), 990, "succeeded", lost_callback=True),
+        Push(amina, "paid order", stack_admin.unique_phone(), 150, "succeeded"),
+        Push(amina, "cancelled", stack_admin.unique_phone(), 2500, "cancelled"),
+        Push(brian, "paid order", stack_admin.unique_phone(), 75, "succeeded"),
+        Push(brian, "lost callback", stack_admin.unique_phone(), 990, "succeeded", lost_callback=True),
     ]
     with story.step("STK Push prompts: two each"):
         amina_cancel, brian_lost = orders[1], orders[3]
-        queue_payer_answer(amina_cancel.phone, 1032)
+        stack_admin.set_scenario(amina_cancel.phone, 1032, delay_ms=300)
         story.note(f"simulator: the payer at {mask_phone(amina_cancel.phone)} will press Cancel (ResultCode 1032)")
-        queue_payer_answer(brian_lost.phone, 0, callbacks=0)
+        stack_admin.set_scenario(brian_lost.phone, 0, delay_ms=300, callbacks=0)
         story.note(f"simulator: the payer at {mask_phone(brian_lost.phone)} pays, but Daraja loses the callback")
         for order in orders:
             push(story, order)

@@ -1,5 +1,7 @@
-"""Shared helpers for the integration and end-to-end tiers: URLs of the running stack, Auth emulator sign-up,
-Daraja simulator admin calls, and a tiny client for the functions.
+"""Shared helpers of the test tiers under tests/: where the running stack is (from scripts/stack_config.py, so from
+firebase.json and .firebaserc unless the environment says otherwise), its set-up calls (Auth emulator sign-up,
+Daraja simulator admin: from scripts/stack_admin.py, which the benches and the demo share), a tiny client for the
+functions, and a local listener for callbacks.
 
 Tests never reset global state: each one signs up its own developers, registers its own Daraja app with its own
 shortcode and uses its own phone numbers, so tiers and test runs can share one stack.
@@ -7,22 +9,62 @@ shortcode and uses its own phone numbers, so tiers and test runs can share one s
 
 from __future__ import annotations
 
-import os
+import json
 import secrets
 import socket
+import threading
 import time
-from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
-import requests
+from scripts.stack_admin import (
+    ADDRESSES,
+    DarajaApp,
+    delete_auth_user,
+    firestore_client,
+    register_simulator_app,
+    set_scenario,
+    sign_up,
+    simulator_callbacks,
+    simulator_requests,
+    unique_phone,
+    unique_shortcode,
+)
+from scripts.stack_admin import AuthUser as SignedUpDeveloper
 
-PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
-AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
-FIRESTORE_HOST = os.environ.get("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8080")
-SECRET_MANAGER_HOST = os.environ.get("SECRET_MANAGER_EMULATOR_HOST", "127.0.0.1:8086")
-DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089")
-FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1")
-SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+__all__ = [
+    "AUTH_HOST",
+    "DARAJA_URL",
+    "FIRESTORE_HOST",
+    "FUNCTIONS_URL",
+    "PROJECT_ID",
+    "SECRET_MANAGER_HOST",
+    "CallbackListener",
+    "DarajaApp",
+    "SignedUpDeveloper",
+    "delete_auth_user",
+    "firestore_client",
+    "function_url",
+    "port_open",
+    "register_simulator_app",
+    "set_scenario",
+    "sign_up",
+    "simulator_callbacks",
+    "simulator_requests",
+    "stack_missing",
+    "unique_phone",
+    "unique_shortcode",
+    "wait_for",
+]
+
+PROJECT_ID = ADDRESSES.project_id
+AUTH_HOST = ADDRESSES.auth_host
+FIRESTORE_HOST = ADDRESSES.firestore_host
+SECRET_MANAGER_HOST = ADDRESSES.secret_manager_host
+DARAJA_URL = ADDRESSES.daraja_url
+FUNCTIONS_URL = ADDRESSES.functions_url
+function_url = ADDRESSES.function_url
 
 
 def port_open(host_port: str) -> bool:
@@ -37,120 +79,10 @@ def stack_missing() -> list[str]:
         "auth emulator": AUTH_HOST,
         "firestore emulator": FIRESTORE_HOST,
         "secret manager emulator": SECRET_MANAGER_HOST,
-        "daraja simulator": DARAJA_URL.split("//", 1)[1],
-        "functions emulator": FUNCTIONS_URL.split("//", 1)[1].split("/", 1)[0],
+        "daraja simulator": urlsplit(DARAJA_URL).netloc,
+        "functions emulator": urlsplit(FUNCTIONS_URL).netloc,
     }
     return [name for name, host in wanted.items() if not port_open(host)]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{secrets.token_hex(4)}"
-
-
-def unique_phone() -> str:
-    """A random Safaricom-format number, so scenarios and the subscriber lock never collide across tests."""
-    return "2547" + "".join(secrets.choice("0123456789") for _ in range(8))
-
-
-def unique_shortcode() -> str:
-    return str(secrets.randbelow(8_000_000) + 1_000_000)
-
-
-@dataclass
-class SignedUpDeveloper:
-    uid: str
-    email: str
-    password: str
-    id_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.id_token}"}
-
-
-def sign_up(email: str | None = None, password: str = "correct-horse-battery") -> SignedUpDeveloper:
-    email = email or f"{unique('dev-')}@example.com"
-    response = requests.post(
-        f"http://{AUTH_HOST}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-api-key",
-        json={"email": email, "password": password, "returnSecureToken": True},
-        timeout=10,
-    )
-    response.raise_for_status()
-    body = response.json()
-    return SignedUpDeveloper(body["localId"], email, password, body["idToken"])
-
-
-def delete_auth_user(developer: SignedUpDeveloper) -> None:
-    requests.post(
-        f"http://{AUTH_HOST}/identitytoolkit.googleapis.com/v1/accounts:delete?key=fake-api-key",
-        json={"idToken": developer.id_token},
-        timeout=10,
-    ).raise_for_status()
-
-
-@dataclass
-class DarajaApp:
-    consumer_key: str
-    consumer_secret: str
-    shortcode: str
-    passkey: str
-
-    def credentials_body(self, **overrides: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "environment": "sandbox",
-            "consumer_key": self.consumer_key,
-            "consumer_secret": self.consumer_secret,
-            "shortcode": self.shortcode,
-            "passkey": self.passkey,
-            "transaction_type": "CustomerPayBillOnline",
-        }
-        body.update(overrides)
-        return body
-
-
-def register_simulator_app() -> DarajaApp:
-    app = DarajaApp(
-        consumer_key=unique("ck_test_") + secrets.token_hex(8),
-        consumer_secret=unique("cs_test_") + secrets.token_hex(12),
-        shortcode=unique_shortcode(),
-        passkey=secrets.token_hex(32),
-    )
-    response = requests.post(
-        f"{DARAJA_URL}/simulator/apps",
-        json={
-            "consumer_key": app.consumer_key,
-            "consumer_secret": app.consumer_secret,
-            "shortcode": app.shortcode,
-            "passkey": app.passkey,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return app
-
-
-def set_scenario(phone: str, result_code: int | str = 0, delay_ms: int = 200, callbacks: int = 1) -> None:
-    requests.post(
-        f"{DARAJA_URL}/simulator/scenarios",
-        json={"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": callbacks},
-        timeout=10,
-    ).raise_for_status()
-
-
-def simulator_requests(kind: str | None = None, shortcode: str | None = None) -> list[dict[str, Any]]:
-    params = {k: v for k, v in {"kind": kind, "shortcode": shortcode}.items() if v}
-    response = requests.get(f"{DARAJA_URL}/simulator/requests", params=params, timeout=10)
-    response.raise_for_status()
-    listed: list[dict[str, Any]] = response.json()["requests"]
-    return [
-        r
-        for r in listed
-        if (kind is None or r.get("kind") == kind) and (shortcode is None or r.get("shortcode") == shortcode)
-    ]
-
-
-def function_url(name: str) -> str:
-    return f"{FUNCTIONS_URL}/{name}"
 
 
 def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.25, what: str = "condition") -> Any:
@@ -164,8 +96,67 @@ def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.25, 
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
 
 
-def firestore_client() -> Any:
-    from google.cloud import firestore
+class CallbackListener:
+    """A local HTTP server on a free port that records the JSON bodies POSTed to it, by path, and answers like the
+    gateway does; a path starting with /fail answers 500 instead. Needs nothing running: any tier can use it.
 
-    os.environ.setdefault("FIRESTORE_EMULATOR_HOST", FIRESTORE_HOST)
-    return firestore.Client(project=PROJECT_ID)
+        listener = CallbackListener()
+        url = listener.new_url("/callbacks")      # a fresh path of its own
+        ... make something POST to url ...
+        [body] = listener.wait_for(url)           # or wait_for(url, count=2); bodies(url) does not wait
+        listener.close()
+    """
+
+    def __init__(self) -> None:
+        self._received: dict[str, list[Any]] = {}
+        self._changed = threading.Condition()
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                with listener._changed:
+                    listener._received.setdefault(self.path, []).append(body)
+                    listener._changed.notify_all()
+                answer = json.dumps({"ResultCode": 0, "ResultDesc": "Accepted"}).encode()
+                self.send_response(500 if self.path.startswith("/fail") else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def new_url(self, prefix: str = "/cb") -> str:
+        """A URL under a path nobody else uses, so callers sharing the listener never see each other's bodies."""
+        return f"{self.base_url}{prefix}/{secrets.token_hex(8)}"
+
+    def bodies(self, url_or_path: str) -> list[Any]:
+        path = urlsplit(url_or_path).path
+        with self._changed:
+            return list(self._received.get(path, []))
+
+    def wait_for(self, url_or_path: str, count: int = 1, timeout_s: float = 15.0) -> list[Any]:
+        """The bodies POSTed to the URL once at least `count` have arrived; AssertionError after timeout_s."""
+        path = urlsplit(url_or_path).path
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._received.get(path, [])) >= count, timeout=timeout_s):
+                got = len(self._received.get(path, []))
+                raise AssertionError(f"{got} of {count} callback(s) reached {path} within {timeout_s}s")
+            return list(self._received[path])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

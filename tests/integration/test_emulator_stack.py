@@ -11,8 +11,6 @@ Nothing here resets shared state: every test uses its own collection names, secr
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import random
 import secrets
@@ -20,18 +18,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from typing import Any
 
 import google_crc32c
 import pytest
 import requests
 
+from gateway.domain.daraja_password import nairobi_timestamp, stk_password
 from tests import support
 
 PROJECT_ID = support.PROJECT_ID
-NAIROBI = timezone(timedelta(hours=3))
 
 
 # ================================================================================================== Firestore
@@ -305,60 +302,9 @@ def test_a_disabled_version_cannot_be_accessed(secret_client: Any, secret_name: 
 DARAJA = support.DARAJA_URL
 
 
-class CallbackListener:
-    """A local HTTP server on a free port that records every POST by path, answering like the gateway does."""
-
-    def __init__(self) -> None:
-        self._received: dict[str, list[dict[str, Any]]] = {}
-        self._changed = threading.Condition()
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null")
-                with listener._changed:
-                    listener._received.setdefault(self.path, []).append(body)
-                    listener._changed.notify_all()
-                answer = json.dumps({"ResultCode": 0, "ResultDesc": "Accepted"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        with self._changed:
-            return list(self._received.get(path, []))
-
-    def wait_for(self, path: str, timeout_s: float = 15.0) -> dict[str, Any]:
-        """The first body POSTed to `path`, waiting up to timeout_s for it."""
-        with self._changed:
-            arrived = self._changed.wait_for(lambda: self._received.get(path), timeout=timeout_s)
-            if not arrived:
-                raise AssertionError(f"no callback reached {path} within {timeout_s}s")
-            return self._received[path][0]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
-def listener() -> Iterator[CallbackListener]:
-    server = CallbackListener()
+def listener() -> Iterator[support.CallbackListener]:
+    server = support.CallbackListener()
     yield server
     server.close()
 
@@ -366,14 +312,6 @@ def listener() -> Iterator[CallbackListener]:
 @pytest.fixture(scope="module")
 def daraja_app() -> support.DarajaApp:
     return support.register_simulator_app()
-
-
-def nairobi_timestamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
-
-
-def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
-    return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
 
 
 def oauth_token(app: support.DarajaApp) -> str:
@@ -395,7 +333,7 @@ def access_token(daraja_app: support.DarajaApp) -> str:
 
 
 def push_body(app: support.DarajaApp, phone: str, callback_url: str, **overrides: Any) -> dict[str, Any]:
-    timestamp = nairobi_timestamp()
+    timestamp = nairobi_timestamp(datetime.now(UTC))
     body: dict[str, Any] = {
         "BusinessShortCode": app.shortcode,
         "Password": stk_password(app.shortcode, app.passkey, timestamp),
@@ -423,7 +361,7 @@ def stk_push(token: str, body: dict[str, Any]) -> requests.Response:
 
 
 def stk_query(token: str, app: support.DarajaApp, checkout_request_id: str) -> requests.Response:
-    timestamp = nairobi_timestamp()
+    timestamp = nairobi_timestamp(datetime.now(UTC))
     return requests.post(
         f"{DARAJA}/mpesa/stkpushquery/v1/query",
         json={
@@ -457,14 +395,14 @@ def test_oauth_rejects_wrong_credentials_and_grant(daraja_app: support.DarajaApp
 
 
 def test_stk_push_delivers_the_callback_and_query_follows_it(
-    daraja_app: support.DarajaApp, access_token: str, listener: CallbackListener
+    daraja_app: support.DarajaApp, access_token: str, listener: support.CallbackListener
 ) -> None:
     phone = support.unique_phone()
-    callback_path = f"/callbacks/{secrets.token_hex(6)}"
+    callback_url = listener.new_url("/callbacks")
     # The payer "answers" after 1.5 s, so the first query lands while the prompt is still open.
     support.set_scenario(phone, result_code=0, delay_ms=1500, callbacks=1)
 
-    response = stk_push(access_token, push_body(daraja_app, phone, listener.url + callback_path, Amount=25))
+    response = stk_push(access_token, push_body(daraja_app, phone, callback_url, Amount=25))
     assert response.status_code == 200, response.text
     accepted = response.json()
     assert accepted["ResponseCode"] == "0"
@@ -477,7 +415,7 @@ def test_stk_push_delivers_the_callback_and_query_follows_it(
     assert pending.json()["errorCode"] == "500.001.1001"
     assert pending.json()["errorMessage"] == "The transaction is being processed"
 
-    body = listener.wait_for(callback_path)
+    [body] = listener.wait_for(callback_url)
     callback = body["Body"]["stkCallback"]
     assert callback["MerchantRequestID"] == merchant_request_id
     assert callback["CheckoutRequestID"] == checkout_request_id
@@ -501,25 +439,22 @@ def test_stk_push_delivers_the_callback_and_query_follows_it(
     assert answer["ResultDesc"] == "The service request is processed successfully."
 
     deliveries = support.wait_for(
-        lambda: requests.get(
-            f"{DARAJA}/simulator/callbacks", params={"checkout_request_id": checkout_request_id}, timeout=10
-        ).json()["callbacks"],
-        what="the simulator's delivery record",
+        lambda: support.simulator_callbacks(checkout_request_id), what="the simulator's delivery record"
     )
     assert len(deliveries) == 1
-    assert deliveries[0]["url"] == listener.url + callback_path
+    assert deliveries[0]["url"] == callback_url
     assert deliveries[0]["status"] == 200
-    assert len(listener.bodies(callback_path)) == 1
+    assert len(listener.bodies(callback_url)) == 1
 
 
 def test_a_failed_payment_callback_has_no_metadata(
-    daraja_app: support.DarajaApp, access_token: str, listener: CallbackListener
+    daraja_app: support.DarajaApp, access_token: str, listener: support.CallbackListener
 ) -> None:
     phone = support.unique_phone()
-    callback_path = f"/callbacks/{secrets.token_hex(6)}"
-    response = stk_push(access_token, push_body(daraja_app, phone, listener.url + callback_path, Amount=1032))
+    callback_url = listener.new_url("/callbacks")
+    response = stk_push(access_token, push_body(daraja_app, phone, callback_url, Amount=1032))
     assert response.status_code == 200, response.text
-    body = listener.wait_for(callback_path)
+    [body] = listener.wait_for(callback_url)
     callback = body["Body"]["stkCallback"]
     assert callback["CheckoutRequestID"] == response.json()["CheckoutRequestID"]
     assert callback["ResultCode"] == 1032
@@ -549,11 +484,11 @@ REJECTIONS: dict[str, tuple[dict[str, Any], int, str, str]] = {
 
 @pytest.mark.parametrize("rule", list(REJECTIONS))
 def test_stk_push_rejections(
-    daraja_app: support.DarajaApp, access_token: str, listener: CallbackListener, rule: str
+    daraja_app: support.DarajaApp, access_token: str, listener: support.CallbackListener, rule: str
 ) -> None:
     overrides, status, error_code, error_message = REJECTIONS[rule]
     phone = support.unique_phone()
-    body = push_body(daraja_app, phone, f"{listener.url}/callbacks/rejected")
+    body = push_body(daraja_app, phone, listener.new_url("/callbacks"))
     body.update(overrides)
     if rule == "timestamp-in-utc":
         # A correct Password for a timestamp taken in UTC instead of Nairobi time: only the Timestamp is wrong.
@@ -571,5 +506,5 @@ def test_stk_push_rejections(
     assert "CheckoutRequestID" not in error
 
     # A rejected push takes no subscriber lock: a correct push to the same phone right after is accepted.
-    retry = stk_push(access_token, push_body(daraja_app, phone, f"{listener.url}/callbacks/after-rejection"))
+    retry = stk_push(access_token, push_body(daraja_app, phone, listener.new_url("/callbacks")))
     assert retry.status_code == 200, retry.text

@@ -5,6 +5,7 @@
 // own Daraja app with a random shortcode and pushes to random phone numbers, so runs can share one stack.
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test as nodeTest } from 'node:test';
 
@@ -22,10 +23,15 @@ import {
   WaitTimeoutError,
 } from '@mpesa-gateway/sdk';
 
-const PROJECT_ID = process.env.GCLOUD_PROJECT ?? 'demo-mpesa-gateway';
-const FUNCTIONS_URL = process.env.FUNCTIONS_BASE_URL ?? `http://127.0.0.1:5001/${PROJECT_ID}/us-central1`;
-const AUTH_HOST = process.env.FIREBASE_AUTH_EMULATOR_HOST ?? '127.0.0.1:9099';
-const DARAJA_URL = process.env.DARAJA_SIMULATOR_URL ?? 'http://127.0.0.1:8089';
+// Where the stack is: the environment `scripts/stack.py run` sets, else the repository's firebase.json and .firebaserc.
+const repoJson = (name) => JSON.parse(readFileSync(new URL(`../../../${name}`, import.meta.url), 'utf8'));
+const firebase = repoJson('firebase.json');
+const address = (entry) => `${entry.host}:${entry.port}`;
+const PROJECT_ID = process.env.GCLOUD_PROJECT || repoJson('.firebaserc').projects.default;
+const FUNCTIONS_URL =
+  process.env.FUNCTIONS_BASE_URL || `http://${address(firebase.emulators.functions)}/${PROJECT_ID}/us-central1`;
+const AUTH_HOST = process.env.FIREBASE_AUTH_EMULATOR_HOST || address(firebase.emulators.auth);
+const DARAJA_URL = process.env.DARAJA_SIMULATOR_URL || `http://${address(firebase.devservers.daraja)}`;
 
 const apps = [];
 

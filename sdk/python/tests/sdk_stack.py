@@ -1,14 +1,19 @@
 """Helpers for the SDK's integration tests: the running stack's URLs, Auth emulator users, and the Daraja simulator's
 admin routes. Each test makes its own developer, Daraja app (own shortcode) and phone numbers, and never resets shared
-state, so it can share the stack with every other test tier."""
+state, so it can share the stack with every other test tier.
+
+The URLs come from the environment `scripts/stack.py run` sets, else from the repository's firebase.json and
+.firebaserc, read here directly (not through scripts/stack_config.py) so the SDK's tests need nothing of the rest."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -16,11 +21,22 @@ from requests.adapters import HTTPAdapter
 
 from mpesa_gateway import FirebaseUser, Gateway, firebase_sign_up
 
-PROJECT_ID = os.environ.get("GCLOUD_PROJECT", "demo-mpesa-gateway")
-AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+REPO = Path(__file__).resolve().parents[3]
+_FIREBASE = json.loads((REPO / "firebase.json").read_text())
+
+
+def _address(section: str, name: str) -> str:
+    entry = _FIREBASE[section][name]
+    return f"{entry['host']}:{entry['port']}"
+
+
+PROJECT_ID = os.environ.get("GCLOUD_PROJECT") or json.loads((REPO / ".firebaserc").read_text())["projects"]["default"]
+AUTH_HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") or _address("emulators", "auth")
 AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
-DARAJA_URL = os.environ.get("DARAJA_SIMULATOR_URL", "http://127.0.0.1:8089").rstrip("/")
-FUNCTIONS_URL = os.environ.get("FUNCTIONS_BASE_URL", f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1").rstrip("/")
+DARAJA_URL = (os.environ.get("DARAJA_SIMULATOR_URL") or f"http://{_address('devservers', 'daraja')}").rstrip("/")
+FUNCTIONS_URL = (
+    os.environ.get("FUNCTIONS_BASE_URL") or f"http://{_address('emulators', 'functions')}/{PROJECT_ID}/us-central1"
+).rstrip("/")
 API_KEY = "fake-api-key"  # the Auth emulator accepts any key
 PASSWORD = "correct-horse-battery"
 
