@@ -1,6 +1,7 @@
-"""Test tiers: tests/unit and tests/devservers need nothing running; tests/integration and tests/e2e need the
-local stack, which `make test` starts. Those fail (not skip) when the stack is missing, so CI cannot go green
-without running them.
+"""Test tiers: tests/unit and tests/devservers need nothing running (a test that wants a dev server starts its own
+in-process on a free port); tests/integration and tests/e2e need the local stack, which `make test` starts. Those
+fail (not skip) when the stack is missing, so CI cannot go green without running them. A test sits in the tier of
+what it needs: one that needs no shared stack belongs in tests/unit or tests/devservers, not in a stack tier.
 """
 
 from __future__ import annotations

@@ -31,17 +31,13 @@ from gateway.daraja import (
 )
 from gateway.secrets import DarajaSecret
 from gateway.settings import Settings
+from scripts import stack_admin
 
 CALLBACK_URL = "http://127.0.0.1:1/callback"  # refused at once: these tests do not look at callbacks
 OAUTH = "/oauth/v1/generate"
 PUSH = "/mpesa/stkpush/v1/processrequest"
 QUERY = "/mpesa/stkpushquery/v1/query"
 _phones = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _needs_stack() -> None:
-    """Overrides the conftest guard: these tests bring their own in-process servers, not the shared stack."""
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +81,6 @@ def order(phone: str | None = None, amount: int = 10) -> StkPushOrder:
     )
 
 
-def sim_requests(sim: DarajaSimulator, kind: str) -> list[dict[str, Any]]:
-    response = requests.get(f"{sim.url}/simulator/requests", params={"kind": kind}, timeout=5)
-    response.raise_for_status()
-    listed: list[dict[str, Any]] = response.json()["requests"]
-    return listed
-
-
-def set_scenario(sim: DarajaSimulator, phone: str, result_code: int | str = 0, delay_ms: int = 200) -> None:
-    requests.post(
-        f"{sim.url}/simulator/scenarios",
-        json={"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": 0},
-        timeout=5,
-    ).raise_for_status()
-
-
 # --------------------------------------------------------------------------------------------- credentials
 
 
@@ -129,7 +110,7 @@ def test_stk_push_is_accepted_with_a_nairobi_timestamp_and_the_right_password(si
     assert accepted.checkout_request_id.startswith("ws_CO_")
     assert accepted.merchant_request_id
     assert accepted.customer_message
-    pushes = sim_requests(sim, "stk_push")
+    pushes = stack_admin.simulator_requests("stk_push", simulator_url=sim.url)
     assert [(p["response_status"], p["amount"], p["party_b"]) for p in pushes] == [(200, 10, PRESET_APP.shortcode)]
 
 
@@ -153,7 +134,7 @@ def test_a_hundred_pushes_mint_one_token(sim: DarajaSimulator) -> None:
     for _ in range(100):
         client.stk_push(app, order())
     assert client.mints == 1
-    assert len(sim_requests(sim, "oauth")) == 1
+    assert len(stack_admin.simulator_requests("oauth", simulator_url=sim.url)) == 1
 
 
 def test_an_expired_token_is_reminted_once_and_the_push_succeeds(
@@ -166,7 +147,7 @@ def test_an_expired_token_is_reminted_once_and_the_push_succeeds(
     accepted = client.stk_push(app, order())
     assert accepted.checkout_request_id.startswith("ws_CO_")
     assert client.mints == 2
-    statuses = [p["response_status"] for p in sim_requests(sim, "stk_push")]
+    statuses = [p["response_status"] for p in stack_admin.simulator_requests("stk_push", simulator_url=sim.url)]
     assert statuses == [200, 404, 200]
     client.stk_push(app, order())
     assert client.mints == 2, "the new token is cached"
@@ -193,7 +174,7 @@ def test_concurrent_first_calls_mint_one_token(sim: DarajaSimulator) -> None:
         thread.join(timeout=30)
     assert len(results) == 8 and all(isinstance(result, StkPushAccepted) for result in results), results
     assert client.mints == 1
-    assert len(sim_requests(sim, "oauth")) == 1
+    assert len(stack_admin.simulator_requests("oauth", simulator_url=sim.url)) == 1
 
 
 def test_tokens_are_cached_per_developer_environment_and_key(sim: DarajaSimulator) -> None:
@@ -256,7 +237,7 @@ def test_a_bad_phone_is_a_rejected_request(sim: DarajaSimulator) -> None:
 def test_a_second_push_while_the_first_prompt_is_live_is_payer_busy(sim: DarajaSimulator) -> None:
     client = DarajaClient(settings_for(sim.url))
     phone = new_phone()
-    set_scenario(sim, phone, delay_ms=10_000)
+    stack_admin.set_scenario(phone, delay_ms=10_000, callbacks=0, simulator_url=sim.url)
     client.stk_push(preset_app(), order(phone))
     with pytest.raises(errors.DarajaError) as raised:
         client.stk_push(preset_app(), order(phone))
@@ -287,7 +268,7 @@ def test_stored_keys_that_daraja_no_longer_accepts(sim: DarajaSimulator) -> None
 def test_stk_query_is_none_while_processing_then_the_answer(sim: DarajaSimulator) -> None:
     client = DarajaClient(settings_for(sim.url))
     phone = new_phone()
-    set_scenario(sim, phone, result_code=1032, delay_ms=400)
+    stack_admin.set_scenario(phone, result_code=1032, delay_ms=400, callbacks=0, simulator_url=sim.url)
     accepted = client.stk_push(preset_app(), order(phone))
     assert client.stk_query(preset_app(), accepted.checkout_request_id) is None
     time.sleep(0.5)
@@ -546,7 +527,7 @@ def test_nothing_secret_reaches_the_logs_or_the_errors(
 ) -> None:
     client = DarajaClient(settings_for(sim.url))
     phone = new_phone()
-    set_scenario(sim, phone, delay_ms=10_000)
+    stack_admin.set_scenario(phone, delay_ms=10_000, callbacks=0, simulator_url=sim.url)
     client.stk_push(preset_app(), order(phone))
     requests.post(f"{sim.url}/simulator/expire-tokens", timeout=5).raise_for_status()
     with pytest.raises(errors.DarajaError) as raised:

@@ -17,11 +17,6 @@ from gateway.settings import Settings
 PROJECT_ID = "demo-test"
 
 
-@pytest.fixture(autouse=True)
-def _needs_stack() -> None:
-    """Overrides the conftest guard: these tests bring their own in-process emulator, not the shared stack."""
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[SecretManagerEmulatorServer]:
     server, thread = serve("127.0.0.1", 0)
