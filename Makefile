@@ -10,6 +10,7 @@ STAMP_DIR := .stack
 
 help:
 	@echo "make test   install everything, start the local stack, run all test tiers, stop the stack"
+	@echo "make test-unit  the tests that need nothing running: stack-free tiers and the SDKs' unit tests"
 	@echo "make demo   install everything, start the stack if needed, run the end-to-end walk-through"
 	@echo "make dev    start the whole local stack in the foreground (Ctrl-C stops it)"
 	@echo "make lint   ruff + mypy"
@@ -47,8 +48,10 @@ install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/
 dev: install
 	@$(PY) scripts/stack.py dev
 
+# Every test that needs nothing running: the stack-free tiers, and the SDKs' unit tests (-m "not stack" leaves out
+# the SDK tests that need the stack).
 test-unit: $(STAMP_DIR)/venv.stamp
-	@$(PY) -m pytest tests/unit tests/devservers -q
+	@$(PY) -m pytest tests/unit tests/devservers sdk/python/tests -m "not stack" -q
 	@node --test sdk/js/test/unit.test.js
 
 # Tiers: unit and dev-server tests, then integration and end-to-end tests against the real emulators, the SDKs'
