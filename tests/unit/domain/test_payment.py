@@ -23,7 +23,8 @@ SUCCEEDED = PaymentStatus.SUCCEEDED
 FAILED = PaymentStatus.FAILED
 CANCELLED = PaymentStatus.CANCELLED
 TIMED_OUT = PaymentStatus.TIMED_OUT
-TERMINAL = [SUCCEEDED, FAILED, CANCELLED, TIMED_OUT]
+UNCONFIRMED = PaymentStatus.UNCONFIRMED
+TERMINAL = [SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, UNCONFIRMED]
 
 EXPECTED_AMOUNT = 10
 EXPECTED_PHONE = "254708374149"
@@ -33,8 +34,16 @@ EXPECTED_PHONE = "254708374149"
 
 
 def test_status_values_are_the_api_strings() -> None:
-    assert [status.value for status in PaymentStatus] == ["pending", "succeeded", "failed", "cancelled", "timed_out"]
+    assert [status.value for status in PaymentStatus] == [
+        "pending",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "unconfirmed",
+    ]
     assert PaymentStatus("timed_out") is TIMED_OUT
+    assert PaymentStatus("unconfirmed") is UNCONFIRMED
     assert f"{SUCCEEDED}" == "succeeded"
     assert SUCCEEDED == "succeeded"
 
@@ -45,8 +54,11 @@ def test_is_terminal(status: PaymentStatus, terminal: bool) -> None:
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(PaymentStatus, PaymentStatus)))
-def test_only_pending_to_terminal_is_a_legal_transition(current: PaymentStatus, new: PaymentStatus) -> None:
-    assert is_legal_transition(current, new) is (current is PENDING and new is not PENDING)
+def test_only_pending_to_terminal_or_unconfirmed_to_succeeded_is_a_legal_transition(
+    current: PaymentStatus, new: PaymentStatus
+) -> None:
+    expected = (current is PENDING and new is not PENDING) or (current is UNCONFIRMED and new is SUCCEEDED)
+    assert is_legal_transition(current, new) is expected
 
 
 # --- result codes ---------------------------------------------------------------------------------------------------
