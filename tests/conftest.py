@@ -10,13 +10,22 @@ import pytest
 
 from tests import support
 
-STACK_TIERS = ("tests/integration", "tests/e2e")
+STACK_TIERS = ("tests/integration", "tests/e2e", "tests/faults")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if any(tier in str(item.path) for tier in STACK_TIERS):
             item.add_marker(pytest.mark.stack)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests import ledger
+
+    if ledger.LINES:
+        terminalreporter.write_line(f"money trace ({len(ledger.LINES)} checks); the last covers the e2e run:")
+        for line in ledger.LINES[-1:]:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

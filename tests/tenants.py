@@ -84,3 +84,21 @@ def quarantined(*, token: str | None = None, checkout_request_id: str | None = N
     if checkout_request_id is not None:
         query = query.where(filter=firestore.FieldFilter("checkout_request_id", "==", checkout_request_id))
     return [doc.to_dict() or {} for doc in query.stream()]
+
+
+def use_in_process_gateway(monkeypatch: Any, **settings: str) -> None:
+    """Point this process's gateway library at the stack, as the scheduler's instance of reconcile_payments is."""
+    from gateway import container
+    from gateway.settings import get_settings
+
+    monkeypatch.setenv("GCLOUD_PROJECT", support.PROJECT_ID)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", support.FIRESTORE_HOST)
+    monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", support.SECRET_MANAGER_HOST)
+    monkeypatch.setenv("DARAJA_SANDBOX_BASE_URL", support.DARAJA_URL)
+    monkeypatch.setenv("DARAJA_PRODUCTION_BASE_URL", support.DARAJA_URL)
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
+    monkeypatch.setenv("PENDING_QUERY_INTERVAL_SECONDS", "0")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    monkeypatch.setattr(container, "_gateway", None)

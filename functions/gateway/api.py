@@ -52,7 +52,9 @@ def payment_status(request: flask.Request) -> flask.Response:
         payment_id = call.query("id")
         checkout_request_id = call.query("checkout_request_id")
         if payment_id is not None or checkout_request_id is not None:
-            return ApiResponse(200, payment_view(payments.get(developer, payment_id or None, checkout_request_id or None)))
+            return ApiResponse(
+                200, payment_view(payments.get(developer, payment_id or None, checkout_request_id or None))
+            )
         page = payments.list(developer, call.query("status") or None, call.query("limit"), call.query("page_token"))
         return ApiResponse(
             200,

@@ -9,7 +9,7 @@ import threading
 
 from gateway.auth import FirebaseAuthenticator
 from gateway.daraja import DarajaClient
-from gateway.repository import PaymentRepository
+from gateway.repository import PaymentRepository, PaymentStore
 from gateway.secrets import CredentialStore, SecretManagerBackend
 from gateway.services import Gateway
 from gateway.settings import Settings, get_settings
@@ -29,9 +29,15 @@ def gateway() -> Gateway:
         with _lock:
             if _gateway is None:
                 current = get_settings()
+                current.assert_safe()
+                store: PaymentStore = PaymentRepository(current)
+                if current.fault_injection:
+                    from gateway.faults import FaultInjectingStore
+
+                    store = FaultInjectingStore(store)
                 _gateway = Gateway.build(
                     current,
-                    PaymentRepository(current),
+                    store,
                     CredentialStore(current, SecretManagerBackend(current)),
                     DarajaClient(current),
                 )

@@ -43,6 +43,7 @@ class Event(StrEnum):
     CALLBACK_QUARANTINED = "callback_quarantined"
     PAYMENT_UNCONFIRMED = "payment_unconfirmed"
     STK_QUERY_MISMATCH = "stk_query_mismatch"
+    FAULT_INJECTED = "fault_injected"
 
 
 def _sensitive(key: str) -> bool:

@@ -465,7 +465,9 @@ class PaymentRepository:
 
     def _add(self, batch: Any, write: Write) -> None:
         if isinstance(write, SavePayment):
-            self._save(batch, self._payment(write.uid, write.payment.id), payment_to_document(write.payment), write.version)
+            self._save(
+                batch, self._payment(write.uid, write.payment.id), payment_to_document(write.payment), write.version
+            )
         elif isinstance(write, SavePayer):
             self._save(batch, self._payer(write.uid, write.payer.msisdn), payer_to_document(write.payer), write.version)
         elif isinstance(write, CreateCallbackRoute):

@@ -73,6 +73,8 @@ class Settings:
     # Who may be a developer: anonymous sign-ins never; unverified e-mail addresses only while this is off. Off by
     # default because the Auth emulator's sign-ups are unverified; production deployments should turn it on.
     require_verified_email: bool = False
+    # Emulator-only fault injection for the tests/faults tier (gateway.faults); guarded like every local-stack setting.
+    fault_injection: bool = False
 
     @property
     def local_stack_trusted(self) -> bool:
@@ -94,6 +96,7 @@ class Settings:
                 ("DARAJA_SANDBOX_BASE_URL", _plain_http(self.daraja_sandbox_url)),
                 ("DARAJA_PRODUCTION_BASE_URL", _plain_http(self.daraja_production_url)),
                 ("CALLBACK_BASE_URL", _plain_http(self.callback_base_url)),
+                ("GATEWAY_FAULT_INJECTION", self.fault_injection),
             )
             if trusting
         ]
@@ -165,6 +168,7 @@ class Settings:
             trusted_proxy_hops=int(_number(source, "TRUSTED_PROXY_HOPS", 1)),
             service_identity=source.get("K_SERVICE") or source.get("K_REVISION") or source.get("K_CONFIGURATION") or "",
             require_verified_email=_flag(source, "REQUIRE_VERIFIED_EMAIL", default=False),
+            fault_injection=_flag(source, "GATEWAY_FAULT_INJECTION", default=False),
         )
 
 

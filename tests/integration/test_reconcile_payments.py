@@ -12,23 +12,14 @@ import pytest
 import requests
 
 from tests import support
-from tests.tenants import Tenant, new_tenant, payment_doc
+from tests.tenants import Tenant, new_tenant, payment_doc, use_in_process_gateway
 
 
 @pytest.fixture
 def in_process_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from gateway import container
     from gateway.settings import get_settings
 
-    monkeypatch.setenv("GCLOUD_PROJECT", support.PROJECT_ID)
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", support.FIRESTORE_HOST)
-    monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", support.SECRET_MANAGER_HOST)
-    monkeypatch.setenv("DARAJA_SANDBOX_BASE_URL", support.DARAJA_URL)
-    monkeypatch.setenv("DARAJA_PRODUCTION_BASE_URL", support.DARAJA_URL)
-    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
-    monkeypatch.setenv("PENDING_QUERY_INTERVAL_SECONDS", "0")
-    get_settings.cache_clear()
-    monkeypatch.setattr(container, "_gateway", None)
+    use_in_process_gateway(monkeypatch)
     yield
     get_settings.cache_clear()
 

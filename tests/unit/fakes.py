@@ -1,11 +1,11 @@
 """In-memory stand-ins for the gateway's adapters, for unit tests of the use cases (gateway.services).
 
-    FakeClock            the `now=` of the use cases, moved by hand
-    FakeRepository       the PaymentStore port over dicts: documents with versions, atomic commits, nothing else.
-                         It holds no business rule; tests/integration/test_repository_contract.py runs the same
-                         suite against it and against Firestore so the two cannot drift.
-    MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore
-    FakeDaraja           DarajaClient's verify_credentials / stk_push / stk_query: records calls, answers as scripted
+FakeClock            the `now=` of the use cases, moved by hand
+FakeRepository       the PaymentStore port over dicts: documents with versions, atomic commits, nothing else.
+                     It holds no business rule; tests/integration/test_repository_contract.py runs the same
+                     suite against it and against Firestore so the two cannot drift.
+MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore
+FakeDaraja           DarajaClient's verify_credentials / stk_push / stk_query: records calls, answers as scripted
 """
 
 from __future__ import annotations
@@ -79,7 +79,13 @@ class FakeRepository:
         with self._lock:
             if uid not in self.developers:
                 now = self._now()
-                self.developers[uid] = {"uid": uid, "email": email, "created_at": now, "updated_at": now, "daraja": None}
+                self.developers[uid] = {
+                    "uid": uid,
+                    "email": email,
+                    "created_at": now,
+                    "updated_at": now,
+                    "daraja": None,
+                }
             return dict(self.developers[uid])
 
     def developer_setup(self, uid: str) -> dict[str, Any] | None:

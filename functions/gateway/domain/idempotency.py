@@ -35,9 +35,7 @@ class IdempotencyRecord:
     status: int | None = None  # the HTTP status of the first answer (201 or 202), once there is one
 
     @classmethod
-    def claim(
-        cls, fingerprint: str, payment_id: str, now: datetime, lease_s: float, ttl_s: float
-    ) -> IdempotencyRecord:
+    def claim(cls, fingerprint: str, payment_id: str, now: datetime, lease_s: float, ttl_s: float) -> IdempotencyRecord:
         return cls(
             fingerprint=fingerprint,
             payment_id=payment_id,

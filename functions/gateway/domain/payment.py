@@ -326,7 +326,9 @@ class Payment:
         )
 
     # ------------------------------------------------------------------------------------- the push's answer
-    def accept(self, checkout_request_id: str, merchant_request_id: str, now: datetime, policy: PaymentPolicy) -> Payment:
+    def accept(
+        self, checkout_request_id: str, merchant_request_id: str, now: datetime, policy: PaymentPolicy
+    ) -> Payment:
         """Daraja accepted the push. The status is left alone: a callback may already have settled it."""
         flags = set(self.flags) - {FLAG_OUTCOME_UNKNOWN}
         checkout = self.checkout_request_id
@@ -385,9 +387,7 @@ class Payment:
     def lease_expired(self, now: datetime) -> bool:
         """True when the push is still ``sending`` after its lease: whoever was calling Daraja is gone."""
         return (
-            self.push_state is PushState.SENDING
-            and self.push_lease_until is not None
-            and self.push_lease_until <= now
+            self.push_state is PushState.SENDING and self.push_lease_until is not None and self.push_lease_until <= now
         )
 
     def unconfirmed_deadline(self, policy: PaymentPolicy) -> datetime:
@@ -413,10 +413,18 @@ class Payment:
             decision = decide_settlement(self.status, self.amount, self.msisdn, outcome, source)
         after = self
         if checkout_request_id is not None and self.checkout_request_id is None:
-            # The callback reached us through our URL token before the push's answer was stored.
             after = replace(after, checkout_request_id=checkout_request_id)
+        if checkout_request_id is not None and self.push_state in (PushState.SENDING, PushState.UNKNOWN):
+            # The callback reached us through our URL token before Daraja's answer to the push was stored (or
+            # instead of it): it proves Daraja accepted the push, and names the request.
+            after = replace(
+                after,
+                push_state=PushState.ACCEPTED,
+                push_lease_until=None,
+                flags=tuple(flag for flag in after.flags if flag != FLAG_OUTCOME_UNKNOWN),
+            )
         if decision.action == "ignore":
-            return Settlement(self, after if after is not self else self, decision)
+            return Settlement(self, after if after == self else replace(after, updated_at=now), decision)
         flags = tuple(sorted(set(after.flags) | set(decision.flags)))
         if decision.action == "flag":
             reported = ReportedOutcome(

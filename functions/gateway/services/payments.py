@@ -100,7 +100,9 @@ class Payments:
             if intent is not None:
                 return self._send(developer.uid, app, request, intent, key_hash)
         raise errors.IdempotencyConflict(
-            "idempotency_in_progress", "this Idempotency-Key is changing hands; retry shortly", "Idempotency-Key",
+            "idempotency_in_progress",
+            "this Idempotency-Key is changing hands; retry shortly",
+            "Idempotency-Key",
             retry_after_s=1,
         )
 
@@ -185,7 +187,9 @@ class Payments:
             raise errors.ServerError("payment_missing", "the payment this Idempotency-Key created cannot be found")
         return PushResult(payment, "replayed")
 
-    def _send(self, uid: str, app: DarajaApp, request: StkPushRequest, intent: _Intent, key_hash: str | None) -> PushResult:
+    def _send(
+        self, uid: str, app: DarajaApp, request: StkPushRequest, intent: _Intent, key_hash: str | None
+    ) -> PushResult:
         """Call Daraja, then commit two: whatever it said."""
         payment = intent.payment.value
         order = StkPushOrder(
@@ -199,14 +203,24 @@ class Payments:
             accepted = self._daraja.stk_push(app, order)
         except DarajaOutcomeUnknown as unknown:
             log_event(
-                Event.STK_PUSH_UNCERTAIN, "WARNING", uid=uid, payment_id=payment.id,
-                phone=mask_msisdn(request.phone), amount=request.amount, code=unknown.code,
+                Event.STK_PUSH_UNCERTAIN,
+                "WARNING",
+                uid=uid,
+                payment_id=payment.id,
+                phone=mask_msisdn(request.phone),
+                amount=request.amount,
+                code=unknown.code,
             )
             return PushResult(self._record_unknown(uid, intent, key_hash), "outcome_unknown")
         except errors.GatewayError as refused:
             log_event(
-                Event.STK_PUSH_REJECTED, "WARNING", uid=uid, payment_id=payment.id,
-                phone=mask_msisdn(request.phone), code=refused.code, daraja_code=getattr(refused, "daraja_code", None),
+                Event.STK_PUSH_REJECTED,
+                "WARNING",
+                uid=uid,
+                payment_id=payment.id,
+                phone=mask_msisdn(request.phone),
+                code=refused.code,
+                daraja_code=getattr(refused, "daraja_code", None),
             )
             self._record_refusal(uid, intent, key_hash, refused)
             refused.details.setdefault("payment_id", payment.id)
@@ -230,15 +244,23 @@ class Payments:
             stored = update_payment(self._repo, uid, intent.payment.value.id, accept, intent.payment)  # type: ignore[arg-type]
         except Exception as failure:  # noqa: BLE001 - any storage failure: the intent still routes the callback
             log_event(
-                Event.PAYMENT_NOT_RECORDED, "CRITICAL", uid=uid, payment_id=intent.payment.value.id,
-                checkout_request_id=accepted.checkout_request_id, exception=type(failure).__name__,
+                Event.PAYMENT_NOT_RECORDED,
+                "CRITICAL",
+                uid=uid,
+                payment_id=intent.payment.value.id,
+                checkout_request_id=accepted.checkout_request_id,
+                exception=type(failure).__name__,
             )
             shown = intent.payment.value.mark_outcome_unknown(self._now(), self._policy)
             return PushResult(shown, "outcome_unknown")
         assert stored is not None
         log_event(
-            Event.STK_PUSH_SENT, uid=uid, payment_id=stored.id, phone=mask_msisdn(stored.msisdn),
-            amount=stored.amount, checkout_request_id=accepted.checkout_request_id,
+            Event.STK_PUSH_SENT,
+            uid=uid,
+            payment_id=stored.id,
+            phone=mask_msisdn(stored.msisdn),
+            amount=stored.amount,
+            checkout_request_id=accepted.checkout_request_id,
         )
         return PushResult(stored, "created")
 
@@ -252,7 +274,10 @@ class Payments:
             stored = update_payment(self._repo, uid, intent.payment.value.id, lapse, intent.payment)  # type: ignore[arg-type]
         except Exception as failure:  # noqa: BLE001 - the intent is stored: its lease and the reconciler take over
             log_event(
-                Event.PAYMENT_NOT_RECORDED, "ERROR", uid=uid, payment_id=intent.payment.value.id,
+                Event.PAYMENT_NOT_RECORDED,
+                "ERROR",
+                uid=uid,
+                payment_id=intent.payment.value.id,
                 exception=type(failure).__name__,
             )
             if not best_effort:
@@ -272,7 +297,10 @@ class Payments:
             update_payment(self._repo, uid, intent.payment.value.id, refuse, intent.payment)  # type: ignore[arg-type]
         except Exception as failure:  # noqa: BLE001 - the refusal stands; the reconciler ends the intent later
             log_event(
-                Event.PAYMENT_NOT_RECORDED, "ERROR", uid=uid, payment_id=intent.payment.value.id,
+                Event.PAYMENT_NOT_RECORDED,
+                "ERROR",
+                uid=uid,
+                payment_id=intent.payment.value.id,
                 exception=type(failure).__name__,
             )
 
@@ -297,7 +325,9 @@ class Payments:
             )
         return self._settlement.query_if_late(developer.uid, loaded)
 
-    def list(self, developer: Developer, status: str | None, limit_raw: str | None, page_token: str | None) -> PaymentPage:
+    def list(
+        self, developer: Developer, status: str | None, limit_raw: str | None, page_token: str | None
+    ) -> PaymentPage:
         self._repo.ensure_developer(developer.uid, developer.email)
         if status is not None and status not in {s.value for s in PaymentStatus}:
             raise errors.InvalidRequest(
@@ -329,5 +359,7 @@ def parse_limit(raw: str | None) -> int:
         return 20
     # Length first: int() of thousands of digits raises ValueError (Python's digit limit), never a 400.
     if len(raw) > 3 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIST_LIMIT:
-        raise errors.InvalidRequest("invalid_limit", f"limit must be a whole number from 1 to {_MAX_LIST_LIMIT}", "limit")
+        raise errors.InvalidRequest(
+            "invalid_limit", f"limit must be a whole number from 1 to {_MAX_LIST_LIMIT}", "limit"
+        )
     return int(raw)

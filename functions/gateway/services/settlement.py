@@ -75,7 +75,9 @@ class Settlement:
         allowed = self._settings.callback_allowed_ips
         if allowed and source_ip not in allowed:
             log_event(Event.CALLBACK_REJECTED, "WARNING", code="source_ip_not_allowed", source_ip=source_ip)
-            raise errors.PermissionDenied("source_ip_not_allowed", "callbacks are accepted from Daraja's addresses only")
+            raise errors.PermissionDenied(
+                "source_ip_not_allowed", "callbacks are accepted from Daraja's addresses only"
+            )
         if not plausible_callback_token(token):
             log_event(Event.CALLBACK_REJECTED, "WARNING", code="malformed_callback_token", source_ip=source_ip)
             raise errors.NotFound("unknown_callback_token", "no payment has this callback URL")
@@ -133,7 +135,10 @@ class Settlement:
         )
         self._repo.commit([AddQuarantine(record)])
         log_event(
-            Event.CALLBACK_QUARANTINED, "WARNING", reason=reason, source_ip=source_ip,
+            Event.CALLBACK_QUARANTINED,
+            "WARNING",
+            reason=reason,
+            source_ip=source_ip,
             checkout_request_id=checkout_request_id,
         )
 
@@ -167,8 +172,12 @@ class Settlement:
                     uid,
                     payment.id,
                     CallbackAudit(
-                        audit.received_at, audit.source, audit.result_code, settlement.decision.action,
-                        audit.raw_body, audit.source_ip,
+                        audit.received_at,
+                        audit.source,
+                        audit.result_code,
+                        settlement.decision.action,
+                        audit.raw_body,
+                        audit.source_ip,
                     ),
                 )
             ]
@@ -225,7 +234,9 @@ class Settlement:
         except errors.CredentialsNotConfigured:
             # The developer deleted this environment's keys: nobody can ask Daraja for them any more. The claim
             # already pushed the next look back, so the payment sinks behind the others.
-            log_event(Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment.id, code="credentials_not_configured")
+            log_event(
+                Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment.id, code="credentials_not_configured"
+            )
             return claimed
         try:
             answer = self._daraja.stk_query(app, payment.checkout_request_id)
@@ -233,7 +244,9 @@ class Settlement:
             log_event(Event.STK_QUERY_SENT, "WARNING", uid=uid, payment_id=payment.id, code=failure.code)
             raise
         log_event(
-            Event.STK_QUERY_SENT, uid=uid, payment_id=payment.id,
+            Event.STK_QUERY_SENT,
+            uid=uid,
+            payment_id=payment.id,
             result_code=answer.result_code if answer is not None else "processing",
         )
         if answer is None:

@@ -1,0 +1,49 @@
+"""Fault injection for the tests/faults tier: a PaymentStore wrapper that fails or kills the instance at the one
+moment no ordinary test can reach, between Daraja's acceptance and the commit that records it.
+
+It is wired in by the composition root only when GATEWAY_FAULT_INJECTION is set, which the local-stack guard
+allows only on the local stack (a demo- project, or the emulator without a Cloud Run identity). A payment opts in
+through its metadata: {"fault": "fail_accept_commit"} makes that commit raise as a failing Firestore would;
+{"fault": "die_before_accept_commit"} ends the process as a crash or an instance shutdown would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.domain.payment import PushState
+from gateway.logs import Event, log_event
+from gateway.repository import PaymentStore, SavePayment, Write
+
+FAULT_KEY = "fault"
+
+
+class FaultInjectingStore:
+    def __init__(self, inner: PaymentStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def commit(self, writes: Sequence[Write]) -> list[Any]:
+        fault = _accept_commit_fault(writes)
+        if fault is not None:
+            log_event(Event.FAULT_INJECTED, "WARNING", fault=fault)
+            if fault == "die_before_accept_commit":
+                os._exit(70)
+            if fault == "fail_accept_commit":
+                raise RuntimeError("injected fault: the commit after Daraja's acceptance failed")
+        return self._inner.commit(writes)
+
+
+def _accept_commit_fault(writes: Sequence[Write]) -> str | None:
+    for write in writes:
+        if isinstance(write, SavePayment) and write.version is not None:
+            payment = write.payment
+            if payment.push_state is PushState.ACCEPTED and payment.settled_at is None and payment.flags == ():
+                fault = payment.metadata.get(FAULT_KEY)
+                if isinstance(fault, str):
+                    return fault
+    return None
