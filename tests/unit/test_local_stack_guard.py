@@ -41,6 +41,7 @@ GUARD_INPUTS = (
     "DARAJA_SANDBOX_BASE_URL",
     "DARAJA_PRODUCTION_BASE_URL",
     "CALLBACK_BASE_URL",
+    "GATEWAY_FAULT_INJECTION",
 )
 
 # Each setting that trusts the local stack, alone; None is "none of them".
@@ -52,6 +53,7 @@ LOCAL_STACK_SETTINGS: dict[str, dict[str, str] | None] = {
     "http-daraja-sandbox": {"DARAJA_SANDBOX_BASE_URL": "http://127.0.0.1:8089"},
     "http-daraja-production": {"DARAJA_PRODUCTION_BASE_URL": "http://daraja.example"},
     "http-callback": {"CALLBACK_BASE_URL": "http://pay.example.com/mpesa_callback"},
+    "fault-injection": {"GATEWAY_FAULT_INJECTION": "true"},
 }
 
 
@@ -220,7 +222,12 @@ def test_assert_safe_raises_a_503_and_logs_the_reason_at_critical(
         ),
         (
             {**CLOUD_RUN, **_env_local()},
-            ("SECRET_MANAGER_EMULATOR_HOST", "DARAJA_SANDBOX_BASE_URL", "DARAJA_PRODUCTION_BASE_URL"),
+            (
+                "SECRET_MANAGER_EMULATOR_HOST",
+                "DARAJA_SANDBOX_BASE_URL",
+                "DARAJA_PRODUCTION_BASE_URL",
+                "GATEWAY_FAULT_INJECTION",
+            ),
         ),
     ],
     ids=[
