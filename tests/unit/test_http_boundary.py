@@ -454,6 +454,21 @@ def test_an_unexpected_exception_is_a_generic_500_that_leaks_nothing(capsys: pyt
     assert lines[0]["path"] == "/fn/path"
 
 
+def test_a_logged_traceback_never_carries_a_phone_number(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(call: Call) -> ApiResponse:
+        path = "developers/uid-1/payers/254712345678"
+        raise RuntimeError(f"Document {path} failed")
+
+    def locate(call: Call) -> ApiResponse:
+        msisdn = "254712345678"  # a local in the failing frame, as Firestore's own frames hold document paths
+        return handler(call) if msisdn else ApiResponse(200, {})
+
+    _run(locate)
+    [line] = _log_lines(capsys)
+    assert "254712345678" not in json.dumps(line)
+    assert "payers/[digits]" in line["traceback"]
+
+
 def test_an_unexpected_exception_inside_authentication_is_also_a_generic_500() -> None:
     def handler(call: Call) -> ApiResponse:
         return ApiResponse(200, {"uid": call.developer.uid})
