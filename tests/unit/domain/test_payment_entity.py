@@ -646,17 +646,99 @@ def test_a_suspicious_callback_before_the_push_answer_records_its_checkout_reque
     after = unknown_payment().apply(success(amount=1), "callback", at(90), CHECKOUT).after
     assert after.checkout_request_id == CHECKOUT
     assert after.status is PENDING
-    assert after.flags == (FLAG_AMOUNT_MISMATCH, FLAG_OUTCOME_UNKNOWN)
+    # The callback proves Daraja accepted the push: the outcome is no longer unknown.
+    assert after.flags == (FLAG_AMOUNT_MISMATCH,)
+    assert after.push_state is PushState.ACCEPTED
 
 
 def test_an_ignored_callback_still_records_the_checkout_request_id_it_names() -> None:
     before = unconfirmed_payment()
     settlement = before.apply(failure("1032"), "callback", at(4000), CHECKOUT)
+    after = settlement.after
     assert settlement.decision.action == "ignore"
-    assert settlement.after.checkout_request_id == CHECKOUT
-    assert settlement.after.status is UNCONFIRMED
+    assert after == dataclasses.replace(
+        before,
+        checkout_request_id=CHECKOUT,
+        push_state=PushState.ACCEPTED,
+        flags=(),
+        updated_at=at(4000),
+    )
+    assert after.status is UNCONFIRMED
     assert settlement.changed
     assert not settlement.counts_for_payer
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param(new_payment(), id="sending"),
+        pytest.param(new_payment(flags=(FLAG_PHONE_MISMATCH,)), id="sending-flagged"),
+        pytest.param(unknown_payment(), id="unknown"),
+        pytest.param(dataclasses.replace(unknown_payment(), checkout_request_id=CHECKOUT), id="unknown-with-id"),
+        pytest.param(unconfirmed_payment(), id="unconfirmed"),
+    ],
+)
+@pytest.mark.parametrize(
+    "outcome", [success(), success(amount=1), failure("1032")], ids=["success", "wrong-amount", "cancelled"]
+)
+def test_a_callback_naming_its_request_proves_the_push_was_accepted(before: Payment, outcome: PaymentOutcome) -> None:
+    after = before.apply(outcome, "callback", at(100), CHECKOUT).after
+    assert after.push_state is PushState.ACCEPTED
+    assert after.push_lease_until is None
+    assert FLAG_OUTCOME_UNKNOWN not in after.flags
+    assert set(before.flags) - {FLAG_OUTCOME_UNKNOWN} <= set(after.flags)
+    assert after.checkout_request_id == CHECKOUT
+    assert after.updated_at == at(100)
+    assert not after.lease_expired(at(10_000))
+
+
+@pytest.mark.parametrize(
+    ("before", "checkout_request_id", "source"),
+    [
+        pytest.param(new_payment(), None, "callback", id="sending-callback-without-id"),
+        pytest.param(unknown_payment(), None, "callback", id="unknown-callback-without-id"),
+        pytest.param(dataclasses.replace(unknown_payment(), checkout_request_id=CHECKOUT), None, "query", id="query"),
+    ],
+)
+def test_a_result_that_names_no_request_leaves_the_push_state_alone(
+    before: Payment, checkout_request_id: str | None, source: str
+) -> None:
+    after = before.apply(success(amount=1), source, at(100), checkout_request_id).after  # type: ignore[arg-type]
+    assert after.push_state is before.push_state
+    assert after.push_lease_until == before.push_lease_until
+    assert (FLAG_OUTCOME_UNKNOWN in after.flags) is (FLAG_OUTCOME_UNKNOWN in before.flags)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param(accepted_payment(), id="accepted"),
+        pytest.param(new_payment().refuse("1", "refused", at(1)), id="refused"),
+    ],
+)
+def test_a_callback_does_not_change_a_push_state_already_known(before: Payment) -> None:
+    after = before.apply(success(), "callback", at(100), OTHER_CHECKOUT).after
+    assert after.push_state is before.push_state
+
+
+def test_after_an_early_callback_a_late_push_timeout_or_refusal_changes_nothing() -> None:
+    # A suspicious callback leaves the payment pending; the push's own answer (or its absence) must not then
+    # fail it or call its outcome unknown.
+    flagged = new_payment().apply(success(amount=1), "callback", at(5), CHECKOUT).after
+    assert flagged.status is PENDING
+    assert flagged.refuse("500.001.1001", "refused", at(6)) is flagged
+    assert flagged.mark_outcome_unknown(at(60), POLICY) is flagged
+    assert flagged.without_answer(DEADLINE, POLICY) is None
+    assert flagged.query_due(at(60), POLICY)
+
+
+def test_an_ignored_result_that_changes_nothing_keeps_the_payment_as_it_was() -> None:
+    before = settled_payment(SUCCEEDED)
+    settlement = before.apply(success(), "callback", at(100), CHECKOUT)
+    assert settlement.decision.action == "ignore"
+    assert settlement.after == before
+    assert settlement.after.updated_at == before.updated_at
+    assert not settlement.changed
 
 
 def test_a_callback_never_overwrites_a_stored_checkout_request_id() -> None:
@@ -767,7 +849,8 @@ def test_a_late_success_callback_turns_unconfirmed_into_succeeded() -> None:
     assert "unconfirmed" in settlement.decision.reason
     assert after.status is SUCCEEDED
     assert is_legal_transition(before.status, after.status)
-    assert after.flags == (FLAG_OUTCOME_UNKNOWN, FLAG_SUCCESS_AFTER_TERMINAL)
+    assert after.flags == (FLAG_SUCCESS_AFTER_TERMINAL,)
+    assert after.push_state is PushState.ACCEPTED
     assert (after.mpesa_receipt_number, after.paid_msisdn, after.result_code) == (RECEIPT, MSISDN, "0")
     assert (after.settled_at, after.settled_by, after.next_check_at) == (at(5000), "callback", None)
     assert after.checkout_request_id == CHECKOUT
@@ -846,7 +929,9 @@ OUTCOMES = {
 def test_every_result_is_consistent_and_leaves_the_original_alone(state: str, outcome_name: str, source: str) -> None:
     before = STATES[state]
     snapshot = copy.deepcopy(before)
-    settlement = before.apply(OUTCOMES[outcome_name], source, at(5000), OTHER_CHECKOUT)  # type: ignore[arg-type]
+    # As the services call it: a callback names its CheckoutRequestID, a query answer does not.
+    named = OTHER_CHECKOUT if source == "callback" else None
+    settlement = before.apply(OUTCOMES[outcome_name], source, at(5000), named)  # type: ignore[arg-type]
     after = settlement.after
     assert before == snapshot
     assert settlement.before is before
@@ -864,8 +949,16 @@ def test_every_result_is_consistent_and_leaves_the_original_alone(state: str, ou
         assert after.reported_outcome.at == at(5000)
     if settlement.decision.action == "ignore":
         assert after.reported_outcome == before.reported_outcome
-        assert after.flags == before.flags
-    assert set(before.flags) <= set(after.flags)
+        assert set(after.flags) == set(before.flags) - {FLAG_OUTCOME_UNKNOWN} or after.flags == before.flags
+    assert after.updated_at == (at(5000) if settlement.changed else before.updated_at)
+    # Only outcome_unknown ever goes away: a callback proves the push was accepted.
+    assert set(before.flags) - {FLAG_OUTCOME_UNKNOWN} <= set(after.flags)
+    if named is not None and before.push_state in (PushState.SENDING, PushState.UNKNOWN):
+        assert after.push_state is PushState.ACCEPTED
+        assert FLAG_OUTCOME_UNKNOWN not in after.flags
+    else:
+        assert after.push_state is before.push_state
+        assert set(before.flags) <= set(after.flags)
     assert after.flags == tuple(sorted(set(after.flags)))
     # The result never changes what was asked for.
     assert (after.id, after.amount, after.msisdn, after.created_at) == (
