@@ -28,7 +28,15 @@ PROJECT_ID = support.PROJECT_ID
 DOCUMENTS = f"http://{support.FIRESTORE_HOST}/v1/projects/{PROJECT_ID}/databases/(default)/documents"
 ADMIN = {"Authorization": "Bearer owner"}
 
-COLLECTIONS = ["developer", "payment", "payer", "idempotency_key", "callback", "checkout_request"]
+COLLECTIONS = [
+    "developer",
+    "payment",
+    "payer",
+    "idempotency_key",
+    "callback",
+    "callback_token",
+    "quarantined_callback",
+]
 READABLE_BY_OWNER = {"developer", "payment", "payer"}
 ACTORS = ["owner", "other", "anonymous"]
 
@@ -105,7 +113,7 @@ class World:
     seeded: list[str]
 
     def path_owner(self, path: str) -> support.SignedUpDeveloper:
-        """The user a document belongs to: the uid in developers/{uid}/..., or `owner` for checkout_requests."""
+        """The user a document belongs to: the uid in developers/{uid}/..., or `owner` for the server-only top-level collections."""
         if path.startswith("developers/"):
             uid = path.split("/")[1]
             return next(user for user in (self.owner, self.other, self.newcomer) if user.uid == uid)
@@ -131,7 +139,8 @@ def world() -> Iterator[World]:
         "payer": f"{dev}/payers/{msisdn}",
         "idempotency_key": f"{dev}/idempotency_keys/key_{tag}",
         "callback": f"{dev}/payments/pay_rules_{tag}/callbacks/cb_{tag}",
-        "checkout_request": f"checkout_requests/ws_CO_rules_{tag}",
+        "callback_token": f"callback_tokens/rules_{tag}",
+        "quarantined_callback": f"quarantined_callbacks/rules_{tag}",
     }
     fresh = {
         "developer": f"developers/{newcomer.uid}",
@@ -139,7 +148,8 @@ def world() -> Iterator[World]:
         "payer": f"{dev}/payers/{support.unique_phone()}",
         "idempotency_key": f"{dev}/idempotency_keys/key_new_{tag}",
         "callback": f"{dev}/payments/pay_rules_{tag}/callbacks/cb_new_{tag}",
-        "checkout_request": f"checkout_requests/ws_CO_new_{tag}",
+        "callback_token": f"callback_tokens/new_{tag}",
+        "quarantined_callback": f"quarantined_callbacks/new_{tag}",
     }
     contents = {
         "developer": {"email": owner.email, "shortcode": "174379"},
@@ -147,7 +157,8 @@ def world() -> Iterator[World]:
         "payer": {"msisdn": msisdn, "payments": 1},
         "idempotency_key": {"request_hash": "abc", "status_code": 201},
         "callback": {"raw": "{}", "action": "settled"},
-        "checkout_request": {"uid": owner.uid, "payment_id": f"pay_rules_{tag}", "callback_token_hash": "x"},
+        "callback_token": {"uid": owner.uid, "payment_id": f"pay_rules_{tag}"},
+        "quarantined_callback": {"reason": "unknown_callback_token", "raw_body": "{}"},
     }
     seeded = list(existing.values())
     for collection, path in existing.items():
@@ -168,7 +179,7 @@ def world() -> Iterator[World]:
 
 # ---------------------------------------------------------------------------------------------- the admin path
 def test_the_owner_token_bypasses_rules_and_clients_do_not(world: World) -> None:
-    path = f"checkout_requests/ws_CO_bypass_{secrets.token_hex(4)}"
+    path = f"callback_tokens/bypass_{secrets.token_hex(4)}"
     denied = requests.patch(f"{DOCUMENTS}/{path}", json=to_fields({"uid": "x"}), timeout=10)
     assert_denied(denied)
     assert admin_get(path).status_code == 404
@@ -258,13 +269,14 @@ def test_listing_another_developers_payments_is_denied(world: World, actor: str)
 
 
 @pytest.mark.parametrize(
-    "collection_path", ["idempotency_keys", "payments/{payment}/callbacks", "../../checkout_requests"]
+    "collection_path",
+    ["idempotency_keys", "payments/{payment}/callbacks", "../../callback_tokens", "../../quarantined_callbacks"],
 )
 def test_the_owner_cannot_list_server_only_collections(world: World, collection_path: str) -> None:
     dev = f"developers/{world.owner.uid}"
     payment_id = world.existing["payment"].rsplit("/", 1)[1]
-    if collection_path == "../../checkout_requests":
-        parent, collection_id = "", "checkout_requests"
+    if collection_path.startswith("../../"):
+        parent, collection_id = "", collection_path.removeprefix("../../")
     else:
         full = f"{dev}/{collection_path.format(payment=payment_id)}"
         parent, collection_id = full.rsplit("/", 1)
