@@ -296,26 +296,31 @@ def pending_payments(client: Any, uids: Sequence[str]) -> list[Any]:
 
 
 def remove_payments(client: Any, snapshots: Sequence[Any]) -> int:
-    """Delete bench payments and their callback lookups. Only ever called on payments a bench run created (their
-    account_reference says so): a pending payment left behind would be swept by other suites' reconcile runs."""
-    removed = 0
-    batch = client.batch()
-    in_batch = 0
+    """Delete bench payments and the routes of their callback tokens. Only ever called on payments a bench run
+    created (their account_reference says so): a pending payment left behind would be swept by other suites'
+    reconcile runs. A route is named by its token's hash, which the payment does not keep: it is found by uid."""
+    from google.cloud import firestore
+
+    doomed: dict[str, set[str]] = {}
+    refs: list[Any] = []
     for snapshot in snapshots:
         data = snapshot.to_dict() or {}
         if data.get("account_reference") not in BENCH_ACCOUNT_REFERENCES:
             continue
-        batch.delete(snapshot.reference)
-        if data.get("checkout_request_id"):
-            batch.delete(client.collection("checkout_requests").document(data["checkout_request_id"]))
-        in_batch += 2
-        removed += 1
-        if in_batch >= 400:
-            batch.commit()
-            batch, in_batch = client.batch(), 0
-    if in_batch:
+        uid = snapshot.reference.parent.parent.id
+        doomed.setdefault(uid, set()).add(snapshot.id)
+        refs.append(snapshot.reference)
+    routes = client.collection("callback_tokens")
+    for uid, payment_ids in doomed.items():
+        for route in routes.where(filter=firestore.FieldFilter("uid", "==", uid)).stream():
+            if (route.to_dict() or {}).get("payment_id") in payment_ids:
+                refs.append(route.reference)
+    for start in range(0, len(refs), 400):
+        batch = client.batch()
+        for ref in refs[start : start + 400]:
+            batch.delete(ref)
         batch.commit()
-    return removed
+    return sum(len(ids) for ids in doomed.values())
 
 
 def settle_or_remove(client: Any, uids: Sequence[str], phase: str, timeout_s: float = 60.0) -> dict[str, int]:

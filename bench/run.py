@@ -4,8 +4,10 @@ Run with the local stack up and its variables exported (`scripts/stack.py ensure
 does both). Phases, in order (about 3-5 minutes on 2 cores):
     coldstart   import time of functions/main.py vs a firebase-functions hello world; heavy clients left lazy
     warm_push   stk_push via functions-framework vs the same push straight to Daraja (simulator as is, and slowed)
-    paid_calls  Secret Manager accesses, OAuth mints and Firestore RPCs per 1,000 pushes (in process)
-    callbacks   2,000 callbacks at concurrency 16 via functions-framework; exactly-once verified
+    paid_calls  Secret Manager accesses, OAuth mints and Firestore RPCs per push over 1,000 pushes (in process,
+                counted from outside the production code: bench/counting.py)
+    callbacks   2,000 callbacks at concurrency 16 via functions-framework; exactly-once verified; Firestore RPCs
+                per callback counted in process
     memory      RSS and cache sizes after 100,000 developers, in a fresh process
 
     python bench/run.py [--only coldstart,memory] [--output PATH]

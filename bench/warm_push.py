@@ -38,7 +38,8 @@ from bench.common import (
 from bench.report import Figure, Run
 
 PHASE = "warm stk_push"
-TARGET_RATIO = 1.5
+TARGET_RATIO_INSTANT = 1.5  # against a stub answering in ~1 ms; missed by design, see the README
+TARGET_RATIO_DARAJA_LIKE = 1.1  # against a simulator with Daraja-like latency: what a caller feels
 
 
 class GatewayPusher:
@@ -76,7 +77,9 @@ def _interleaved(
     return gateway_s, direct_s
 
 
-def _figures(result: Run, label: str, gateway_s: list[float], direct_s: list[float], note: str) -> None:
+def _figures(
+    result: Run, label: str, gateway_s: list[float], direct_s: list[float], note: str, target_ratio: float
+) -> None:
     g50, g95 = percentile(gateway_s, 50), percentile(gateway_s, 95)
     d50, d95 = percentile(direct_s, 50), percentile(direct_s, 95)
     ratio = g50 / d50
@@ -93,8 +96,8 @@ def _figures(result: Run, label: str, gateway_s: list[float], direct_s: list[flo
             f"stk_push p50 / direct p50, {label} ({len(gateway_s)} each)",
             ratio,
             f"{ratio:.2f}x ({ms(g50)} vs {ms(d50)})",
-            f"<= {TARGET_RATIO}x",
-            ratio <= TARGET_RATIO,
+            f"<= {target_ratio}x",
+            ratio <= target_ratio,
             note,
         )
     )
@@ -106,42 +109,99 @@ def _figures(result: Run, label: str, gateway_s: list[float], direct_s: list[flo
     result.figures.append(Figure(PHASE, f"gateway overhead at p50, {label}", ms(g50 - d50), value=g50 - d50))
 
 
-def _breakdown(result: Run, uid: str, id_token: str, direct: DirectDaraja, rounds: int = 40) -> None:
-    """Where a push's time goes: each of its round trips timed alone, in process, against the same services."""
+def _breakdown(result: Run, uid: str, id_token: str, direct: DirectDaraja, shortcode: str, rounds: int = 40) -> None:
+    """Where a push's time goes: each of its round trips timed alone, in process, against the same services. The
+    two commits are a keyed push's own (built by the domain, stored by PaymentRepository) and are deleted after."""
     import contextlib
     import dataclasses
-    import hashlib
     import os
+    import secrets
 
     from bench.paid_calls import settings
     from gateway.auth import FirebaseAuthenticator
-    from gateway.repository import PaymentRepository
+    from gateway.domain.idempotency import IdempotencyRecord
+    from gateway.domain.payment import Payment
+    from gateway.repository import (
+        CALLBACK_TOKENS,
+        CallbackRoute,
+        CreateCallbackRoute,
+        PaymentRepository,
+        SaveIdempotency,
+        SavePayment,
+        utcnow,
+    )
+    from gateway.services.common import policy, sha256_hex
 
     current = settings()
+    rules = policy(current)
     parts: dict[str, Callable[[], object]] = {}
     verify_revoked = FirebaseAuthenticator(current)
     verify_plain = FirebaseAuthenticator(dataclasses.replace(current, check_revoked_tokens=False))
     repository = PaymentRepository(current)
     phones = PhoneNumbers()
+    made: list[tuple[str, str, str]] = []  # (payment id, route id, key hash) of every intent, deleted afterwards
+    awaiting: list[tuple[Payment, object, str, IdempotencyRecord]] = []
+
+    def intent() -> object:
+        now = utcnow()
+        payment = Payment.initiate(
+            payment_id="pay_" + secrets.token_hex(12),
+            msisdn=phones.take(),
+            amount=10,
+            account_reference="BENCH-1",
+            description="Bench push",
+            metadata={},
+            environment="sandbox",
+            shortcode=shortcode,
+            now=now,
+            policy=rules,
+        )
+        route_id, key_hash = sha256_hex(secrets.token_urlsafe(24)), sha256_hex(uuid.uuid4().hex)
+        claim = IdempotencyRecord.claim("bench", payment.id, now, current.push_lease_s, current.idempotency_ttl_s)
+        made.append((payment.id, route_id, key_hash))
+        versions = repository.commit(
+            [
+                SavePayment(uid, payment),
+                CreateCallbackRoute(route_id, CallbackRoute(uid, payment.id), now),
+                SaveIdempotency(uid, key_hash, claim, create=True),
+            ]
+        )
+        awaiting.append((payment, versions[0], key_hash, claim))
+        return versions
+
+    def answer() -> object:
+        payment, version, key_hash, claim = awaiting.pop()
+        accepted = payment.accept(f"ws_CO_BENCH{secrets.token_hex(8)}", "bench-breakdown", utcnow(), rules)
+        answered = claim.answered(201)
+        return repository.commit([SavePayment(uid, accepted, version), SaveIdempotency(uid, key_hash, answered)])
+
     parts["ID token check, with revocation lookup"] = lambda: verify_revoked(f"Bearer {id_token}")
     parts["ID token check, signature only"] = lambda: verify_plain(f"Bearer {id_token}")
     parts["Firestore read (developer set-up)"] = lambda: repository.ensure_developer(uid, None)
-
-    def claim() -> object:
-        key_hash = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-        return repository.claim_idempotency_key(uid, key_hash, "bench", 1.0)
-
-    parts["Firestore commit (one document)"] = claim
+    parts["Firestore commit 1 (intent: 3 writes)"] = intent
+    parts["Firestore commit 2 (answer: 2 writes)"] = answer  # runs right after intent(), on the payment it stored
     parts["Daraja push (direct)"] = lambda: direct.push(phones.take())
     timings: dict[str, list[float]] = {name: [] for name in parts}
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        for call in parts.values():
-            call()  # the first call builds the client
-        for _ in range(rounds):
-            for name, call in parts.items():
-                started = time.perf_counter()
-                call()
-                timings[name].append(time.perf_counter() - started)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            for call in parts.values():
+                call()  # the first call builds the client
+            for _ in range(rounds):
+                for name, call in parts.items():
+                    started = time.perf_counter()
+                    call()
+                    timings[name].append(time.perf_counter() - started)
+    finally:
+        # Accepted payments that no callback will ever settle: gone, with their routes and keys.
+        client = repository.client
+        developer = client.collection("developers").document(uid)
+        for start in range(0, len(made), 150):
+            batch = client.batch()
+            for payment_id, route_id, key_hash in made[start : start + 150]:
+                batch.delete(developer.collection("payments").document(payment_id))
+                batch.delete(client.collection(CALLBACK_TOKENS).document(route_id))
+                batch.delete(developer.collection("idempotency_keys").document(key_hash))
+            batch.commit()
     medians = {name: percentile(values, 50) for name, values in timings.items()}
     result.details.setdefault("warm_push", {})["breakdown_p50_s"] = medians
     measured = ", ".join(f"{name} {ms(value)}" for name, value in medians.items())
@@ -150,7 +210,8 @@ def _breakdown(result: Run, uid: str, id_token: str, direct: DirectDaraja, round
             PHASE,
             f"parts of a keyed push, p50 of {rounds} each",
             measured,
-            note="a keyed push = 1 ID token check + 1 Firestore read + 2 Firestore commits + 1 Daraja push",
+            note="a keyed push = 1 ID token check + 1 Firestore read + commit 1 (payment, callback route, key claim) "
+            "+ 1 Daraja push + commit 2 (payment with Daraja's answer, key's stored answer)",
         )
     )
 
@@ -201,8 +262,9 @@ def run(result: Run, count: int = 200, realistic_count: int = 30, latency_ms: in
             gateway_s,
             direct_s,
             "the simulator answers in ~1 ms, so this ratio is the gateway's absolute overhead over almost nothing",
+            TARGET_RATIO_INSTANT,
         )
-        _breakdown(result, uid, id_token, direct)
+        _breakdown(result, uid, id_token, direct, app.shortcode)
 
         realistic = GatewayPusher(http, f"http://127.0.0.1:{real_port}/", id_token)
         direct_slow = DirectDaraja(http, slow_url, app, dead_url())
@@ -215,6 +277,7 @@ def run(result: Run, count: int = 200, realistic_count: int = 30, latency_ms: in
             gateway_s,
             direct_s,
             f"a second simulator with --latency-ms {latency_ms}; real Daraja takes 1-3 s, so this is conservative",
+            TARGET_RATIO_DARAJA_LIKE,
         )
         progress(PHASE, "waiting for the callbacks to settle every payment")
     finally:
