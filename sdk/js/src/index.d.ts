@@ -13,6 +13,8 @@ export interface GatewayErrorInit {
   raw?: unknown;
   headers?: Headers | null;
   cause?: unknown;
+  /** The payment a refused push recorded as `failed`. */
+  paymentId?: string | null;
 }
 
 /** Root of every error this SDK throws for a failed API call. */
@@ -31,6 +33,15 @@ export declare class GatewayError extends Error {
   /** The parsed response body, when there was one. */
   readonly raw: unknown;
   readonly headers: Headers | null;
+  /** The payment a refused push recorded as `failed` (the envelope's `payment_id`), so it can be looked up. */
+  readonly paymentId: string | null;
+  /** The answer's Retry-After in milliseconds, when it sent one (429, 409 `idempotency_in_progress`, some 5xx). */
+  readonly retryAfterMs: number | null;
+  /**
+   * Set on every rejection of `payments.create`: the Idempotency-Key it sent. To try again, pass it back as
+   * `idempotencyKey`; never let a new key be made (the payer may already have been prompted).
+   */
+  idempotencyKey: string | null;
 }
 
 /** 401, or `getIdToken` failed (`code === 'id_token_unavailable'`). */
@@ -41,15 +52,19 @@ export declare class PermissionDeniedError extends GatewayError {}
 export declare class InvalidRequestError extends GatewayError {}
 /** 404: no such payment, or `credentials_not_configured`. */
 export declare class NotFoundError extends InvalidRequestError {}
-/** 409 `idempotency_error`: `idempotency_conflict` or `idempotency_in_progress`. */
+/**
+ * 409 `idempotency_error`: `idempotency_conflict`, or `idempotency_in_progress` (with `retryAfterMs`; the SDK waits
+ * these out with the same key for up to `maxInProgressWaitMs` before rejecting).
+ */
 export declare class IdempotencyError extends GatewayError {}
-/** 429. */
+/** 429; `retryAfterMs` is the server's Retry-After, when it sent one. */
 export declare class RateLimitError extends GatewayError {
   constructor(message: string, init?: GatewayErrorInit);
-  /** The server's Retry-After in milliseconds, when it sent one. */
-  readonly retryAfterMs: number | null;
 }
-/** Daraja refused or failed the call. */
+/**
+ * Daraja refused or failed the call; a refused push names its `failed` payment in `paymentId`. An unknown outcome is
+ * not an error: `payments.create` resolves with `outcomeUnknown: true` (HTTP 202).
+ */
 export declare class DarajaError extends GatewayError {
   constructor(message: string, init?: GatewayErrorInit & { darajaCode?: string | null });
   /** Daraja's own errorCode, such as `500.001.1001`. */
@@ -76,7 +91,26 @@ export declare function parseRetryAfter(value: string | null | undefined, now?: 
 
 export type Environment = 'sandbox' | 'production';
 export type TransactionType = 'CustomerPayBillOnline' | 'CustomerBuyGoodsOnline';
-export type PaymentStatus = 'pending' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+/**
+ * `pending`, then one terminal status. `unconfirmed`: Daraja's answer to the push never came and no callback arrived
+ * within the confirmation window. It is terminal for `wait`, but a late success callback can still turn it into
+ * `succeeded` (flag `success_after_terminal`).
+ */
+export type PaymentStatus = 'pending' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'unconfirmed';
+export type TerminalPaymentStatus = Exclude<PaymentStatus, 'pending'>;
+/** The statuses `payments.wait` stops at. */
+export declare const TERMINAL_STATUSES: readonly TerminalPaymentStatus[];
+/** Anomalies the gateway notes on a payment. */
+export type PaymentFlag =
+  | 'amount_mismatch'
+  | 'phone_mismatch'
+  | 'missing_amount'
+  | 'missing_receipt'
+  | 'settled_by_query'
+  | 'success_after_terminal'
+  /** Daraja's answer to the push never came (HTTP 202); the callback settles it, or it ends `unconfirmed`. */
+  | 'outcome_unknown'
+  | 'checkout_request_mismatch';
 export type MetadataValue = string | number | boolean | null;
 
 export interface CredentialsInput {
@@ -126,15 +160,23 @@ export interface Payment {
   metadata: Record<string, MetadataValue>;
   environment: Environment;
   shortcode: string;
-  checkoutRequestId: string;
-  merchantRequestId: string;
+  /** Daraja's `ws_CO_...`; null until Daraja's answer (or the callback) is recorded, e.g. after a 202. */
+  checkoutRequestId: string | null;
+  /** Null until known. */
+  merchantRequestId: string | null;
   /** Daraja's ResultCode as a string: `'0'` is paid; `'1032'` cancelled; also codes such as `'SFC_IC0003'`. */
   resultCode: string | null;
   resultDesc: string | null;
   mpesaReceiptNumber: string | null;
   /** Daraja's `YYYYMMDDHHMMSS` (Nairobi time), as a string. */
   transactionDate: string | null;
-  flags: string[];
+  /** Also flags newer than this SDK, hence the open string. */
+  flags: Array<PaymentFlag | (string & {})>;
+  /**
+   * True when the push's outcome is unknown (flag `outcome_unknown`; `create` got HTTP 202): the payer may have been
+   * prompted. Treat the payment as created and `wait` for it; never push it again with a new Idempotency-Key.
+   */
+  outcomeUnknown: boolean;
   /** ISO-8601 UTC, e.g. `2026-11-29T07:40:00.000Z`. */
   createdAt: string;
   updatedAt: string;
@@ -192,6 +234,11 @@ export interface GatewayOptions {
   timeoutMs?: number;
   /** Retries after the first attempt, for network errors, timeouts, 429 and 5xx. Default 3. */
   maxRetries?: number;
+  /**
+   * How long, in all, to wait out 409 `idempotency_in_progress` (honouring its Retry-After, resending the same key)
+   * before rejecting; these waits do not count against `maxRetries`. Default 75000.
+   */
+  maxInProgressWaitMs?: number;
   /** Defaults to the global fetch. */
   fetch?: typeof fetch;
   /** Backoff before retry n is uniform in [0, min(retryMaxDelayMs, retryBaseDelayMs * 2^n)). Default 500. */
@@ -224,7 +271,11 @@ export declare class Credentials {
 
 export declare class Payments {
   private constructor();
-  /** Send an STK Push prompt; resolves to the pending payment. */
+  /**
+   * Send an STK Push prompt; resolves to the pending payment, on 201 and on 202 alike. After a 202 the payment has
+   * `outcomeUnknown: true` and no `checkoutRequestId`: treat it as created and `wait` for it. A rejection carries the
+   * `idempotencyKey` to retry with.
+   */
   create(input: CreatePaymentInput): Promise<Payment>;
   get(id: string): Promise<Payment>;
   getByCheckoutRequestId(checkoutRequestId: string): Promise<Payment>;
@@ -232,7 +283,7 @@ export declare class Payments {
   listPage(input?: ListPaymentsInput): Promise<PaymentPage>;
   /** Every payment, newest first, following `next_page_token` as the iteration goes. */
   list(input?: ListPaymentsInput): AsyncGenerator<Payment, void, undefined>;
-  /** Poll with growing pauses until the payment leaves `pending`. */
+  /** Poll with growing pauses until the payment leaves `pending` (any terminal status, `unconfirmed` included). */
   wait(id: string, options?: WaitOptions): Promise<Payment>;
 }
 
@@ -241,6 +292,7 @@ export declare class Gateway {
   readonly baseUrl: string;
   readonly timeoutMs: number;
   readonly maxRetries: number;
+  readonly maxInProgressWaitMs: number;
   readonly retryBaseDelayMs: number;
   readonly retryMaxDelayMs: number;
   readonly credentials: Credentials;

@@ -7,17 +7,20 @@
  *
  * Error tree:
  *
- *     GatewayError (message, httpStatus, code, param, requestId, type, raw)
+ *     GatewayError (message, httpStatus, code, param, requestId, type, raw, paymentId, retryAfterMs, idempotencyKey)
  *     ├── AuthenticationError      401 authentication_error (or no ID token could be had)
  *     ├── PermissionDeniedError    403 permission_error
  *     ├── InvalidRequestError      400, 405, 409, 413, 415, 422 invalid_request_error
  *     │   └── NotFoundError        404
- *     ├── IdempotencyError         409 idempotency_error
+ *     ├── IdempotencyError         409 idempotency_error (idempotency_in_progress comes with Retry-After)
  *     ├── RateLimitError           429 rate_limit_error
  *     ├── DarajaError              daraja_error (Daraja's 4xx, 502, 504), carries darajaCode
  *     ├── ServerError              5xx api_error
  *     ├── ConnectionError          no answer at all: network failure or timeout (httpStatus null)
  *     └── WaitTimeoutError         payments.wait gave up while the payment was still pending
+ *
+ * A push whose outcome is unknown (Daraja's answer never came) is not an error: the gateway answers 202 with the
+ * pending payment, flag `outcome_unknown`, and `payments.create` resolves to it (`payment.outcomeUnknown`).
  *
  * @module @mpesa-gateway/sdk
  */
@@ -34,6 +37,15 @@ const DEFAULT_WAIT_TIMEOUT_MS = 60_000;
 const DEFAULT_POLL_INTERVAL_MS = 1_000;
 const POLL_BACKOFF_FACTOR = 1.5;
 const DEFAULT_MAX_POLL_INTERVAL_MS = 5_000;
+// How long, in all, to keep asking while a key's first request still runs (409 idempotency_in_progress). The gateway
+// answers from the payment once that request's lease (60 s in production) has run out, so this outlasts it.
+const DEFAULT_MAX_IN_PROGRESS_WAIT_MS = 75_000;
+const MIN_IN_PROGRESS_PAUSE_MS = 100;
+const IN_PROGRESS_CODE = 'idempotency_in_progress';
+// Sending these twice is harmless; a POST is re-sent only with an Idempotency-Key.
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+// Failures that mean the request never left this machine, so even a POST without a key may be sent again.
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
 
 // ------------------------------------------------------------------------------------------------- errors
 
@@ -47,6 +59,7 @@ const DEFAULT_MAX_POLL_INTERVAL_MS = 5_000;
  * @property {any} [raw]      the parsed response body, when there was one
  * @property {Headers|null} [headers]
  * @property {unknown} [cause]
+ * @property {string|null} [paymentId]   the payment a refused push recorded as `failed`
  */
 
 /** Root of every error this SDK throws for a failed API call. */
@@ -71,6 +84,12 @@ export class GatewayError extends Error {
     this.raw = init.raw ?? null;
     /** @type {Headers|null} */
     this.headers = init.headers ?? null;
+    /** @type {string|null} the payment a refused push recorded as `failed` (the envelope's `payment_id`) */
+    this.paymentId = init.paymentId ?? null;
+    /** @type {number|null} the answer's Retry-After in milliseconds, when it sent one */
+    this.retryAfterMs = this.headers ? parseRetryAfter(this.headers.get('Retry-After')) : null;
+    /** @type {string|null} set by `payments.create`: the Idempotency-Key to retry with (never a new one) */
+    this.idempotencyKey = null;
     // Kept out of logs and console output: a Headers object prints as a wall of text.
     Object.defineProperty(this, 'headers', { enumerable: false });
   }
@@ -88,23 +107,19 @@ export class InvalidRequestError extends GatewayError {}
 /** 404: no such payment, or no Daraja credentials registered (`code === 'credentials_not_configured'`). */
 export class NotFoundError extends InvalidRequestError {}
 
-/** 409: the Idempotency-Key was used with another body, or its first request is still running. */
+/**
+ * 409: the Idempotency-Key was used with another body (`idempotency_conflict`), or its first request is still running
+ * (`idempotency_in_progress`, with `retryAfterMs`; the SDK waits these out for up to `maxInProgressWaitMs`).
+ */
 export class IdempotencyError extends GatewayError {}
 
 /** 429: slow down. `retryAfterMs` is the server's Retry-After, when it sent one. */
-export class RateLimitError extends GatewayError {
-  /**
-   * @param {string} message
-   * @param {GatewayErrorInit} [init]
-   */
-  constructor(message, init = {}) {
-    super(message, init);
-    /** @type {number|null} */
-    this.retryAfterMs = init.headers ? parseRetryAfter(init.headers.get('Retry-After')) : null;
-  }
-}
+export class RateLimitError extends GatewayError {}
 
-/** Daraja refused or failed the call; `darajaCode` is Daraja's own errorCode (for example `500.001.1001`). */
+/**
+ * Daraja refused or failed the call; `darajaCode` is Daraja's own errorCode (for example `500.001.1001`). A refused
+ * push names the payment it recorded as `failed` in `paymentId`. `daraja_unreachable` (504): nothing was sent; retry.
+ */
 export class DarajaError extends GatewayError {
   /**
    * @param {string} message
@@ -185,6 +200,7 @@ export function errorFromResponse(status, body, headers = null) {
     raw: body,
     headers,
     darajaCode: envelope?.daraja_code ?? null,
+    paymentId: typeof envelope?.payment_id === 'string' ? envelope.payment_id : null,
   };
   const message = envelope?.message ?? fallbackMessage(status, body);
   let ErrorClass = (type && Object.hasOwn(ERROR_CLASS_BY_TYPE, type) && ERROR_CLASS_BY_TYPE[type]) || classForStatus(status);
@@ -303,6 +319,7 @@ function requireText(value, name) {
  * @property {() => (string|Promise<string>)} getIdToken  called before every attempt
  * @property {number} [timeoutMs=30000]   per attempt, including reading the body
  * @property {number} [maxRetries=3]      retries after the first attempt
+ * @property {number} [maxInProgressWaitMs=75000]  total wait on 409 idempotency_in_progress (not counted in maxRetries)
  * @property {typeof fetch} [fetch]       defaults to the global fetch
  * @property {number} [retryBaseDelayMs=500]
  * @property {number} [retryMaxDelayMs=8000]
@@ -331,6 +348,7 @@ export class Gateway {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+    this.maxInProgressWaitMs = options.maxInProgressWaitMs ?? DEFAULT_MAX_IN_PROGRESS_WAIT_MS;
     this.retryBaseDelayMs = options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS;
     this.retryMaxDelayMs = options.retryMaxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS;
     /** @private */
@@ -347,20 +365,39 @@ export class Gateway {
   }
 
   /**
-   * Send one API call, retrying transient failures; resolves to the parsed JSON body of a 2xx answer.
+   * Send one API call, retrying transient failures with the very same request (same body, same Idempotency-Key);
+   * resolves to the parsed JSON body of a 2xx answer (a 202 too: a push whose outcome is unknown is not a failure).
+   *
+   * Pauses follow the answer's Retry-After when it has one (above a minute the error is thrown instead), else full
+   * jitter backoff. `idempotency_in_progress` is waited out without using up `maxRetries`, for at most
+   * `maxInProgressWaitMs` in all.
    *
    * @param {RequestOptions} request
    * @returns {Promise<any>}
    */
   async request(request) {
-    for (let attempt = 0; ; attempt += 1) {
+    let retries = 0; // the retries that count against maxRetries
+    let inProgressWaitedMs = 0;
+    for (;;) {
       const outcome = await this._attempt(request);
       if (outcome.ok) return outcome.body;
       const { error, retryable } = outcome;
-      if (!retryable || attempt >= this.maxRetries) throw error;
-      const retryAfterMs = error.headers ? parseRetryAfter(error.headers.get('Retry-After')) : null;
+      if (!retryable) throw error;
+      const retryAfterMs = error.retryAfterMs;
       if (retryAfterMs !== null && retryAfterMs > MAX_RETRY_AFTER_MS) throw error;
-      await this._sleep(retryAfterMs ?? this._backoffMs(attempt));
+      /** @type {number} */
+      let pauseMs;
+      if (error.code === IN_PROGRESS_CODE) {
+        // The key's first request still runs and its answer will be replayed to this very key: wait as told.
+        pauseMs = Math.max(retryAfterMs ?? this._backoffMs(Math.min(retries, 10)), MIN_IN_PROGRESS_PAUSE_MS);
+        if (inProgressWaitedMs + pauseMs > this.maxInProgressWaitMs) throw error;
+        inProgressWaitedMs += pauseMs;
+      } else {
+        if (retries >= this.maxRetries) throw error;
+        pauseMs = retryAfterMs ?? this._backoffMs(retries);
+        retries += 1;
+      }
+      await this._sleep(pauseMs);
     }
   }
 
@@ -421,7 +458,7 @@ export class Gateway {
           : `could not reach ${request.fn}: ${cause instanceof Error ? cause.message : String(cause)}`,
         { code: abortedByTimer ? 'timeout' : 'network_error', cause },
       );
-      return { ok: false, error, retryable: true };
+      return { ok: false, error, retryable: safeToResend(request) || neverSent(cause) };
     } finally {
       clearTimeout(timer);
     }
@@ -440,7 +477,7 @@ export class Gateway {
       return { ok: true, body };
     }
     const error = errorFromResponse(response.status, body, response.headers);
-    return { ok: false, error, retryable: isRetryable(response, error) };
+    return { ok: false, error, retryable: isRetryable(response, error, request) };
   }
 
   /** @private */
@@ -485,16 +522,45 @@ function parseBody(text) {
 }
 
 /**
- * Worth another attempt: the gateway's 5xx and 429, and a key whose first request is still running. A replayed
- * answer is stored, so asking again gets the very same answer.
+ * Worth another attempt: 429 (refused before any work), a key whose first request is still running, and the
+ * gateway's 5xx when sending the request twice is harmless. A replayed answer is stored, so asking again gets the
+ * very same answer; `daraja_rejected_credentials` only new credentials fix.
  *
  * @param {Response} response
  * @param {GatewayError} error
+ * @param {RequestOptions} request
  */
-function isRetryable(response, error) {
+function isRetryable(response, error, request) {
   if (response.headers.get('Idempotent-Replayed') === 'true') return false;
-  if (response.status === 429 || response.status >= 500) return true;
-  return error.code === 'idempotency_in_progress';
+  if (response.status === 429) return true;
+  if (error.code === IN_PROGRESS_CODE) return true;
+  if (error.code === 'daraja_rejected_credentials') return false;
+  return response.status >= 500 && safeToResend(request);
+}
+
+/**
+ * Sending it again cannot do the work twice: an idempotent method, or a POST carrying an Idempotency-Key (which
+ * `payments.create` always sends, the same one on every attempt).
+ *
+ * @param {RequestOptions} request
+ */
+function safeToResend(request) {
+  if (IDEMPOTENT_METHODS.has(request.method.toUpperCase())) return true;
+  return Object.keys(request.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key');
+}
+
+/**
+ * True only when the connection itself failed (refused, or the host unknown), so the server never saw the request.
+ *
+ * @param {unknown} cause
+ */
+function neverSent(cause) {
+  for (let error = cause, depth = 0; error && typeof error === 'object' && depth < 4; depth += 1) {
+    const code = /** @type {{code?: unknown}} */ (error).code;
+    if (typeof code === 'string' && NOT_SENT_CODES.has(code)) return true;
+    error = /** @type {{cause?: unknown}} */ (error).cause;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------- resources
@@ -568,8 +634,35 @@ export class Credentials {
 }
 
 /**
- * @typedef {'pending'|'succeeded'|'failed'|'cancelled'|'timed_out'} PaymentStatus
+ * `pending`, then one terminal status. `unconfirmed`: Daraja's answer to the push never came and no callback arrived
+ * in time; the one exception to "terminal never changes" (a late success callback turns it into `succeeded`, flag
+ * `success_after_terminal`).
+ *
+ * @typedef {'pending'|'succeeded'|'failed'|'cancelled'|'timed_out'|'unconfirmed'} PaymentStatus
  */
+
+/**
+ * @typedef {'amount_mismatch'|'phone_mismatch'|'missing_amount'|'missing_receipt'|'settled_by_query'
+ *   |'success_after_terminal'|'outcome_unknown'|'checkout_request_mismatch'} PaymentFlag
+ */
+
+/** The statuses `payments.wait` stops at. */
+export const TERMINAL_STATUSES = Object.freeze(
+  /** @type {const} */ (['succeeded', 'failed', 'cancelled', 'timed_out', 'unconfirmed']),
+);
+
+/**
+ * The API's payment object in camelCase, plus `outcomeUnknown` (the flag `outcome_unknown`: Daraja's answer to the
+ * push never came, the gateway answered 202).
+ *
+ * @param {Record<string, any>} body
+ * @returns {Payment}
+ */
+function paymentFromApi(body) {
+  const payment = fromApi(body);
+  payment.outcomeUnknown = Array.isArray(body.flags) && body.flags.includes('outcome_unknown');
+  return /** @type {any} */ (payment);
+}
 
 /**
  * @typedef {object} Payment
@@ -584,13 +677,14 @@ export class Credentials {
  * @property {Record<string, string|number|boolean|null>} metadata
  * @property {'sandbox'|'production'} environment
  * @property {string} shortcode
- * @property {string} checkoutRequestId
- * @property {string} merchantRequestId
+ * @property {string|null} checkoutRequestId   null until Daraja's answer (or the callback) is recorded
+ * @property {string|null} merchantRequestId
  * @property {string|null} resultCode          Daraja's ResultCode as a string; '0' is paid
  * @property {string|null} resultDesc
  * @property {string|null} mpesaReceiptNumber
  * @property {string|null} transactionDate     Daraja's YYYYMMDDHHMMSS (Nairobi time)
- * @property {string[]} flags
+ * @property {string[]} flags              e.g. `outcome_unknown`, `success_after_terminal` (see PaymentFlag)
+ * @property {boolean} outcomeUnknown      the push's outcome is unknown (a 202): wait for it, never push it again
  * @property {string} createdAt
  * @property {string} updatedAt
  * @property {string|null} settledAt
@@ -640,6 +734,11 @@ export class Payments {
    * Send an STK Push prompt to the payer. One Idempotency-Key covers this call and all its retries, so a
    * retry after a lost answer never prompts the payer twice.
    *
+   * Daraja's acceptance answers 201. When Daraja's answer never came the gateway answers 202 and this resolves all
+   * the same: the payment is `pending` with `outcomeUnknown: true` and no `checkoutRequestId` yet. The payer may have
+   * been prompted, so treat it as created and `wait` for it. A rejection carries `idempotencyKey`: to try again,
+   * pass it back, never let a new key be made.
+   *
    * @param {CreatePaymentInput} input
    * @returns {Promise<Payment>}
    */
@@ -652,13 +751,20 @@ export class Payments {
       description: input.description,
       metadata: input.metadata,
     });
-    const created = await this._gateway.request({
-      method: 'POST',
-      fn: 'stk_push',
-      body,
-      headers: { 'Idempotency-Key': idempotencyKey },
-    });
-    return /** @type {any} */ (fromApi(created));
+    /** @type {any} */
+    let created;
+    try {
+      created = await this._gateway.request({
+        method: 'POST',
+        fn: 'stk_push',
+        body,
+        headers: { 'Idempotency-Key': idempotencyKey },
+      });
+    } catch (error) {
+      if (error instanceof GatewayError) error.idempotencyKey = idempotencyKey;
+      throw error;
+    }
+    return paymentFromApi(created);
   }
 
   /**
@@ -667,7 +773,7 @@ export class Payments {
    */
   async get(id) {
     requireText(id, 'id');
-    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'payment_status', query: { id } })));
+    return paymentFromApi(await this._gateway.request({ method: 'GET', fn: 'payment_status', query: { id } }));
   }
 
   /**
@@ -681,7 +787,7 @@ export class Payments {
       fn: 'payment_status',
       query: { checkout_request_id: checkoutRequestId },
     });
-    return /** @type {any} */ (fromApi(body));
+    return paymentFromApi(body);
   }
 
   /**
@@ -696,7 +802,7 @@ export class Payments {
       fn: 'payment_status',
       query: { status: input.status, limit: input.limit, page_token: input.pageToken },
     });
-    const data = Array.isArray(body.data) ? body.data.map(fromApi) : [];
+    const data = Array.isArray(body.data) ? body.data.map(paymentFromApi) : [];
     return { data, hasMore: Boolean(body.has_more), nextPageToken: body.next_page_token ?? null, raw: body };
   }
 
@@ -717,9 +823,10 @@ export class Payments {
   }
 
   /**
-   * Poll until the payment leaves `pending`, pausing longer each time; rejects with WaitTimeoutError at the
-   * deadline. A read of a payment pending for a while also makes the gateway ask Daraja, so a lost callback
-   * still ends the wait.
+   * Poll until the payment leaves `pending` (any terminal status, `unconfirmed` included), pausing longer each time;
+   * rejects with WaitTimeoutError at the deadline. A read of a payment pending for a while also makes the gateway ask
+   * Daraja, so a lost callback still ends the wait. A payment whose push outcome is unknown (a 202) is waited for
+   * the same way: its callback settles it, or it ends `unconfirmed`.
    *
    * @param {string} id
    * @param {WaitOptions} [options]
@@ -734,6 +841,7 @@ export class Payments {
     const sleep = this._gateway['_sleep'];
     for (;;) {
       const payment = await this.get(id);
+      // Every terminal status ends the wait, `unconfirmed` included (and any status newer than this SDK).
       if (payment.status !== 'pending') return payment;
       const remainingMs = deadline - Date.now();
       if (remainingMs <= 0) {

@@ -390,6 +390,110 @@ describe('the SDK against the local stack', () => {
     assert.deepEqual(listed, [payment.id]);
   });
 
+  test('a push Daraja never answered resolves as a 202 payment that its callback settles', async () => {
+    const statuses = [];
+    const recordingFetch = async (url, init) => {
+      const response = await fetch(url, init);
+      if (new URL(url).pathname.endsWith('/stk_push')) statuses.push([response.status, response.headers.get('Idempotent-Replayed')]);
+      return response;
+    };
+    const { gw, daraja } = await readyDeveloper({ fetch: recordingFetch });
+    const phone = uniquePhone();
+    // Daraja prompts the payer (who pays after 200 ms), then answers the push itself with an HTTP 500.
+    await simulator('POST', '/simulator/scenarios', { phone, result_code: 0, delay_ms: 200, push_answer: 'accept_then_500' });
+    const idempotencyKey = `order-${hex(8)}`;
+
+    const created = await gw.payments.create(order({ phone, idempotencyKey }));
+    assert.deepEqual(statuses, [[202, null]], 'returned, not retried');
+    assert.equal(created.status, 'pending');
+    assert.equal(created.outcomeUnknown, true);
+    assert.ok(created.flags.includes('outcome_unknown'));
+    assert.equal(created.checkoutRequestId, null);
+    assert.equal(created.merchantRequestId, null);
+
+    const again = await gw.payments.create(order({ phone, idempotencyKey }));
+    assert.equal(again.id, created.id);
+    assert.equal(statuses[1][1], 'true');
+    assert.ok([201, 202].includes(statuses[1][0]));
+    assert.equal((await stkPushesTo(daraja.shortcode)).length, 1, 'the payer was prompted once');
+
+    const settled = await gw.payments.wait(created.id, { timeoutMs: 30_000, pollIntervalMs: 250 });
+    assert.equal(settled.status, 'succeeded');
+    assert.ok(settled.mpesaReceiptNumber);
+    assert.match(settled.checkoutRequestId, /^ws_CO_/);
+  });
+
+  test('a retry while the first push still runs honours Retry-After and keeps the key', async () => {
+    const attempts = [];
+    let first = true;
+    const impatientFetch = async (url, init) => {
+      if (!new URL(url).pathname.endsWith('/stk_push')) return fetch(url, init);
+      const attempt = { key: new Headers(init.headers).get('Idempotency-Key'), status: null, retryAfter: null, code: null };
+      attempts.push(attempt);
+      const answer = fetch(url, init).then(async (response) => {
+        attempt.status = response.status;
+        attempt.retryAfter = response.headers.get('Retry-After');
+        if (response.status === 409) attempt.code = (await response.clone().json()).error.code;
+        return response;
+      });
+      if (first) {
+        first = false;
+        answer.catch(() => {});
+        // This attempt stops waiting after 0.5 s; the gateway goes on waiting for Daraja's late answer.
+        await sleep(500);
+        throw new TypeError('fetch failed');
+      }
+      return answer;
+    };
+    const sleeps = [];
+    const { gw, daraja } = await readyDeveloper({
+      fetch: impatientFetch,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        await sleep(ms);
+      },
+    });
+    const phone = uniquePhone();
+    await simulator('POST', '/simulator/scenarios', {
+      phone,
+      result_code: 0,
+      delay_ms: 200,
+      push_answer: 'accept_then_hang',
+      answer_delay_ms: 10_000,
+    });
+
+    const payment = await gw.payments.create(order({ phone }));
+    assert.ok(attempts.length >= 3, 'the abandoned one, at least one told to wait, the replayed one');
+    assert.equal(new Set(attempts.map((a) => a.key)).size, 1);
+    const told = attempts.filter((a) => a.status === 409);
+    assert.ok(told.length >= 1, 'the retry arrived while the first request still ran');
+    assert.ok(told.every((a) => a.code === 'idempotency_in_progress'));
+    const retryAfterMs = told.map((a) => Number(a.retryAfter) * 1000);
+    assert.ok(retryAfterMs.every((ms) => ms >= 1000 && ms <= 5000));
+    assert.deepEqual(sleeps.slice(-retryAfterMs.length), retryAfterMs, 'waited exactly as told');
+    assert.ok([201, 202].includes(attempts.at(-1).status));
+    assert.equal((await stkPushesTo(daraja.shortcode)).length, 1, 'one prompt on the payer\'s phone');
+    assert.match(payment.id, /^pay_/);
+  });
+
+  test('a push Daraja refuses is a DarajaError naming the failed payment', async () => {
+    const auth = await signUp();
+    const daraja = await registerSimulatorApp();
+    const gw = gatewayFor(auth);
+    await gw.credentials.set({ ...credentialsOf(daraja), passkey: '0'.repeat(64) }); // key and secret right, passkey not
+    const error = await rejection(gw.payments.create(order()));
+    assert.equal(error.constructor, DarajaError);
+    assert.equal(error.code, 'daraja_rejected_credentials');
+    assert.equal(error.httpStatus, 502);
+    assert.match(error.paymentId, /^pay_[0-9a-f]{24}$/);
+    assert.match(error.idempotencyKey, /^[0-9a-f-]{36}$/);
+    const failed = await gw.payments.get(error.paymentId);
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.resultCode, '500.001.1001');
+    assert.equal(failed.checkoutRequestId, null);
+    assert.equal((await stkPushesTo(daraja.shortcode)).length, 1, 'not retried');
+  });
+
   test('a token Firebase refreshed is the one the SDK sends', async () => {
     const sent = [];
     const recordingFetch = (url, init) => {

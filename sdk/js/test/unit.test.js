@@ -14,6 +14,7 @@ import {
   PermissionDeniedError,
   RateLimitError,
   ServerError,
+  TERMINAL_STATUSES,
   WaitTimeoutError,
   errorFromResponse,
   parseRetryAfter,
@@ -601,7 +602,7 @@ describe('payments.wait', () => {
   });
 
   test('every terminal status ends the wait', async () => {
-    for (const status of ['failed', 'cancelled', 'timed_out']) {
+    for (const status of ['failed', 'cancelled', 'timed_out', 'unconfirmed']) {
       const { fetch } = scriptedFetch(reply(200, payment({ status })));
       const { gw, sleeps } = gateway(fetch);
       assert.equal((await gw.payments.wait('pay_1')).status, status);
@@ -659,5 +660,248 @@ describe('construction', () => {
     }
     assert.equal(seen.length, 1);
     assert.equal(seen[0][1], undefined);
+  });
+});
+
+/** What the gateway answers 202 with: the payment is recorded, Daraja's answer to the push never came. */
+function unknownOutcome(fields = {}) {
+  return payment({ checkout_request_id: null, merchant_request_id: null, flags: ['outcome_unknown'], ...fields });
+}
+
+const inProgress = (retryAfter) =>
+  reply(409, envelope('idempotency_error', 'idempotency_in_progress'), retryAfter === undefined ? {} : { 'Retry-After': retryAfter });
+
+describe('202: the push\'s outcome is unknown', () => {
+  test('payments.create resolves with the payment, outcomeUnknown set, and does not retry', async () => {
+    const { fetch, calls } = scriptedFetch(reply(202, unknownOutcome()));
+    const { gw, sleeps } = gateway(fetch);
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.id, 'pay_1');
+    assert.equal(created.status, 'pending');
+    assert.equal(created.outcomeUnknown, true);
+    assert.equal(created.checkoutRequestId, null);
+    assert.equal(created.merchantRequestId, null);
+    assert.deepEqual(created.flags, ['outcome_unknown']);
+    assert.equal(calls.length, 1, 'a 202 is an answer, never a reason to push again');
+    assert.deepEqual(sleeps, []);
+  });
+
+  test('a 201 payment has a known outcome', async () => {
+    const { fetch } = scriptedFetch(reply(201, payment()));
+    const { gw } = gateway(fetch);
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.outcomeUnknown, false);
+    assert.equal(created.checkoutRequestId, 'ws_CO_1');
+  });
+
+  test('a replayed 202 after a timeout and an in-progress answer comes back under the one key', async () => {
+    const { fetch, calls } = scriptedFetch(
+      new TypeError('fetch failed'),
+      inProgress('2'),
+      reply(202, unknownOutcome(), { 'Idempotent-Replayed': 'true' }),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.outcomeUnknown, true);
+    assert.equal(calls.length, 3);
+    assert.equal(new Set(calls.map((call) => call.headers.get('Idempotency-Key'))).size, 1);
+    assert.equal(sleeps[1], 2000);
+  });
+
+  test('reads compute outcomeUnknown too, and waiting on a 202 payment ends when its callback settles it', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(202, unknownOutcome()),
+      reply(200, unknownOutcome()),
+      reply(200, payment({ status: 'succeeded', checkout_request_id: 'ws_CO_9', mpesa_receipt_number: 'NLJ7RT61SV' })),
+    );
+    const { gw } = gateway(fetch);
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    const settled = await gw.payments.wait(created.id);
+    assert.equal(settled.status, 'succeeded');
+    assert.equal(settled.outcomeUnknown, false);
+    assert.equal(settled.checkoutRequestId, 'ws_CO_9');
+    assert.deepEqual(calls.map((call) => call.method), ['POST', 'GET', 'GET']);
+  });
+
+  test('listed payments carry outcomeUnknown', async () => {
+    const body = { object: 'list', data: [unknownOutcome({ id: 'pay_2' }), payment()], has_more: false, next_page_token: null };
+    const { fetch } = scriptedFetch(reply(200, body));
+    const { gw } = gateway(fetch);
+    const page = await gw.payments.listPage();
+    assert.deepEqual(page.data.map((p) => [p.id, p.outcomeUnknown]), [['pay_2', true], ['pay_1', false]]);
+  });
+});
+
+describe('unconfirmed is terminal', () => {
+  test('TERMINAL_STATUSES holds it', () => {
+    assert.deepEqual([...TERMINAL_STATUSES].sort(), ['cancelled', 'failed', 'succeeded', 'timed_out', 'unconfirmed']);
+    assert.ok(Object.isFrozen(TERMINAL_STATUSES));
+  });
+
+  test('wait stops at unconfirmed instead of polling on', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(200, unknownOutcome()),
+      reply(200, unknownOutcome({ status: 'unconfirmed', settled_at: '2026-11-29T07:00:00.000Z' })),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    const ended = await gw.payments.wait('pay_1', { timeoutMs: 60_000 });
+    assert.equal(ended.status, 'unconfirmed');
+    assert.equal(ended.settledAt, '2026-11-29T07:00:00.000Z');
+    assert.equal(calls.length, 2);
+    assert.deepEqual(sleeps, [1000]);
+  });
+
+  test('a late success after unconfirmed reads with its flag', async () => {
+    const { fetch } = scriptedFetch(reply(200, payment({ status: 'succeeded', flags: ['success_after_terminal'] })));
+    const { gw } = gateway(fetch);
+    const late = await gw.payments.get('pay_1');
+    assert.equal(late.status, 'succeeded');
+    assert.deepEqual(late.flags, ['success_after_terminal']);
+    assert.equal(late.outcomeUnknown, false);
+  });
+});
+
+describe('409 idempotency_in_progress and Retry-After', () => {
+  test('waits exactly Retry-After and resends the same request with the same key', async () => {
+    const { fetch, calls } = scriptedFetch(inProgress('3'), inProgress('1'), reply(201, payment(), { 'Idempotent-Replayed': 'true' }));
+    const { gw, sleeps } = gateway(fetch);
+    const created = await gw.payments.create({ ...PAYMENT_INPUT, idempotencyKey: 'order-1001' });
+    assert.equal(created.id, 'pay_1');
+    assert.deepEqual(sleeps, [3000, 1000]);
+    assert.deepEqual(calls.map((call) => call.headers.get('Idempotency-Key')), ['order-1001', 'order-1001', 'order-1001']);
+    assert.deepEqual(calls.map((call) => call.body), Array(3).fill(calls[0].body));
+  });
+
+  test('in-progress waits do not use up maxRetries', async () => {
+    const { fetch, calls } = scriptedFetch(...Array(6).fill(inProgress('5')), reply(201, payment()));
+    const { gw, sleeps } = gateway(fetch, { maxRetries: 1 });
+    const created = await gw.payments.create(PAYMENT_INPUT);
+    assert.equal(created.status, 'pending');
+    assert.equal(calls.length, 7);
+    assert.deepEqual(sleeps, Array(6).fill(5000));
+  });
+
+  test('gives up after maxInProgressWaitMs with the key to retry with', async () => {
+    const { fetch, calls } = scriptedFetch(inProgress('4'));
+    const { gw, sleeps } = gateway(fetch, { maxInProgressWaitMs: 10_000 });
+    const error = await gw.payments.create(PAYMENT_INPUT).then(
+      () => assert.fail('expected a rejection'),
+      (rejection) => rejection,
+    );
+    assert.ok(error instanceof IdempotencyError);
+    assert.equal(error.code, 'idempotency_in_progress');
+    assert.equal(error.retryAfterMs, 4000);
+    assert.deepEqual(sleeps, [4000, 4000], 'a third pause would pass 10 s');
+    assert.equal(calls.length, 3);
+    assert.equal(error.idempotencyKey, calls[0].headers.get('Idempotency-Key'));
+    assert.match(error.idempotencyKey, UUID);
+  });
+
+  test('without Retry-After the jittered backoff is used; beyond a minute the error is thrown at once', async () => {
+    const first = scriptedFetch(inProgress(), reply(201, payment()));
+    const { gw, sleeps } = gateway(first.fetch);
+    await gw.payments.create(PAYMENT_INPUT);
+    assert.deepEqual(sleeps, [250]);
+
+    const second = scriptedFetch(inProgress('600'));
+    const { gw: patient, sleeps: none } = gateway(second.fetch);
+    await assert.rejects(patient.payments.create(PAYMENT_INPUT), IdempotencyError);
+    assert.deepEqual(none, []);
+    assert.equal(second.calls.length, 1);
+  });
+
+  test('Retry-After is honoured on a 5xx too', async () => {
+    const { fetch } = scriptedFetch(
+      reply(503, envelope('api_error', 'auth_unavailable'), { 'Retry-After': '7' }),
+      reply(200, { object: 'developer_credentials', deleted: true }),
+    );
+    const { gw, sleeps } = gateway(fetch);
+    assert.equal((await gw.credentials.delete()).deleted, true);
+    assert.deepEqual(sleeps, [7000]);
+  });
+});
+
+describe('refusals: paymentId and never a new key', () => {
+  test('a refused push names its failed payment and the key it sent', async () => {
+    const body = envelope('daraja_error', 'daraja_rejected_request', 'Daraja rejected the request', {
+      daraja_code: '400.002.02',
+      payment_id: 'pay_00000000000000000000abcd',
+    });
+    const { fetch, calls } = scriptedFetch(reply(400, body));
+    const { gw } = gateway(fetch);
+    const error = await gw.payments.create(PAYMENT_INPUT).then(
+      () => assert.fail('expected a rejection'),
+      (rejection) => rejection,
+    );
+    assert.ok(error instanceof DarajaError);
+    assert.equal(error.paymentId, 'pay_00000000000000000000abcd');
+    assert.equal(error.darajaCode, '400.002.02');
+    assert.equal(error.idempotencyKey, calls[0].headers.get('Idempotency-Key'));
+    assert.equal(calls.length, 1);
+  });
+
+  test('errorFromResponse reads payment_id, null when absent', () => {
+    assert.equal(errorFromResponse(502, envelope('daraja_error', 'x', 'm', { payment_id: 'pay_1' })).paymentId, 'pay_1');
+    assert.equal(errorFromResponse(400, envelope('invalid_request_error', 'invalid_phone')).paymentId, null);
+    assert.equal(errorFromResponse(500, 'oops').paymentId, null);
+  });
+
+  test('daraja_unreachable is retried with the same key only', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(504, envelope('daraja_error', 'daraja_unreachable', 'm', { payment_id: 'pay_00000000000000000000abcd' })),
+    );
+    const { gw } = gateway(fetch, { maxRetries: 2 });
+    const error = await gw.payments.create(PAYMENT_INPUT).then(
+      () => assert.fail('expected a rejection'),
+      (rejection) => rejection,
+    );
+    assert.equal(calls.length, 3);
+    const keys = new Set(calls.map((call) => call.headers.get('Idempotency-Key')));
+    assert.equal(keys.size, 1);
+    assert.ok(keys.has(error.idempotencyKey));
+    assert.equal(error.paymentId, 'pay_00000000000000000000abcd');
+  });
+
+  test('daraja_rejected_credentials is not retried', async () => {
+    const { fetch, calls } = scriptedFetch(reply(502, envelope('daraja_error', 'daraja_rejected_credentials')));
+    const { gw } = gateway(fetch);
+    await assert.rejects(gw.payments.create(PAYMENT_INPUT), DarajaError);
+    assert.equal(calls.length, 1);
+  });
+
+  test('a caller retrying with the error\'s key gets the same payment', async () => {
+    const { fetch, calls } = scriptedFetch(
+      new TypeError('fetch failed'),
+      new TypeError('fetch failed'),
+      reply(202, unknownOutcome(), { 'Idempotent-Replayed': 'true' }),
+    );
+    const { gw } = gateway(fetch, { maxRetries: 1 });
+    const error = await gw.payments.create(PAYMENT_INPUT).then(
+      () => assert.fail('expected a rejection'),
+      (rejection) => rejection,
+    );
+    assert.ok(error instanceof ConnectionError);
+    const created = await gw.payments.create({ ...PAYMENT_INPUT, idempotencyKey: error.idempotencyKey });
+    assert.equal(created.outcomeUnknown, true);
+    assert.deepEqual(calls.map((call) => call.headers.get('Idempotency-Key')), Array(3).fill(error.idempotencyKey));
+  });
+
+  test('a POST without an Idempotency-Key is not re-sent once it may have arrived', async () => {
+    for (const step of [reply(500, envelope('api_error', 'internal_error')), new TypeError('fetch failed')]) {
+      const { fetch, calls } = scriptedFetch(step, reply(201, payment()));
+      const { gw } = gateway(fetch);
+      await assert.rejects(gw.request({ method: 'POST', fn: 'stk_push', body: { phone: '0712345678' } }), GatewayError);
+      assert.equal(calls.length, 1);
+    }
+  });
+
+  test('a POST without a key is re-sent when the connection was refused or the answer is 429', async () => {
+    const refused = new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+    const { fetch, calls } = scriptedFetch(refused, reply(429, envelope('rate_limit_error', 'slow_down')), reply(201, payment()));
+    const { gw } = gateway(fetch);
+    const body = await gw.request({ method: 'POST', fn: 'stk_push', body: { phone: '0712345678' } });
+    assert.equal(body.id, 'pay_1');
+    assert.equal(calls.length, 3);
+    assert.equal(calls[0].headers.get('Idempotency-Key'), null);
   });
 });

@@ -3,10 +3,14 @@ import {
   DarajaError,
   Gateway,
   GatewayError,
+  IdempotencyError,
   NotFoundError,
+  TERMINAL_STATUSES,
   WaitTimeoutError,
   type Payment,
+  type PaymentFlag,
   type PaymentStatus,
+  type TerminalPaymentStatus,
 } from '@mpesa-gateway/sdk';
 
 declare const auth: { currentUser: { getIdToken(forceRefresh?: boolean): Promise<string> } | null };
@@ -17,6 +21,7 @@ export async function usage(): Promise<string> {
     getIdToken: () => auth.currentUser!.getIdToken(),
     timeoutMs: 30_000,
     maxRetries: 3,
+    maxInProgressWaitMs: 75_000,
     fetch,
   });
   const stored = await gw.credentials.set({
@@ -36,17 +41,26 @@ export async function usage(): Promise<string> {
     description: 'Order 1',
     metadata: { orderId: 1 },
   });
-  const again = await gw.payments.getByCheckoutRequestId(payment.checkoutRequestId);
+  // A 202 resolves too: the payment is pending, its outcome unknown, and it has no CheckoutRequestID yet.
+  const unknown: boolean = payment.outcomeUnknown;
+  const flag: PaymentFlag = 'outcome_unknown';
+  const flagged: boolean = payment.flags.includes(flag);
+  const again = payment.checkoutRequestId === null ? payment : await gw.payments.getByCheckoutRequestId(payment.checkoutRequestId);
+  const merchant: string | null = again.merchantRequestId;
+  const terminal: readonly TerminalPaymentStatus[] = TERMINAL_STATUSES;
+  const unconfirmed: PaymentStatus = 'unconfirmed';
   const statuses: PaymentStatus[] = [];
   for await (const listed of gw.payments.list({ status: 'pending', limit: 50 })) statuses.push(listed.status);
   const page = await gw.payments.listPage({ limit: 1 });
   const next: string | null = page.nextPageToken;
   try {
     const settled = await gw.payments.wait(again.id, { timeoutMs: 60_000, pollIntervalMs: 1_000 });
+    if (settled.status === unconfirmed && terminal.includes(settled.status)) return `${unknown} ${flagged} ${merchant}`;
     return `${hint} ${deleted} ${next} ${settled.mpesaReceiptNumber ?? ''}`;
   } catch (error) {
     if (error instanceof WaitTimeoutError) return error.payment?.status ?? 'unknown';
-    if (error instanceof DarajaError) return error.darajaCode ?? error.code ?? '';
+    if (error instanceof IdempotencyError) return `${error.retryAfterMs ?? 0} ${error.idempotencyKey ?? ''}`;
+    if (error instanceof DarajaError) return error.paymentId ?? error.darajaCode ?? error.code ?? '';
     if (error instanceof NotFoundError) return String(error.httpStatus);
     if (error instanceof GatewayError) return error.requestId ?? '';
     throw error;

@@ -116,6 +116,15 @@ def set_scenario(phone: str, result_code: int | str = 0, delay_ms: int = 200, ca
     ).raise_for_status()
 
 
+def set_fault(phone: str, push_answer: str, answer_delay_ms: int | None = None, **scenario: Any) -> None:
+    """Queue a Daraja simulator fault for the next push to `phone`: the payer is prompted (and, by default, pays
+    after 200 ms), but the push's own HTTP answer is a 500 ("accept_then_500"), late ("accept_then_hang") or a reset."""
+    body: dict[str, Any] = {"phone": phone, "result_code": 0, "delay_ms": 200, "push_answer": push_answer, **scenario}
+    if answer_delay_ms is not None:
+        body["answer_delay_ms"] = answer_delay_ms
+    requests.post(f"{DARAJA_URL}/simulator/scenarios", json=body, timeout=10).raise_for_status()
+
+
 def simulator_requests(kind: str, shortcode: str) -> list[dict[str, Any]]:
     response = requests.get(
         f"{DARAJA_URL}/simulator/requests", params={"kind": kind, "shortcode": shortcode}, timeout=10
@@ -138,9 +147,12 @@ class RecordingAdapter(HTTPAdapter):
     """A real transport that remembers every request and answer, and can drop the answer to the first request of a
     method AFTER the server has processed it, the way a connection reset after the request arrived does."""
 
-    def __init__(self, drop_first_answer_to: str | None = None) -> None:
+    def __init__(self, drop_first_answer_to: str | None = None, first_post_read_timeout: float | None = None) -> None:
         super().__init__(max_retries=0)
         self.drop_first_answer_to = drop_first_answer_to
+        # When set, the first POST alone waits only this long for its answer, as a client with a short timeout would.
+        self.first_post_read_timeout = first_post_read_timeout
+        self.attempted: list[requests.PreparedRequest] = []  # every request, also those that got no answer
         self.sent: list[requests.PreparedRequest] = []
         self.answers: list[requests.Response] = []
         self.dropped = 0
@@ -154,6 +166,11 @@ class RecordingAdapter(HTTPAdapter):
         cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
+        if request.method == "POST" and self.first_post_read_timeout is not None:
+            if not any(sent.method == "POST" for sent in self.attempted):
+                connect = timeout[0] if isinstance(timeout, tuple) else timeout
+                timeout = (connect if connect is not None else 3.05, self.first_post_read_timeout)
+        self.attempted.append(request)
         response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
         self.sent.append(request)
         self.answers.append(response)

@@ -39,6 +39,7 @@ from sdk_stack import (
     gateway,
     register_app,
     set_credentials,
+    set_fault,
     set_scenario,
     sign_up,
     simulator_callbacks,
@@ -191,6 +192,13 @@ def test_rejected_stored_credentials_are_a_daraja_error_and_not_retried() -> Non
     assert raised.value.daraja_code == "500.001.1001"
     assert [r.method for r in recorder.sent] == ["PUT", "POST"]
     assert len(simulator_requests("stk_push", app.shortcode)) == 1
+    # The refused push was recorded as a failed payment, and the error names it.
+    assert raised.value.payment_id is not None and raised.value.payment_id.startswith("pay_")
+    assert raised.value.idempotency_key == recorder.sent[1].headers["Idempotency-Key"]
+    failed = gw.payments.get(raised.value.payment_id)
+    assert failed.status == "failed"
+    assert failed.result_code == "500.001.1001"
+    assert failed.checkout_request_id is None
 
 
 def test_nothing_listening_is_a_connection_error_after_the_retries() -> None:
@@ -352,3 +360,64 @@ def test_the_password_provider_signs_in_and_refreshes_against_the_auth_emulator(
     first, second, third = (r.headers["Authorization"] for r in recorder.sent)
     assert first == second != third
     assert all(answer.status_code == 200 for answer in recorder.answers)
+
+
+# ------------------------------------------------------------------------ 202: the push's outcome is unknown
+def test_a_push_daraja_never_answered_is_a_202_payment_that_its_callback_settles() -> None:
+    token, app = configured_developer()
+    recorder = RecordingAdapter()
+    gw = gateway(token, session=recorder.session())
+    phone = unique_phone()
+    set_fault(phone, "accept_then_500")  # Daraja prompts the payer, then its HTTP answer is a 500
+    key = "order-" + secrets.token_hex(6)
+
+    created = gw.payments.create(phone, 10, "INV-1", "Unknown", idempotency_key=key)
+    assert [answer.status_code for answer in recorder.answers] == [202]  # returned, not retried
+    assert created.status == "pending"
+    assert created.outcome_unknown
+    assert "outcome_unknown" in created.flags
+    assert created.checkout_request_id is None
+    assert created.merchant_request_id is None
+
+    again = gw.payments.create(phone, 10, "INV-1", "Unknown", idempotency_key=key)
+    assert again.id == created.id
+    assert recorder.answers[-1].headers.get("Idempotent-Replayed") == "true"
+    assert recorder.answers[-1].status_code in (201, 202)
+    assert len(simulator_requests("stk_push", app.shortcode)) == 1  # the payer was prompted once
+
+    settled = gw.payments.wait(created.id, timeout=30, poll_interval=0.3)
+    assert settled.status == "succeeded"
+    assert settled.mpesa_receipt_number
+    assert settled.checkout_request_id is not None
+    assert settled.is_settled
+
+
+def test_a_retry_while_the_first_push_still_runs_honours_retry_after_and_keeps_the_key() -> None:
+    token, app = configured_developer()
+    # The first attempt gives up after 0.5 s while the gateway still waits seconds for Daraja's late answer.
+    recorder = RecordingAdapter(first_post_read_timeout=0.5)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    gw = gateway(token, session=recorder.session(), sleep=sleep)
+    phone = unique_phone()
+    set_fault(phone, "accept_then_hang", answer_delay_ms=10_000)
+    payment = gw.payments.create(phone, 10, "INV-1", "Slow Daraja")
+
+    posts = [r for r in recorder.attempted if r.method == "POST"]
+    assert len(posts) >= 3  # the timed-out one, at least one told to wait, the replayed one
+    assert len({r.headers["Idempotency-Key"] for r in posts}) == 1
+    in_progress = [a for a in recorder.answers if a.status_code == 409]
+    assert in_progress, "the retry arrived while the first request still ran"
+    assert all(a.json()["error"]["code"] == "idempotency_in_progress" for a in in_progress)
+    retry_afters = [float(a.headers["Retry-After"]) for a in in_progress]
+    assert all(1 <= value <= 5 for value in retry_afters)
+    assert retry_afters == sleeps[-len(retry_afters):]  # waited exactly as told
+    final = recorder.answers[-1]
+    assert final.status_code in (201, 202)
+    assert final.headers.get("Idempotent-Replayed") == "true"
+    assert final.json()["id"] == payment.id
+    assert len(simulator_requests("stk_push", app.shortcode)) == 1

@@ -12,6 +12,8 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 import mpesa_gateway
 from mpesa_gateway import (
+    FLAG_SUCCESS_AFTER_TERMINAL,
+    TERMINAL_STATUSES,
     USER_AGENT,
     AuthenticationError,
     Credentials,
@@ -619,3 +621,225 @@ def test_a_provider_error_reaches_the_gateway_caller_unchanged() -> None:
         gateway.credentials.get()
     assert raised.value.code == "user_disabled"
     assert adapter.requests == []
+
+
+# ------------------------------------------------------------------------- 202: the push's outcome is unknown
+def unknown_outcome_body(**overrides: Any) -> dict[str, Any]:
+    """What the gateway answers 202 with: the payment is recorded, Daraja's answer to the push never came."""
+    fields: dict[str, Any] = {"checkout_request_id": None, "merchant_request_id": None, "flags": ["outcome_unknown"]}
+    fields.update(overrides)
+    return payment_body(**fields)
+
+
+def test_a_202_is_a_created_payment_whose_outcome_is_unknown_and_is_not_retried() -> None:
+    gateway, adapter, clock = fake_gateway([Reply(202, unknown_outcome_body())])
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert isinstance(payment, Payment)
+    assert payment.id == "pay_0123456789abcdef01234567"
+    assert payment.status == "pending"
+    assert payment.outcome_unknown is True
+    assert payment.checkout_request_id is None
+    assert payment.merchant_request_id is None
+    assert payment.is_settled is False
+    assert len(adapter.requests) == 1  # a 202 is an answer, never a reason to push again
+    assert clock.sleeps == []
+
+
+def test_a_201_payment_has_a_known_outcome() -> None:
+    gateway, _, _ = fake_gateway([Reply(201, payment_body())])
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert payment.outcome_unknown is False
+    assert payment.checkout_request_id == "ws_CO_1"
+
+
+def test_a_202_reached_after_retries_keeps_the_one_key_and_is_returned() -> None:
+    gateway, adapter, _ = fake_gateway(
+        [
+            requests.ReadTimeout("the gateway was still waiting for Daraja"),
+            Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "2"}),
+            Reply(202, unknown_outcome_body(), {"Idempotent-Replayed": "true"}),
+        ]
+    )
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert payment.outcome_unknown
+    assert len(adapter.requests) == 3
+    assert len({adapter.header(n, "Idempotency-Key") for n in range(3)}) == 1
+
+
+def test_the_low_level_request_returns_a_202_with_its_status() -> None:
+    gateway, _, _ = fake_gateway([Reply(202, unknown_outcome_body(), {"X-Request-Id": "req_202"})])
+    answer = gateway.request("POST", "stk_push", json_body={"phone": "0712345678"}, idempotency_key="order-7")
+    assert answer.status == 202
+    assert answer.request_id == "req_202"
+    assert answer.attempts == 1
+    assert answer.body["flags"] == ["outcome_unknown"]
+
+
+def test_waiting_on_a_202_payment_ends_when_its_callback_settles_it() -> None:
+    gateway, adapter, _ = fake_gateway(
+        [
+            Reply(202, unknown_outcome_body()),
+            Reply(200, unknown_outcome_body()),
+            Reply(
+                200,
+                payment_body(status="succeeded", result_code="0", mpesa_receipt_number="NLJ7RT61SV", checkout_request_id="ws_CO_9"),
+            ),
+        ]
+    )
+    created = gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    settled = gateway.payments.wait(created.id, timeout=30)
+    assert settled.status == "succeeded"
+    assert settled.outcome_unknown is False
+    assert settled.checkout_request_id == "ws_CO_9"
+    assert [r.method for r in adapter.requests] == ["POST", "GET", "GET"]
+
+
+# ----------------------------------------------------------------------------------- unconfirmed is terminal
+def test_unconfirmed_is_a_terminal_status() -> None:
+    assert "unconfirmed" in TERMINAL_STATUSES
+    payment = Payment.from_api(unknown_outcome_body(status="unconfirmed", settled_at="2026-11-29T07:00:00.000Z"))
+    assert payment.status == "unconfirmed"
+    assert payment.is_settled is True
+    assert payment.unconfirmed is True
+    assert payment.succeeded is False
+    assert payment.settled_at == datetime(2026, 11, 29, 7, 0, tzinfo=timezone.utc)
+
+
+def test_wait_returns_an_unconfirmed_payment_instead_of_polling_on() -> None:
+    gateway, adapter, clock = fake_gateway(
+        [Reply(200, unknown_outcome_body()), Reply(200, unknown_outcome_body(status="unconfirmed"))]
+    )
+    payment = gateway.payments.wait("pay_0123456789abcdef01234567", timeout=60)
+    assert payment.status == "unconfirmed"
+    assert len(adapter.requests) == 2
+    assert clock.sleeps == [1.0]
+
+
+def test_a_late_success_after_unconfirmed_parses_with_its_flag() -> None:
+    payment = Payment.from_api(
+        payment_body(status="succeeded", result_code="0", flags=["success_after_terminal", "checkout_request_mismatch"])
+    )
+    assert payment.succeeded and payment.is_settled and not payment.unconfirmed
+    assert FLAG_SUCCESS_AFTER_TERMINAL in payment.flags
+    assert "checkout_request_mismatch" in payment.flags
+
+
+# ------------------------------------------------------------------------- 409 idempotency_in_progress
+def test_in_progress_waits_exactly_retry_after_and_resends_the_same_request() -> None:
+    gateway, adapter, clock = fake_gateway(
+        [
+            Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "3"}),
+            Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "1"}),
+            Reply(201, payment_body(), {"Idempotent-Replayed": "true"}),
+        ],
+        random_value=0.5,
+    )
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1", idempotency_key="order-1001")
+    assert payment.id == "pay_0123456789abcdef01234567"
+    assert clock.sleeps == [3.0, 1.0]  # the server's Retry-After, not the jittered backoff
+    assert [adapter.header(n, "Idempotency-Key") for n in range(3)] == ["order-1001"] * 3
+    assert all(adapter.json_body(n) == adapter.json_body(0) for n in range(3))
+
+
+def test_in_progress_does_not_use_up_max_retries() -> None:
+    in_progress = Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "5"})
+    gateway, adapter, clock = fake_gateway([in_progress] * 6 + [Reply(201, payment_body())], max_retries=1)
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert payment.status == "pending"
+    assert len(adapter.requests) == 7
+    assert clock.sleeps == [5.0] * 6
+
+
+def test_in_progress_gives_up_after_max_in_progress_wait_with_the_key_to_retry_with() -> None:
+    in_progress = Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "4"})
+    gateway, adapter, clock = fake_gateway([in_progress] * 4, max_in_progress_wait=10.0)
+    with pytest.raises(IdempotencyError) as raised:
+        gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert raised.value.code == "idempotency_in_progress"
+    assert raised.value.retry_after == 4.0
+    assert clock.sleeps == [4.0, 4.0]  # a third pause would pass 10 s
+    assert len(adapter.requests) == 3
+    assert raised.value.idempotency_key == adapter.header(0, "Idempotency-Key")
+
+
+def test_in_progress_without_retry_after_falls_back_to_backoff() -> None:
+    gateway, _, clock = fake_gateway(
+        [Reply(409, envelope("idempotency_error", "idempotency_in_progress")), Reply(201, payment_body())],
+        random_value=0.5,
+    )
+    gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert clock.sleeps == pytest.approx([0.25])
+
+
+def test_in_progress_with_a_retry_after_beyond_the_limit_is_raised() -> None:
+    gateway, adapter, clock = fake_gateway(
+        [Reply(409, envelope("idempotency_error", "idempotency_in_progress"), {"Retry-After": "600"})]
+    )
+    with pytest.raises(IdempotencyError):
+        gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert clock.sleeps == []
+    assert len(adapter.requests) == 1
+
+
+def test_retry_after_is_honoured_on_a_5xx_too() -> None:
+    gateway, _, clock = fake_gateway(
+        [Reply(503, envelope("api_error", "auth_unavailable"), {"Retry-After": "7"}), Reply(200, {"deleted": True})]
+    )
+    assert gateway.credentials.delete() is True
+    assert clock.sleeps == [7.0]
+
+
+def test_max_in_progress_wait_must_not_be_negative() -> None:
+    with pytest.raises(ValueError):
+        Gateway(BASE_URL, "t", max_in_progress_wait=-1)
+
+
+# ------------------------------------------------------------------ refusals: payment_id and the one key
+def test_a_refused_push_names_its_failed_payment() -> None:
+    body = envelope(
+        "daraja_error",
+        "daraja_rejected_request",
+        "Daraja rejected the request",
+        daraja_code="400.002.02",
+        payment_id="pay_00000000000000000000abcd",
+    )
+    gateway, adapter, _ = fake_gateway([Reply(400, body)])
+    with pytest.raises(DarajaError) as raised:
+        gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    assert raised.value.payment_id == "pay_00000000000000000000abcd"
+    assert raised.value.daraja_code == "400.002.02"
+    assert raised.value.idempotency_key == adapter.header(0, "Idempotency-Key")
+    assert "pay_00000000000000000000abcd" in str(raised.value)
+    assert len(adapter.requests) == 1
+
+
+def test_errors_without_a_payment_id_have_none() -> None:
+    assert error_from_response(400, envelope("invalid_request_error", "invalid_phone"), {}).payment_id is None
+
+
+def test_daraja_unreachable_is_retried_with_the_same_key_only() -> None:
+    unreachable = Reply(
+        504, envelope("daraja_error", "daraja_unreachable", payment_id="pay_00000000000000000000abcd")
+    )
+    gateway, adapter, _ = fake_gateway([unreachable] * 3, max_retries=2)
+    with pytest.raises(DarajaError) as raised:
+        gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    keys = {adapter.header(n, "Idempotency-Key") for n in range(3)}
+    assert len(adapter.requests) == 3
+    assert len(keys) == 1
+    assert raised.value.idempotency_key in keys
+    assert raised.value.payment_id == "pay_00000000000000000000abcd"
+
+
+def test_a_caller_retrying_with_the_errors_key_gets_the_same_payment() -> None:
+    gateway, adapter, _ = fake_gateway(
+        [requests.ReadTimeout("slow")] * 2 + [Reply(202, unknown_outcome_body(), {"Idempotent-Replayed": "true"})],
+        max_retries=1,
+    )
+    with pytest.raises(GatewayConnectionError) as raised:
+        gateway.payments.create("0712345678", 10, "INV-1", "Order 1")
+    key = raised.value.idempotency_key
+    assert key is not None and key == adapter.header(0, "Idempotency-Key")
+    payment = gateway.payments.create("0712345678", 10, "INV-1", "Order 1", idempotency_key=key)
+    assert payment.outcome_unknown
+    assert [adapter.header(n, "Idempotency-Key") for n in range(3)] == [key] * 3

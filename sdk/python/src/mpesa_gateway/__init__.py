@@ -3,8 +3,8 @@
 from mpesa_gateway import Gateway, firebase_password_token_provider
 
 gw = Gateway(base_url, id_token=firebase_password_token_provider(api_key, email, password))
-payment = gw.payments.create("0712345678", 10, "INV-1", "Order 1")
-print(gw.payments.wait(payment.id).status)
+payment = gw.payments.create("0712345678", 10, "INV-1", "Order 1")  # 201, or 202: payment.outcome_unknown
+print(gw.payments.wait(payment.id).status)  # succeeded, failed, cancelled, timed_out or unconfirmed
 """
 
 from mpesa_gateway._version import __version__
@@ -31,9 +31,20 @@ from mpesa_gateway.errors import (
     WaitTimeout,
     error_from_response,
 )
-from mpesa_gateway.models import TERMINAL_STATUSES, Credentials, Page, Payment
+from mpesa_gateway.models import (
+    FLAG_OUTCOME_UNKNOWN,
+    FLAG_SUCCESS_AFTER_TERMINAL,
+    TERMINAL_STATUSES,
+    Credentials,
+    Page,
+    Payment,
+    PaymentFlag,
+    PaymentStatus,
+)
 
 __all__ = [
+    "FLAG_OUTCOME_UNKNOWN",
+    "FLAG_SUCCESS_AFTER_TERMINAL",
     "TERMINAL_STATUSES",
     "USER_AGENT",
     "ApiResponse",
@@ -51,6 +62,8 @@ __all__ = [
     "NotFoundError",
     "Page",
     "Payment",
+    "PaymentFlag",
+    "PaymentStatus",
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",

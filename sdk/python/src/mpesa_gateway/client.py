@@ -4,9 +4,15 @@ resources (`credentials`, `payments`) built on top of `Gateway.request`.
 Retry policy, in one place (`_should_retry_answer`, `_should_retry_failure`):
 - retried: 429, 5xx, `idempotency_in_progress`, timeouts and dropped connections;
 - but a request that may have reached the server is re-sent only when sending it twice is harmless: GET, PUT and
-  DELETE, or a POST carrying an Idempotency-Key (payments.create always sends one);
-- never retried: an answer marked `Idempotent-Replayed: true` (it is the stored final answer), any other 4xx, and
-  daraja_rejected_credentials (a 502 that only new credentials fix).
+  DELETE, or a POST carrying an Idempotency-Key (payments.create always sends one). A retry re-sends the very same
+  request: the same body and the same Idempotency-Key, never a new one;
+- never retried: any 2xx (a 202 is a payment whose outcome is unknown, not a failure), an answer marked
+  `Idempotent-Replayed: true` (it is the stored final answer), any other 4xx, and daraja_rejected_credentials (a 502
+  that only new credentials fix);
+- pauses: the answer's Retry-After when it has one (above `max_retry_after` the error is raised instead), else full
+  jitter backoff;
+- `idempotency_in_progress` (409 at once, with Retry-After, while the key's first request still runs) is waited out
+  without using up `max_retries`, for at most `max_in_progress_wait` seconds in all.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ DEFAULT_RETRY_BASE_DELAY = 0.5
 DEFAULT_RETRY_MAX_DELAY = 8.0
 # A server asking us to come back in more than a minute is better answered by the caller than by a blocked thread.
 DEFAULT_MAX_RETRY_AFTER = 60.0
+# How long, in all, to keep asking while a key's first request still runs (409 idempotency_in_progress). The gateway
+# answers from the payment once the first request's lease (60 s in production) has run out, so this outlasts it.
+DEFAULT_MAX_IN_PROGRESS_WAIT = 75.0
+IN_PROGRESS_CODE = "idempotency_in_progress"
+MIN_IN_PROGRESS_PAUSE = 0.1
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # 5xx answers that asking again cannot change: Daraja refused the stored keys, passkey or shortcode.
 PERMANENT_ERROR_CODES = frozenset({"daraja_rejected_credentials"})
@@ -76,6 +87,7 @@ class Gateway:
         retry_base_delay: float = DEFAULT_RETRY_BASE_DELAY,
         retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_in_progress_wait: float = DEFAULT_MAX_IN_PROGRESS_WAIT,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -86,6 +98,8 @@ class Gateway:
             raise TypeError("id_token must be a Firebase ID token string or a callable returning one")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if max_in_progress_wait < 0:
+            raise ValueError("max_in_progress_wait must be >= 0")
         _check_timeout(timeout)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -93,6 +107,7 @@ class Gateway:
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self.max_retry_after = max_retry_after
+        self.max_in_progress_wait = max_in_progress_wait
         self._id_token = id_token
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
@@ -124,21 +139,39 @@ class Gateway:
         idempotency_key: str | None = None,
     ) -> ApiResponse:
         """Call one gateway function (`stk_push`, `payment_status`, `developer_credentials`), retrying transient
-        failures; returns the 2xx answer or raises the matching GatewayError."""
+        failures with the same request (same body, same Idempotency-Key); returns the 2xx answer (201, or 202 for a
+        push whose outcome is unknown) or raises the matching GatewayError."""
         method = method.upper()
-        for attempt in range(self.max_retries + 1):
+        attempts = 0
+        retries = 0  # retries that count against max_retries
+        in_progress_waited = 0.0
+        while True:
             outcome = self._attempt(method, function, params, json_body, idempotency_key)
+            attempts += 1
             if isinstance(outcome, ApiResponse):
                 return ApiResponse(
-                    outcome.status, outcome.body, outcome.headers, outcome.request_id, outcome.replayed, attempt + 1
+                    outcome.status, outcome.body, outcome.headers, outcome.request_id, outcome.replayed, attempts
                 )
-            if not outcome.retryable or attempt >= self.max_retries:
-                raise outcome.error
-            retry_after = errors.parse_retry_after(outcome.error.headers.get("Retry-After"))
+            error = outcome.error
+            if not outcome.retryable:
+                raise error
+            retry_after = error.retry_after
             if retry_after is not None and retry_after > self.max_retry_after:
-                raise outcome.error
-            self._sleep(retry_after if retry_after is not None else self.backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+                raise error
+            if error.code == IN_PROGRESS_CODE:
+                # The key's first request still runs; its answer will be replayed to this very key. Not a failure:
+                # wait as told, bounded by time rather than by max_retries.
+                pause = retry_after if retry_after is not None else self.backoff(min(retries, 10))
+                pause = max(pause, MIN_IN_PROGRESS_PAUSE)  # a Retry-After of 0 must not turn into a busy loop
+                if in_progress_waited + pause > self.max_in_progress_wait:
+                    raise error
+                in_progress_waited += pause
+            else:
+                if retries >= self.max_retries:
+                    raise error
+                pause = retry_after if retry_after is not None else self.backoff(retries)
+                retries += 1
+            self._sleep(pause)
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)), so clients that failed together spread out."""
@@ -232,7 +265,7 @@ def _should_retry_answer(
         return False  # the stored final answer for this key; asking again returns it again
     if response.status_code == 429:
         return True  # refused before doing any work
-    if error.code == "idempotency_in_progress":
+    if error.code == IN_PROGRESS_CODE:
         return True  # the first request with this key is still running; its answer will be replayed
     if error.code in PERMANENT_ERROR_CODES:
         return False

@@ -1,17 +1,21 @@
 """Every failure the SDK raises, and the one function that turns a gateway answer into one of them.
 
-GatewayError (message, http_status, code, param, request_id, type, raw)
+GatewayError (message, http_status, code, param, request_id, type, raw, payment_id, retry_after, idempotency_key)
 ├── AuthenticationError        401, or the id_token provider failed (code "id_token_unavailable")
 ├── PermissionDeniedError      403
 ├── InvalidRequestError        400, 405, 409 without an idempotency type, 413, 415, 422
 │   └── NotFoundError          404: payment_not_found, credentials_not_configured
-├── IdempotencyError           409 idempotency_error: idempotency_conflict, idempotency_in_progress
+├── IdempotencyError           409 idempotency_error: idempotency_conflict, idempotency_in_progress (with Retry-After)
 ├── RateLimitError             429; retry_after holds the server's Retry-After in seconds
 ├── DarajaError                Daraja refused or failed (any status); daraja_code is Daraja's own code
 │   └── DarajaRateLimitError   Daraja's spike arrest or quota (429); also a RateLimitError
 ├── ServerError                5xx from the gateway, or a 2xx whose body is not a JSON object
 ├── ConnectionError            no answer: code "network_error" or "timeout"; __cause__ is the requests error
 └── WaitTimeout                payments.wait reached its deadline; payment is the last one read
+
+`payment_id` names the payment a refused push recorded as `failed` (the envelope's `payment_id`), `retry_after` is
+the answer's Retry-After in seconds, and `idempotency_key` is the key `payments.create` sent (retry with THAT key,
+never a new one: the payer may already have been prompted).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class GatewayError(Exception):
         *,
         raw: Any = None,
         headers: Mapping[str, str] | None = None,
+        payment_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,11 +53,20 @@ class GatewayError(Exception):
         self.type = type
         self.raw = raw
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.payment_id = payment_id
+        self.retry_after: float | None = parse_retry_after(self.headers.get("Retry-After"))
+        # Set by payments.create on whatever it raises: the Idempotency-Key to retry with.
+        self.idempotency_key: str | None = None
 
     def __str__(self) -> str:
         details = ", ".join(
             f"{name}={value}"
-            for name, value in (("http_status", self.http_status), ("code", self.code), ("request_id", self.request_id))
+            for name, value in (
+                ("http_status", self.http_status),
+                ("code", self.code),
+                ("payment_id", self.payment_id),
+                ("request_id", self.request_id),
+            )
             if value is not None
         )
         return f"{self.message} ({details})" if details else self.message
@@ -60,7 +74,7 @@ class GatewayError(Exception):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(message={self.message!r}, http_status={self.http_status!r}, code={self.code!r}, "
-            f"param={self.param!r}, request_id={self.request_id!r}, type={self.type!r})"
+            f"param={self.param!r}, request_id={self.request_id!r}, type={self.type!r}, payment_id={self.payment_id!r})"
         )
 
 
@@ -81,22 +95,22 @@ class NotFoundError(InvalidRequestError):
 
 
 class IdempotencyError(GatewayError):
-    """409 idempotency_error: the key was used with another body, or its first request is still running."""
+    """409 idempotency_error: `idempotency_conflict`, the key was used with another body; or
+    `idempotency_in_progress`, its first request is still running (`retry_after` says when to ask again, with the
+    same key). The SDK itself retries `idempotency_in_progress` for up to `Gateway.max_in_progress_wait` seconds."""
 
 
 class RateLimitError(GatewayError):
     """429: slow down. `retry_after` is the server's Retry-After in seconds, when it sent one."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after: float | None = parse_retry_after(self.headers.get("Retry-After"))
 
 
 class DarajaError(GatewayError):
     """Daraja refused or failed the call. `daraja_code` is Daraja's own errorCode, e.g. 500.001.1001.
 
     `code` says what to do: payer_busy (409, the payer has another prompt open), daraja_rejected_credentials,
-    daraja_rejected_request, daraja_unavailable, daraja_timeout (504, the payer may have been prompted).
+    daraja_rejected_request, daraja_unavailable, daraja_unreachable (504: nothing was sent; retry). A refused push
+    names the payment it recorded as `failed` in `payment_id`. (A push whose outcome is unknown is not an error: it
+    is a 202 with the pending payment, flag `outcome_unknown`.)
     """
 
     def __init__(self, *args: Any, daraja_code: str | None = None, **kwargs: Any) -> None:
@@ -172,6 +186,7 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str] | Non
         "type": error_type,
         "raw": body,
         "headers": headers,
+        "payment_id": _text(envelope.get("payment_id")),
     }
     if issubclass(error_class, DarajaError):
         init["daraja_code"] = _text(envelope.get("daraja_code"))

@@ -2,6 +2,11 @@
 
 Field names are the API's (snake_case already). Times become timezone-aware UTC datetimes; `result_code` is Daraja's
 code as text ("0" means paid); `phone` is always masked by the gateway (2547******49).
+
+A payment's life: `pending`, then one terminal status: `succeeded`, `failed`, `cancelled`, `timed_out`, or
+`unconfirmed` (Daraja's answer to the push never came and no callback arrived within the confirmation window). The one
+exception to "terminal never changes": a late success callback still turns `unconfirmed` into `succeeded` (flag
+`success_after_terminal`).
 """
 
 from __future__ import annotations
@@ -9,16 +14,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-PaymentStatus = Literal["pending", "succeeded", "failed", "cancelled", "timed_out"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+PaymentStatus = Literal["pending", "succeeded", "failed", "cancelled", "timed_out", "unconfirmed"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out", "unconfirmed"})
+
+# The flags the gateway sets on a payment (Payment.flags may also hold flags newer than this SDK).
+PaymentFlag = Literal[
+    "amount_mismatch",
+    "phone_mismatch",
+    "missing_amount",
+    "missing_receipt",
+    "settled_by_query",
+    "success_after_terminal",
+    "outcome_unknown",
+    "checkout_request_mismatch",
+]
+FLAG_OUTCOME_UNKNOWN: PaymentFlag = "outcome_unknown"
+FLAG_SUCCESS_AFTER_TERMINAL: PaymentFlag = "success_after_terminal"
 
 
 @dataclass(frozen=True)
 class Payment:
+    """One payment. `checkout_request_id` and `merchant_request_id` are None until Daraja's answer (or the callback)
+    is recorded: always so for a push whose outcome is unknown (`outcome_unknown`)."""
+
     id: str
-    status: str
+    status: PaymentStatus
     amount: int
     currency: str
     phone: str
@@ -41,12 +63,25 @@ class Payment:
 
     @property
     def is_settled(self) -> bool:
-        """True once the status is terminal; it never changes after that."""
+        """True once the status is terminal (what `payments.wait` waits for). It never changes after that, except
+        that a late success callback can still turn `unconfirmed` into `succeeded`."""
         return self.status in TERMINAL_STATUSES
 
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
+
+    @property
+    def unconfirmed(self) -> bool:
+        """The push's outcome never became known and no callback came in time. Look at it again later (or
+        reconcile it with the payer): money that does arrive turns it into `succeeded`."""
+        return self.status == "unconfirmed"
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Daraja's answer to the push never came (the gateway answered 202): the payer may have been prompted.
+        Treat the payment as created and wait for it; never push it again with a new Idempotency-Key."""
+        return FLAG_OUTCOME_UNKNOWN in self.flags
 
     @classmethod
     def from_api(cls, body: Mapping[str, Any]) -> Payment:
@@ -54,7 +89,7 @@ class Payment:
         flags = body.get("flags")
         return cls(
             id=str(body["id"]),
-            status=str(body["status"]),
+            status=cast(PaymentStatus, str(body["status"])),
             amount=int(body["amount"]),
             currency=str(body.get("currency") or "KES"),
             phone=str(body.get("phone") or ""),

@@ -85,8 +85,14 @@ class PaymentsResource:
     ) -> Payment:
         """Send an STK Push prompt to `phone`; returns the pending payment.
 
+        Daraja's acceptance answers 201. When Daraja's answer never came the gateway answers 202: the payment is
+        returned all the same, `pending` with `payment.outcome_unknown` true and no `checkout_request_id` yet. The
+        payer may have been prompted, so treat it as created and `wait()` for it: its callback settles it, or it ends
+        `unconfirmed`.
+
         One Idempotency-Key (a uuid4 unless you pass your own, e.g. your order id) is made per call and sent on
-        every retry, so a lost answer never prompts the payer twice.
+        every retry, so a lost answer never prompts the payer twice. Whatever this raises carries that key in
+        `error.idempotency_key`: to try again, pass it back as `idempotency_key`, never let a new one be made.
         """
         body: dict[str, Any] = {
             "phone": phone,
@@ -97,7 +103,11 @@ class PaymentsResource:
         if metadata is not None:
             body["metadata"] = dict(metadata)
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
-        answer = self._gateway.request("POST", "stk_push", json_body=body, idempotency_key=key)
+        try:
+            answer = self._gateway.request("POST", "stk_push", json_body=body, idempotency_key=key)
+        except errors.GatewayError as error:
+            error.idempotency_key = key
+            raise
         return Payment.from_api(answer.body)
 
     def get(self, id: str) -> Payment:  # noqa: A002 - the API's parameter name
@@ -135,7 +145,8 @@ class PaymentsResource:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
     ) -> Payment:
-        """Poll until the payment leaves `pending`; pauses grow 1.5x up to `max_poll_interval`.
+        """Poll until the payment leaves `pending` (any terminal status, `unconfirmed` included); pauses grow 1.5x up
+        to `max_poll_interval`. Works the same for a payment whose push outcome is unknown (a 202 from `create`).
 
         Raises WaitTimeout (with the last payment read) when `timeout` seconds pass first.
         """
@@ -146,6 +157,7 @@ class PaymentsResource:
         interval = poll_interval
         while True:
             payment = self.get(id)
+            # Every terminal status ends the wait, `unconfirmed` included (and any status newer than this SDK).
             if payment.status != "pending":
                 return payment
             remaining = deadline - clock()
