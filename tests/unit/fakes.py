@@ -4,16 +4,19 @@ FakeClock            the `now=` of the use cases, moved by hand
 FakeRepository       the PaymentStore port over dicts: documents with versions, atomic commits, nothing else.
                      It holds no business rule; tests/integration/test_repository_contract.py runs the same
                      suite against it and against Firestore so the two cannot drift.
-MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore
+MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore; counts reads and writes
 FakeDaraja           DarajaClient's verify_credentials / stk_push / stk_query: records calls, answers as scripted
+World                a Gateway built over the fakes above, with each fake at hand (test convenience, no rule)
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +24,7 @@ from gateway import errors
 from gateway.daraja import DarajaApp, StkPushAccepted, StkPushOrder, StkQueryAnswer
 from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.payment import Payer, Payment, PaymentStatus
+from gateway.http import Developer
 from gateway.repository import (
     AddAudit,
     AddQuarantine,
@@ -39,6 +43,9 @@ from gateway.repository import (
     _encode_page_token,
     _usable_document_id,
 )
+from gateway.secrets import CredentialStore
+from gateway.services import Gateway
+from gateway.settings import Settings
 
 T0 = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
 
@@ -220,9 +227,11 @@ class MemorySecretBackend:
 
     def __init__(self) -> None:
         self.secrets: dict[str, bytes] = {}
+        self.reads = 0
         self.writes = 0
 
     def access_latest(self, secret_id: str) -> bytes | None:
+        self.reads += 1
         return self.secrets.get(secret_id)
 
     def add_version(self, secret_id: str, data: bytes) -> None:
@@ -299,3 +308,109 @@ def query_answer(checkout_request_id: str, result_code: str, result_desc: str = 
         "ResultDesc": result_desc,
     }
     return StkQueryAnswer(result_code, result_desc, "29115-1", checkout_request_id, raw)
+
+
+# ------------------------------------------------------------------------------------------- use-case tests
+CALLBACK_BASE = "https://example.test/mpesa_callback"
+ALICE = Developer("dev_alice", "alice@example.com")
+BOB = Developer("dev_bob", "bob@example.com")
+PHONE_TYPED = "0712345678"
+MSISDN = "254712345678"
+MASKED = "2547******78"
+PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+CREDENTIALS: dict[str, Any] = {
+    "environment": "sandbox",
+    "consumer_key": "ckeyALICE0000001234",
+    "consumer_secret": "csecretALICEtopsecret99",
+    "shortcode": "174379",
+    "passkey": PASSKEY,
+    "transaction_type": "CustomerPayBillOnline",
+}
+PRODUCTION_CREDENTIALS: dict[str, Any] = {
+    **CREDENTIALS,
+    "environment": "production",
+    "consumer_key": "ckeyALICEPROD0005555",
+    "consumer_secret": "csecretALICEprod55",
+    "shortcode": "600555",
+    "passkey": "prodpasskey" + "5" * 40,
+}
+BOB_CREDENTIALS: dict[str, Any] = {
+    **CREDENTIALS,
+    "consumer_key": "ckeyBOB000000005678",
+    "consumer_secret": "csecretBOBtopsecret77",
+    "shortcode": "600123",
+    "passkey": "bobpasskey" + "7" * 40,
+}
+ORDER: dict[str, Any] = {"phone": PHONE_TYPED, "amount": 10, "account_reference": "INV-1", "description": "Order 1"}
+
+
+@dataclass
+class World:
+    """A Gateway over the fakes, and the fakes themselves so a test can look inside or script them."""
+
+    gateway: Gateway
+    repo: FakeRepository
+    backend: MemorySecretBackend
+    daraja: FakeDaraja
+    clock: FakeClock
+    settings: Settings
+
+    def token_for(self, payment_id: str) -> str:
+        """The callback URL token handed to Daraja for this payment, found through the route stored for its hash."""
+        for _app, order in self.daraja.push_calls:
+            token = order.callback_url.rsplit("/", 1)[-1]
+            route = self.repo.routes.get(hashlib.sha256(token.encode()).hexdigest())
+            if route is not None and route.payment_id == payment_id:
+                return token
+        raise AssertionError(f"no push carried a token routed to {payment_id}")
+
+    def payment(self, developer: Developer, payment_id: str) -> Payment:
+        return self.repo.payment(developer.uid, payment_id)
+
+
+def make_world(**settings_changes: Any) -> World:
+    settings = Settings(project_id="demo-unit", callback_base_url=CALLBACK_BASE, **settings_changes)
+    clock = FakeClock()
+    repo = FakeRepository(clock)
+    backend = MemorySecretBackend()
+    daraja = FakeDaraja()
+    gateway = Gateway.build(settings, repo, CredentialStore(settings, backend), daraja, clock)  # type: ignore[arg-type]
+    return World(gateway, repo, backend, daraja, clock, settings)
+
+
+def stk_callback(
+    checkout_request_id: str,
+    result_code: Any = 0,
+    *,
+    amount: Any = 10,
+    receipt: str = "QKT1ABC2DE",
+    phone: Any = 254712345678,
+    desc: str = "The service request is processed successfully.",
+) -> dict[str, Any]:
+    """A callback body as Daraja sends it; success codes carry CallbackMetadata, failures do not."""
+    inner: dict[str, Any] = {
+        "MerchantRequestID": "29115-1",
+        "CheckoutRequestID": checkout_request_id,
+        "ResultCode": result_code,
+        "ResultDesc": desc,
+    }
+    if result_code in (0, "0"):
+        inner["CallbackMetadata"] = {
+            "Item": [
+                {"Name": "Amount", "Value": amount},
+                {"Name": "MpesaReceiptNumber", "Value": receipt},
+                {"Name": "Balance"},
+                {"Name": "TransactionDate", "Value": 20261129060102},
+                {"Name": "PhoneNumber", "Value": phone},
+            ]
+        }
+    return {"Body": {"stkCallback": inner}}
+
+
+def accepted(checkout_request_id: str, merchant_request_id: str = "29115-1") -> StkPushAccepted:
+    return StkPushAccepted(
+        merchant_request_id=merchant_request_id,
+        checkout_request_id=checkout_request_id,
+        customer_message="Success. Request accepted for processing",
+        response_description="Success. Request accepted for processing",
+    )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -56,6 +57,29 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(project_id="demo-test", daraja_sandbox_url=url, **overrides)
 
 
+class CountingSession(requests.Session):
+    """A plain requests.Session that counts the OAuth requests it sends: the client's token mints, seen from outside
+    (DarajaClient keeps no counter of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        path = urlsplit(url.decode() if isinstance(url, bytes) else url).path
+        if path == OAUTH:
+            with self._count_lock:
+                self.requests += 1
+        return super().request(method, url, *args, **kwargs)
+
+
+def counted_client(settings: Settings, **kwargs: Any) -> tuple[DarajaClient, CountingSession]:
+    """A DarajaClient whose one HTTP session counts OAuth requests."""
+    session = CountingSession()
+    return DarajaClient(settings, session_factory=lambda: session, **kwargs), session
+
+
 def preset_app(uid: str = "dev-1", passkey: str = PRESET_APP.passkey) -> DarajaApp:
     return DarajaApp(
         uid=uid,
@@ -85,9 +109,9 @@ def order(phone: str | None = None, amount: int = 10) -> StkPushOrder:
 
 
 def test_verify_credentials_accepts_good_keys(sim: DarajaSimulator) -> None:
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     client.verify_credentials("sandbox", PRESET_APP.consumer_key, PRESET_APP.consumer_secret)
-    assert client.mints == 1
+    assert oauth.requests == 1
 
 
 def test_verify_credentials_rejects_bad_keys(sim: DarajaSimulator) -> None:
@@ -129,33 +153,33 @@ def test_a_utc_timestamp_is_refused_by_daraja(sim: DarajaSimulator) -> None:
 
 
 def test_a_hundred_pushes_mint_one_token(sim: DarajaSimulator) -> None:
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     app = preset_app()
     for _ in range(100):
         client.stk_push(app, order())
-    assert client.mints == 1
+    assert oauth.requests == 1
     assert len(stack_admin.simulator_requests("oauth", simulator_url=sim.url)) == 1
 
 
 def test_an_expired_token_is_reminted_once_and_the_push_succeeds(
     sim: DarajaSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     app = preset_app()
     client.stk_push(app, order())
     requests.post(f"{sim.url}/simulator/expire-tokens", timeout=5).raise_for_status()
     accepted = client.stk_push(app, order())
     assert accepted.checkout_request_id.startswith("ws_CO_")
-    assert client.mints == 2
+    assert oauth.requests == 2
     statuses = [p["response_status"] for p in stack_admin.simulator_requests("stk_push", simulator_url=sim.url)]
     assert statuses == [200, 404, 200]
     client.stk_push(app, order())
-    assert client.mints == 2, "the new token is cached"
+    assert oauth.requests == 2, "the new token is cached"
     assert "oauth_token_rejected" in capsys.readouterr().out
 
 
 def test_concurrent_first_calls_mint_one_token(sim: DarajaSimulator) -> None:
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     app = preset_app()
     start = threading.Barrier(8)
     results: list[object] = []
@@ -173,18 +197,18 @@ def test_concurrent_first_calls_mint_one_token(sim: DarajaSimulator) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert len(results) == 8 and all(isinstance(result, StkPushAccepted) for result in results), results
-    assert client.mints == 1
+    assert oauth.requests == 1
     assert len(stack_admin.simulator_requests("oauth", simulator_url=sim.url)) == 1
 
 
 def test_tokens_are_cached_per_developer_environment_and_key(sim: DarajaSimulator) -> None:
     other_key = {"consumer_key": "other-key", "consumer_secret": "other-secret", "shortcode": "600100", "passkey": "pk"}
     requests.post(f"{sim.url}/simulator/apps", json=other_key, timeout=5).raise_for_status()
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     client.stk_push(preset_app("dev-1"), order())
     client.stk_push(preset_app("dev-2"), order())
     client.stk_push(preset_app("dev-1"), order())
-    assert client.mints == 2, "one token per developer"
+    assert oauth.requests == 2, "one token per developer"
     rotated = DarajaApp(
         uid="dev-1",
         environment="sandbox",
@@ -194,31 +218,31 @@ def test_tokens_are_cached_per_developer_environment_and_key(sim: DarajaSimulato
         secret=DarajaSecret("other-key", "other-secret", "pk"),
     )
     client.stk_push(rotated, order())
-    assert client.mints == 3, "new consumer keys get a new token at once"
+    assert oauth.requests == 3, "new consumer keys get a new token at once"
 
 
 def test_tokens_expire_before_daraja_says_with_the_margin(sim: DarajaSimulator) -> None:
     now = [0.0]
-    client = DarajaClient(settings_for(sim.url, oauth_token_margin_s=60.0), clock=lambda: now[0])
+    client, oauth = counted_client(settings_for(sim.url, oauth_token_margin_s=60.0), clock=lambda: now[0])
     app = preset_app()
     client.stk_push(app, order())
     now[0] = 3599 - 60 - 1
     client.stk_push(app, order())
-    assert client.mints == 1
+    assert oauth.requests == 1
     now[0] = 3599 - 60
     client.stk_push(app, order())
-    assert client.mints == 2
+    assert oauth.requests == 2
 
 
 def test_the_token_cache_is_size_bounded(sim: DarajaSimulator) -> None:
-    client = DarajaClient(settings_for(sim.url, oauth_cache_max_entries=2))
+    client, oauth = counted_client(settings_for(sim.url, oauth_cache_max_entries=2))
     for uid in ("a", "b", "c"):
         client.stk_push(preset_app(uid), order())
     assert len(client._tokens) == 2
     client.stk_push(preset_app("c"), order())
-    assert client.mints == 3
+    assert oauth.requests == 3
     client.stk_push(preset_app("a"), order())
-    assert client.mints == 4, "the least recently used token was evicted"
+    assert oauth.requests == 4, "the least recently used token was evicted"
 
 
 # --------------------------------------------------------------------------------------------- rejections
@@ -266,7 +290,7 @@ def test_stored_keys_that_daraja_no_longer_accepts(sim: DarajaSimulator) -> None
 
 
 def test_stk_query_is_none_while_processing_then_the_answer(sim: DarajaSimulator) -> None:
-    client = DarajaClient(settings_for(sim.url))
+    client, oauth = counted_client(settings_for(sim.url))
     phone = new_phone()
     stack_admin.set_scenario(phone, result_code=1032, delay_ms=400, callbacks=0, simulator_url=sim.url)
     accepted = client.stk_push(preset_app(), order(phone))
@@ -278,7 +302,7 @@ def test_stk_query_is_none_while_processing_then_the_answer(sim: DarajaSimulator
     assert answer.merchant_request_id == accepted.merchant_request_id
     assert answer.result_desc == "Request cancelled by user"
     assert answer.raw["ResultCode"] == "1032"
-    assert client.mints == 1
+    assert oauth.requests == 1
 
 
 def test_stk_query_of_an_unknown_checkout_id_is_a_rejected_request(sim: DarajaSimulator) -> None:
@@ -424,8 +448,6 @@ def test_a_push_refused_after_the_token_was_minted_is_unreachable_not_unknown(sc
             "500.001.1001",
         ),
         (500, daraja_error("500.001.1001", "Unable to lock subscriber"), "payer_busy", 409, "500.001.1001"),
-        (503, b"<html>Service Unavailable</html>", "daraja_unavailable", 502, None),
-        (500, daraja_error("500.000.1000", "Internal Server Error"), "daraja_unavailable", 502, "500.000.1000"),
         (200, {"ResponseCode": "1", "ResponseDescription": "Rejected"}, "daraja_rejected_request", 400, "1"),
     ],
 )
@@ -442,20 +464,49 @@ def test_daraja_errors_map_to_one_gateway_error_each(
 
 
 @pytest.mark.parametrize(
-    ("status", "body"),
-    [(504, b"Gateway Timeout"), (200, b"not json"), (200, {"ResponseCode": "0"})],
+    ("status", "body", "code", "daraja_code"),
+    [
+        (504, b"Gateway Timeout", "daraja_outcome_unknown", None),
+        # A server failure after the push arrived: Daraja's backend may have prompted before its front end failed.
+        (503, b"<html>Service Unavailable</html>", "daraja_outcome_unknown", None),
+        (500, daraja_error("500.000.1000", "Internal Server Error"), "daraja_outcome_unknown", "500.000.1000"),
+        (200, b"not json", "daraja_timeout", None),
+        (200, {"ResponseCode": "0"}, "daraja_timeout", None),
+    ],
 )
 def test_a_push_daraja_may_have_accepted_without_telling_us_is_unknown(
-    scripted: ScriptedDaraja, status: int, body: object
+    scripted: ScriptedDaraja, status: int, body: object, code: str, daraja_code: str | None
 ) -> None:
     client = DarajaClient(settings_for(scripted.url))
     scripted.script[PUSH].append((status, body, 0.0))
-    with pytest.raises(DarajaOutcomeUnknown):
+    with pytest.raises(DarajaOutcomeUnknown) as raised:
         client.stk_push(preset_app(), order())
+    assert (raised.value.code, raised.value.http_status, raised.value.daraja_code) == (code, 504, daraja_code)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "daraja_code"),
+    [
+        (503, b"<html>Service Unavailable</html>", None),
+        (500, daraja_error("500.000.1000", "Internal Server Error"), "500.000.1000"),
+        (504, b"Gateway Timeout", None),
+    ],
+)
+def test_a_server_failure_on_a_query_is_unavailable_not_unknown(
+    scripted: ScriptedDaraja, status: int, body: object, daraja_code: str | None
+) -> None:
+    # A query prompts nobody, so a failed one is a plain failure to retry.
+    client = DarajaClient(settings_for(scripted.url))
+    scripted.script[QUERY].append((status, body, 0.0))
+    with pytest.raises(errors.DarajaError) as raised:
+        client.stk_query(preset_app(), "ws_CO_1")
+    error = raised.value
+    assert not isinstance(error, DarajaOutcomeUnknown)
+    assert (error.code, error.http_status, error.daraja_code) == ("daraja_unavailable", 502, daraja_code)
 
 
 def test_concurrent_callers_share_one_failed_mint(scripted: ScriptedDaraja) -> None:
-    client = DarajaClient(settings_for(scripted.url))
+    client, oauth = counted_client(settings_for(scripted.url))
     scripted.script[OAUTH].append((503, b"down", 0.3))
     start = threading.Barrier(8)
     outcomes: list[object] = []
@@ -473,12 +524,12 @@ def test_concurrent_callers_share_one_failed_mint(scripted: ScriptedDaraja) -> N
     for thread in threads:
         thread.join(timeout=30)
     assert outcomes == ["daraja_unavailable"] * 8
-    assert client.mints == 1
+    assert oauth.requests == 1
     assert scripted.hits[PUSH] == 0
 
 
 def test_a_token_rejected_twice_is_token_rejected_after_one_remint(scripted: ScriptedDaraja) -> None:
-    client = DarajaClient(settings_for(scripted.url))
+    client, oauth = counted_client(settings_for(scripted.url))
     invalid = (404, daraja_error("404.001.03", "Invalid Access Token"), 0.0)
     scripted.script[PUSH].extend([invalid, invalid])
     with pytest.raises(errors.DarajaError) as raised:
@@ -488,18 +539,18 @@ def test_a_token_rejected_twice_is_token_rejected_after_one_remint(scripted: Scr
         502,
         "404.001.03",
     )
-    assert client.mints == 2
+    assert oauth.requests == 2
     assert scripted.hits[PUSH] == 2
 
 
 def test_an_unparseable_expires_in_still_caches_the_token(scripted: ScriptedDaraja) -> None:
     scripted.expires_in = "soon"
-    client = DarajaClient(settings_for(scripted.url))
+    client, oauth = counted_client(settings_for(scripted.url))
     accepted = {"ResponseCode": "0", "CheckoutRequestID": "ws_CO_1", "MerchantRequestID": "m-1"}
     scripted.script[PUSH].extend([(200, accepted, 0.0), (200, accepted, 0.0)])
     client.stk_push(preset_app(), order())
     client.stk_push(preset_app(), order())
-    assert client.mints == 1
+    assert oauth.requests == 1
 
 
 @pytest.mark.parametrize(
