@@ -25,7 +25,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ledger.LINES:
         # The widest check is the e2e tier's, over every paid prompt of the run so far.
         widest = max(ledger.LINES, key=lambda line: int(line.split()[1]))
-        terminalreporter.write_line(f"money trace: {len(ledger.LINES)} ledger checks passed or failed above; the widest:")
+        terminalreporter.write_line(f"money trace ({len(ledger.LINES)} ledger checks); the widest, over the whole e2e run:")
         terminalreporter.write_line(widest)
 
 
