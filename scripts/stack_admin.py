@@ -136,12 +136,14 @@ def set_scenario(
     *,
     http: requests.Session | None = None,
     simulator_url: str | None = None,
+    **faults: Any,
 ) -> None:
-    """How the simulated payer answers the next prompt to `phone`; callbacks=0 means Daraja loses the callback."""
+    """How the simulated payer answers the next prompt to `phone`; callbacks=0 means Daraja loses the callback.
+    `faults` are the simulator's other scenario fields (push_answer, answer_delay_ms, query_answer; see
+    docs/daraja-simulator.md)."""
+    body = {"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": callbacks, **faults}
     (http or requests).post(
-        f"{simulator_url or ADDRESSES.daraja_url}/simulator/scenarios",
-        json={"phone": phone, "result_code": result_code, "delay_ms": delay_ms, "callbacks": callbacks},
-        timeout=10,
+        f"{simulator_url or ADDRESSES.daraja_url}/simulator/scenarios", json=body, timeout=10
     ).raise_for_status()
 
 

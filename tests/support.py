@@ -160,3 +160,32 @@ class CallbackListener:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def success_callback(
+    checkout_request_id: str,
+    amount: float,
+    phone: int,
+    receipt: str = "NLJ7RT61SV",
+    merchant_request_id: str = "29115-34620561-1",
+) -> dict[str, Any]:
+    """A Daraja success callback body, as Safaricom sends it."""
+    return {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": merchant_request_id,
+                "CheckoutRequestID": checkout_request_id,
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {
+                    "Item": [
+                        {"Name": "Amount", "Value": amount},
+                        {"Name": "MpesaReceiptNumber", "Value": receipt},
+                        {"Name": "Balance"},
+                        {"Name": "TransactionDate", "Value": 20261129102115},
+                        {"Name": "PhoneNumber", "Value": phone},
+                    ]
+                },
+            }
+        }
+    }

@@ -4,6 +4,7 @@ their Firestore subtree for assertions that the HTTP API does not expose (payer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -87,17 +88,22 @@ def quarantined(*, token: str | None = None, checkout_request_id: str | None = N
 
 
 def use_in_process_gateway(monkeypatch: Any, **settings: str) -> None:
-    """Point this process's gateway library at the stack, as the scheduler's instance of reconcile_payments is."""
+    """Point this process's gateway library at the stack, as the scheduler's instance of reconcile_payments is: with
+    the functions' own local settings (functions/.env.local, so both sides agree on leases and windows), then
+    `settings` on top."""
     from gateway import container
     from gateway.settings import get_settings
 
+    env_local = Path(__file__).resolve().parents[1] / "functions" / ".env.local"
+    for line in env_local.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() and not name.startswith("#") and value:
+            monkeypatch.setenv(name.strip(), value.strip())
     monkeypatch.setenv("GCLOUD_PROJECT", support.PROJECT_ID)
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", support.FIRESTORE_HOST)
     monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", support.SECRET_MANAGER_HOST)
     monkeypatch.setenv("DARAJA_SANDBOX_BASE_URL", support.DARAJA_URL)
     monkeypatch.setenv("DARAJA_PRODUCTION_BASE_URL", support.DARAJA_URL)
-    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
-    monkeypatch.setenv("PENDING_QUERY_INTERVAL_SECONDS", "0")
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

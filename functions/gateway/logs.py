@@ -20,7 +20,6 @@ class Event(StrEnum):
     REQUEST_FAILED = "request_failed"
     UNHANDLED_EXCEPTION = "unhandled_exception"
     AUTH_REJECTED = "auth_rejected"
-    EMULATOR_TOKENS_REFUSED = "emulator_tokens_refused"
     UNSAFE_CONFIGURATION_REFUSED = "unsafe_configuration_refused"
     CREDENTIALS_STORED = "credentials_stored"
     CREDENTIALS_REJECTED = "credentials_rejected"

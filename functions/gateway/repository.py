@@ -119,6 +119,7 @@ class SaveIdempotency:
 class DeleteIdempotency:
     uid: str
     key_hash: str
+    version: Any = None  # when set, delete only the claim that was loaded (nobody replaced it since)
 
 
 @dataclass(frozen=True)
@@ -380,9 +381,10 @@ class PaymentRepository:
             return None
         return Versioned(payer_from_document(snapshot.to_dict() or {}), snapshot.update_time)
 
-    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None:
+    def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None:
         snapshot = self._idempotency(uid, key_hash).get()
-        return idempotency_from_document(snapshot.to_dict() or {}) if snapshot.exists else None
+        record = idempotency_from_document(snapshot.to_dict() or {}) if snapshot.exists else None
+        return Versioned(record, snapshot.update_time) if record is not None else None
 
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
         snapshot = self._route(token_sha256).get()
@@ -391,7 +393,7 @@ class PaymentRepository:
         data = snapshot.to_dict() or {}
         return CallbackRoute(data["uid"], data["payment_id"])
 
-    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None:
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         from google.cloud import firestore
 
         query = (
@@ -401,7 +403,7 @@ class PaymentRepository:
             .limit(1)
         )
         for doc in query.stream():
-            return payment_from_document(doc.to_dict() or {})
+            return Versioned(payment_from_document(doc.to_dict() or {}), doc.update_time)
         return None
 
     def list_payments(
@@ -482,7 +484,8 @@ class PaymentRepository:
             else:
                 batch.set(ref, idempotency_to_document(write.record))
         elif isinstance(write, DeleteIdempotency):
-            batch.delete(self._idempotency(write.uid, write.key_hash))
+            option = None if write.version is None else self.client.write_option(last_update_time=write.version)
+            batch.delete(self._idempotency(write.uid, write.key_hash), option=option)
         elif isinstance(write, AddAudit):
             audit = write.audit
             batch.create(
@@ -555,9 +558,9 @@ class PaymentStore(Protocol):
     def clear_daraja_setup(self, uid: str) -> None: ...
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None: ...
     def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None: ...
-    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None: ...
+    def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None: ...
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None: ...
-    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None: ...
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None: ...
     def list_payments(
         self, uid: str, status: str | None, limit: int, page_token: str | None
     ) -> tuple[list[Payment], str | None]: ...

@@ -36,30 +36,6 @@ def callback_url_of(tenant: Tenant, checkout_request_id: str) -> str:
     raise AssertionError("the simulator did not record that push")
 
 
-def success_callback(
-    checkout_request_id: str, amount: float, phone: int, receipt: str = "NLJ7RT61SV"
-) -> dict[str, Any]:
-    return {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": "29115-34620561-1",
-                "CheckoutRequestID": checkout_request_id,
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": amount},
-                        {"Name": "MpesaReceiptNumber", "Value": receipt},
-                        {"Name": "Balance"},
-                        {"Name": "TransactionDate", "Value": 20261129102115},
-                        {"Name": "PhoneNumber", "Value": phone},
-                    ]
-                },
-            }
-        }
-    }
-
-
 # --------------------------------------------------------------------------------------------------- outcomes
 def test_success_is_settled_by_the_real_callback(tenant_a: Tenant) -> None:
     phone = support.unique_phone()
@@ -180,7 +156,7 @@ def test_a_callback_to_an_unknown_token_is_quarantined_without_state_change(tena
     phone = support.unique_phone()
     support.set_scenario(phone, result_code=0, delay_ms=60_000, callbacks=0)
     payment = tenant_a.push(phone, amount=50).json()
-    forged = success_callback(payment["checkout_request_id"], 50.0, int(phone))
+    forged = support.success_callback(payment["checkout_request_id"], 50.0, int(phone))
     token = secrets.token_urlsafe(24)
     response = requests.post(f"{CALLBACK_URL}/{token}", json=forged, timeout=30)
     assert response.status_code == 404, response.text
@@ -198,7 +174,7 @@ def test_a_callback_naming_another_checkout_request_is_quarantined(tenant_a: Ten
     support.set_scenario(phone, result_code=0, delay_ms=60_000, callbacks=0)
     payment = tenant_a.push(phone, amount=51).json()
     url = callback_url_of(tenant_a, payment["checkout_request_id"])
-    other = success_callback("ws_CO_000000000000000000", 51.0, int(phone))
+    other = support.success_callback("ws_CO_000000000000000000", 51.0, int(phone))
     response = requests.post(url, json=other, timeout=30)
     assert response.status_code == 403 and response.json()["error"]["code"] == "checkout_request_mismatch"
     assert payment_doc(tenant_a, payment["id"])["status"] == "pending"
@@ -216,12 +192,12 @@ def test_amount_mismatch_is_flagged_not_succeeded(tenant_a: Tenant) -> None:
     support.set_scenario(phone, result_code=0, delay_ms=60_000, callbacks=0)
     payment = tenant_a.push(phone, amount=500).json()
     url = callback_url_of(tenant_a, payment["checkout_request_id"])
-    response = requests.post(url, json=success_callback(payment["checkout_request_id"], 5.0, int(phone)), timeout=30)
+    response = requests.post(url, json=support.success_callback(payment["checkout_request_id"], 5.0, int(phone)), timeout=30)
     assert response.status_code == 200
     after = tenant_a.status(id=payment["id"]).json()
     assert after["status"] == "pending" and "amount_mismatch" in after["flags"]
     # Amount 500.0 from the genuine callback still settles it afterwards.
-    ok = success_callback(payment["checkout_request_id"], 500.0, int(phone))
+    ok = support.success_callback(payment["checkout_request_id"], 500.0, int(phone))
     assert requests.post(url, json=ok, timeout=30).status_code == 200
     assert tenant_a.status(id=payment["id"]).json()["status"] == "succeeded"
 
@@ -251,7 +227,7 @@ def test_fifty_concurrent_identical_callbacks_settle_once(tenant_a: Tenant) -> N
     support.set_scenario(phone, result_code=0, delay_ms=120_000, callbacks=0)
     payment = tenant_a.push(phone, amount=70).json()
     url = callback_url_of(tenant_a, payment["checkout_request_id"])
-    body = success_callback(payment["checkout_request_id"], 70.0, int(phone))
+    body = support.success_callback(payment["checkout_request_id"], 70.0, int(phone))
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
         statuses = list(pool.map(lambda _: requests.post(url, json=body, timeout=120).status_code, range(50)))
     assert statuses.count(200) == 50, statuses

@@ -31,12 +31,6 @@ def tenant() -> Tenant:
     return new_tenant()
 
 
-def queue(phone: str, **scenario: Any) -> None:
-    """The simulated payer's and Daraja's behaviour for the next prompt to `phone` (docs/daraja-simulator.md)."""
-    response = requests.post(f"{support.DARAJA_URL}/simulator/scenarios", json={"phone": phone, **scenario}, timeout=10)
-    assert response.status_code in (200, 201), response.text
-
-
 def prompts_of(tenant: Tenant, phone: str) -> list[dict[str, Any]]:
     return ledger.prompts(consumer_key=tenant.app.consumer_key, phone=phone)
 
@@ -63,7 +57,7 @@ def test_an_unknown_push_outcome_is_a_202_payment_that_its_callback_settles(
 ) -> None:
     phone, key = support.unique_phone(), secrets.token_hex(8)
     # The payer answers after the gateway gave up waiting, as on a slow day at Safaricom.
-    queue(phone, push_answer=push_answer, result_code=0, delay_ms=int(DARAJA_TIMEOUT_S * 1000) + 1500, **extra)
+    support.set_scenario(phone, push_answer=push_answer, result_code=0, delay_ms=int(DARAJA_TIMEOUT_S * 1000) + 1500, **extra)
     response = push(tenant, phone, key)
     assert response.status_code == 202, response.text
     payment = response.json()
@@ -83,19 +77,20 @@ def test_an_unknown_push_outcome_is_a_202_payment_that_its_callback_settles(
 
 def test_a_failed_commit_after_daraja_accepted_leaves_a_payment_the_callback_settles(tenant: Tenant) -> None:
     phone, key = support.unique_phone(), secrets.token_hex(8)
-    queue(phone, result_code=0, delay_ms=1500)
+    support.set_scenario(phone, result_code=0, delay_ms=1500)
     response = push(tenant, phone, key, metadata={"fault": "fail_accept_commit"})
     assert response.status_code == 202, response.text
     payment = response.json()
-    # The intent commit stored it before Daraja was called; the callback finds it through its URL token.
+    # The claim still holds its lease (the answer was never stored): a retry at once is told to come back.
+    early = push(tenant, phone, key, metadata={"fault": "fail_accept_commit"})
+    assert early.status_code == 409, early.text
+    assert early.json()["error"]["code"] == "idempotency_in_progress"
+    assert 1 <= int(early.headers["Retry-After"]) <= 5
+    # The intent commit stored the payment before Daraja was called; the callback finds it through its URL token.
     settled = tenant.wait_settled(payment["id"], timeout_s=30)
     assert settled["status"] == "succeeded" and settled["mpesa_receipt_number"]
 
-    # The claim still holds its lease: a retry is told to come back, then answered from the payment.
-    early = push(tenant, phone, key, metadata={"fault": "fail_accept_commit"})
-    if early.status_code == 409:
-        assert early.json()["error"]["code"] == "idempotency_in_progress"
-        assert 1 <= int(early.headers["Retry-After"]) <= 5
+    # After the lease, the retry is answered from that payment.
     support.wait_for(
         lambda: push(tenant, phone, key, metadata={"fault": "fail_accept_commit"}).status_code != 409,
         timeout_s=PUSH_LEASE_S + 10,
@@ -110,7 +105,7 @@ def test_a_failed_commit_after_daraja_accepted_leaves_a_payment_the_callback_set
 
 def test_an_instance_killed_between_the_two_commits_loses_nothing(tenant: Tenant) -> None:
     phone, key = support.unique_phone(), secrets.token_hex(8)
-    queue(phone, result_code=0, delay_ms=1500)
+    support.set_scenario(phone, result_code=0, delay_ms=1500)
     try:
         response = push(tenant, phone, key, metadata={"fault": "die_before_accept_commit"})
         assert response.status_code >= 500, response.text
@@ -135,7 +130,7 @@ def test_an_instance_killed_between_the_two_commits_loses_nothing(tenant: Tenant
 def test_a_callback_before_the_second_commit_settles_the_payment(tenant: Tenant) -> None:
     phone, key = support.unique_phone(), secrets.token_hex(8)
     # The payer answers at 100 ms; Daraja's HTTP answer to the push comes at 1.5 s (inside our 3 s timeout).
-    queue(phone, push_answer="accept_then_hang", answer_delay_ms=1500, result_code=0, delay_ms=100)
+    support.set_scenario(phone, push_answer="accept_then_hang", answer_delay_ms=1500, result_code=0, delay_ms=100)
     response = push(tenant, phone, key)
     assert response.status_code == 201, response.text
     [prompt] = prompts_of(tenant, phone)
@@ -147,45 +142,30 @@ def test_a_callback_before_the_second_commit_settles_the_payment(tenant: Tenant)
 
 def test_a_callback_firestore_could_not_store_as_json_still_settles(tenant: Tenant) -> None:
     phone = support.unique_phone()
-    queue(phone, result_code=0, delay_ms=60_000, callbacks=0)
+    support.set_scenario(phone, result_code=0, delay_ms=60_000, callbacks=0)
     payment = push(tenant, phone, secrets.token_hex(8), amount=77).json()
     [prompt] = prompts_of(tenant, phone)
     deep: Any = "bottom"
     for _ in range(30):
         deep = {"next": deep}
-    body = {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": prompt["merchant_request_id"],
-                "CheckoutRequestID": prompt["checkout_request_id"],
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": 77},
-                        {"Name": "MpesaReceiptNumber", "Value": "UNSTORABLE1"},
-                        {"Name": "Balance", "Value": 2**64},
-                        {"Name": "TransactionDate", "Value": 20261201093000},
-                        {"Name": "PhoneNumber", "Value": int(phone)},
-                    ]
-                },
-                "Extra": deep,
-            }
-        }
-    }
+    body = support.success_callback(
+        prompt["checkout_request_id"], 77, int(phone), "UNSTORABLE1", prompt["merchant_request_id"]
+    )
+    callback = body["Body"]["stkCallback"]
+    callback["CallbackMetadata"]["Item"][2]["Value"] = 2**64  # Balance: beyond Firestore's 64-bit integers
+    callback["Extra"] = deep  # nesting deeper than Firestore's 20 levels
     response = requests.post(prompt["callback_url"], json=body, timeout=30)
     assert response.status_code == 200, response.text
     assert tenant.status(id=payment["id"]).json()["status"] == "succeeded"
     [audit] = raw_callbacks(tenant, payment["id"])
-    assert json.loads(audit["raw_body"])["Body"]["stkCallback"]["CallbackMetadata"]["Item"][2]["Value"] == 2**64
+    assert json.loads(audit["raw_body"]) == body
 
 
 @pytest.fixture
 def reconciler(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from gateway.settings import get_settings
 
-    # The same windows as the functions' (functions/.env.local), so both sides agree on what is due.
-    use_in_process_gateway(monkeypatch, PUSH_LEASE_SECONDS="6", UNCONFIRMED_AFTER_SECONDS="8")
+    use_in_process_gateway(monkeypatch)
     yield
     get_settings.cache_clear()
 
@@ -194,7 +174,7 @@ def test_reconcile_asks_with_the_app_that_made_the_payment(tenant: Tenant, recon
     from gateway import api
 
     phone = support.unique_phone()
-    queue(phone, result_code=0, delay_ms=100, callbacks=0)  # Daraja loses the callback
+    support.set_scenario(phone, result_code=0, delay_ms=100, callbacks=0)  # Daraja loses the callback
     payment = tenant.push(phone, amount=64).json()
     # The developer moves to production with another app before the reconciler runs.
     production = support.register_simulator_app("prod")
@@ -223,7 +203,7 @@ def test_a_query_that_is_not_final_leaves_the_payment_pending(tenant: Tenant, re
     from gateway import api
 
     phone = support.unique_phone()
-    queue(phone, result_code=0, delay_ms=100, callbacks=0, query_answer={"ResultCode": "4999", "ResultDesc": "?"})
+    support.set_scenario(phone, result_code=0, delay_ms=100, callbacks=0, query_answer={"ResultCode": "4999", "ResultDesc": "?"})
     payment = tenant.push(phone, amount=65).json()
     time.sleep(RECONCILE_AFTER_S)
     api.reconcile_payments()
@@ -235,7 +215,7 @@ def test_a_query_answer_about_another_request_is_refused(tenant: Tenant, reconci
     from gateway import api
 
     phone = support.unique_phone()
-    queue(phone, result_code=0, delay_ms=100, callbacks=0, query_answer="wrong_checkout_id")
+    support.set_scenario(phone, result_code=0, delay_ms=100, callbacks=0, query_answer="wrong_checkout_id")
     payment = tenant.push(phone, amount=66).json()
     time.sleep(RECONCILE_AFTER_S)
     api.reconcile_payments()
@@ -248,7 +228,7 @@ def test_an_unknown_outcome_without_callback_ends_unconfirmed_and_a_late_success
     from gateway import api
 
     phone = support.unique_phone()
-    queue(phone, push_answer="accept_then_500", result_code=0, delay_ms=100, callbacks=0)
+    support.set_scenario(phone, push_answer="accept_then_500", result_code=0, delay_ms=100, callbacks=0)
     payment = tenant.push(phone, amount=81).json()
     assert "outcome_unknown" in payment["flags"]
     support.wait_for(
@@ -259,23 +239,9 @@ def test_an_unknown_outcome_without_callback_ends_unconfirmed_and_a_late_success
     )
     # Money received is never hidden: the late callback still makes it a success, flagged for a human.
     [prompt] = prompts_of(tenant, phone)
-    late = {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": prompt["merchant_request_id"],
-                "CheckoutRequestID": prompt["checkout_request_id"],
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": 81},
-                        {"Name": "MpesaReceiptNumber", "Value": "LATE000001"},
-                        {"Name": "PhoneNumber", "Value": int(phone)},
-                    ]
-                },
-            }
-        }
-    }
+    late = support.success_callback(
+        prompt["checkout_request_id"], 81, int(phone), "LATE000001", prompt["merchant_request_id"]
+    )
     assert requests.post(prompt["callback_url"], json=late, timeout=30).status_code == 200
     after = tenant.status(id=payment["id"]).json()
     assert after["status"] == "succeeded" and "success_after_terminal" in after["flags"]

@@ -19,7 +19,7 @@ from tests.tenants import Tenant, new_tenant, payment_doc, use_in_process_gatewa
 def in_process_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from gateway.settings import get_settings
 
-    use_in_process_gateway(monkeypatch)
+    use_in_process_gateway(monkeypatch, RECONCILE_AFTER_SECONDS="1", PENDING_QUERY_INTERVAL_SECONDS="0")
     yield
     get_settings.cache_clear()
 

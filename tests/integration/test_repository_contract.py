@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,7 +69,7 @@ def new_payment(created_at: datetime = T0, **changes: Any) -> Payment:
         now=created_at,
         policy=POLICY,
     )
-    return Payment(**{**payment.__dict__, **changes})
+    return replace(payment, **changes)
 
 
 def test_a_payment_round_trips_with_every_field(store: PaymentStore) -> None:
@@ -147,13 +148,20 @@ def test_idempotency_claims_are_created_once_overwritten_and_deleted(store: Paym
     assert store.load_idempotency(owner, key) is None
     claim = IdempotencyRecord.claim("fp", "pay_1", T0, 60, 86400)
     store.commit([SaveIdempotency(owner, key, claim, create=True)])
-    assert store.load_idempotency(owner, key) == claim
+    first = store.load_idempotency(owner, key)
+    assert first is not None and first.value == claim
     with pytest.raises(WriteConflict):
         store.commit([SaveIdempotency(owner, key, claim, create=True)])
     store.commit([SaveIdempotency(owner, key, claim.answered(202))])
-    assert store.load_idempotency(owner, key) == claim.answered(202)
-    store.commit([DeleteIdempotency(owner, key)])
+    answered = store.load_idempotency(owner, key)
+    assert answered is not None and answered.value == claim.answered(202)
+    # A delete conditioned on a version someone replaced since fails, and the newer claim stands.
+    with pytest.raises(WriteConflict):
+        store.commit([DeleteIdempotency(owner, key, first.version)])
+    store.commit([DeleteIdempotency(owner, key, answered.version)])
     assert store.load_idempotency(owner, key) is None
+    # An unconditional delete (a release by the claim's own request) needs no version, even of an absent claim.
+    store.commit([DeleteIdempotency(owner, key)])
 
 
 def test_callback_routes_are_created_once(store: PaymentStore) -> None:
@@ -202,7 +210,9 @@ def test_find_by_checkout_request_id_is_tenant_scoped(store: PaymentStore) -> No
     payment = new_payment(checkout_request_id=checkout, push_state=PushState.ACCEPTED)
     store.commit([SavePayment(owner, payment)])
     found = store.find_payment_by_checkout(owner, checkout)
-    assert found is not None and found.id == payment.id
+    assert found is not None and found.value == payment
+    # The version found by the query is good for a save, as a load's is.
+    store.commit([SavePayment(owner, payment.accept(checkout, "m-1", T0, POLICY), found.version)])
     assert store.find_payment_by_checkout(other, checkout) is None
     assert store.find_payment_by_checkout(owner, "ws_CO_nothing") is None
 
@@ -210,7 +220,7 @@ def test_find_by_checkout_request_id_is_tenant_scoped(store: PaymentStore) -> No
 def test_lists_are_newest_first_filtered_and_paged(store: PaymentStore) -> None:
     owner = uid()
     payments = [new_payment(created_at=T0 + timedelta(seconds=i)) for i in range(5)]
-    payments[1] = Payment(**{**payments[1].__dict__, "status": PaymentStatus.CANCELLED})
+    payments[1] = replace(payments[1], status=PaymentStatus.CANCELLED)
     store.commit([SavePayment(owner, p) for p in payments])
     store.commit([SavePayment(uid(), new_payment())])
     page, token = store.list_payments(owner, None, 2, None)

@@ -75,6 +75,7 @@ class FakeRepository:
         self.payments: dict[tuple[str, str], tuple[Payment, int]] = {}
         self.payers: dict[tuple[str, str], tuple[Payer, int]] = {}
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.idempotency_versions: dict[tuple[str, str], int] = {}
         self.routes: dict[str, CallbackRoute] = {}
         self.audits: dict[tuple[str, str], list[CallbackAudit]] = {}
         self.quarantine: list[QuarantinedCallback] = []
@@ -120,19 +121,20 @@ class FakeRepository:
         found = self.payers.get((uid, msisdn))
         return Versioned(found[0], found[1]) if found else None
 
-    def load_idempotency(self, uid: str, key_hash: str) -> IdempotencyRecord | None:
+    def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None:
         self.calls["load_idempotency"] += 1
-        return self.idempotency.get((uid, key_hash))
+        record = self.idempotency.get((uid, key_hash))
+        return Versioned(record, self.idempotency_versions[(uid, key_hash)]) if record is not None else None
 
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
         self.calls["load_callback_route"] += 1
         return self.routes.get(token_sha256)
 
-    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Payment | None:
+    def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         self.calls["find_payment_by_checkout"] += 1
-        for (owner, _), (payment, _version) in self.payments.items():
+        for (owner, _), (payment, version) in self.payments.items():
             if owner == uid and payment.checkout_request_id == checkout_request_id:
-                return payment
+                return Versioned(payment, version)
         return None
 
     def list_payments(
@@ -185,6 +187,9 @@ class FakeRepository:
                 raise WriteConflict("AlreadyExists")
         elif isinstance(write, SaveIdempotency) and write.create and (write.uid, write.key_hash) in self.idempotency:
             raise WriteConflict("AlreadyExists")
+        elif isinstance(write, DeleteIdempotency) and write.version is not None:
+            if self.idempotency_versions.get((write.uid, write.key_hash)) != write.version:
+                raise WriteConflict("FailedPrecondition")
 
     @staticmethod
     def _check_version(stored: tuple[Any, int] | None, expected: Any) -> None:
@@ -204,8 +209,10 @@ class FakeRepository:
             self.routes[write.token_sha256] = write.route
         elif isinstance(write, SaveIdempotency):
             self.idempotency[(write.uid, write.key_hash)] = write.record
+            self.idempotency_versions[(write.uid, write.key_hash)] = version
         elif isinstance(write, DeleteIdempotency):
             self.idempotency.pop((write.uid, write.key_hash), None)
+            self.idempotency_versions.pop((write.uid, write.key_hash), None)
         elif isinstance(write, AddAudit):
             self.audits.setdefault((write.uid, write.payment_id), []).append(write.audit)
         elif isinstance(write, AddQuarantine):

@@ -477,11 +477,6 @@ def test_an_expired_claim_is_as_good_as_absent(ready: World, changes: dict[str, 
     assert (record.payment_id, record.created_at) == (second.payment.id, ready.clock.now)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known race: an expired claim is deleted without a precondition, so a request that read it before "
-    "another request replaced it deletes the fresh claim and pushes again (needs a versioned DeleteIdempotency)",
-)
 def test_two_requests_finding_the_same_expired_claim_push_once(ready: World, monkeypatch: pytest.MonkeyPatch) -> None:
     push(ready, "order-1")
     ready.clock.advance(ready.settings.idempotency_ttl_s)

@@ -394,6 +394,11 @@ class Payment:
         return self.created_at + timedelta(seconds=policy.unconfirmed_after_s)
 
     # ------------------------------------------------------------------------------------------ results
+    def answers_to(self, checkout_request_id: str) -> bool:
+        """Whether a callback naming this CheckoutRequestID may settle the payment its URL token routed it to: yes
+        while we do not know the payment's own id yet (the callback came first), else only for that id."""
+        return self.checkout_request_id is None or self.checkout_request_id == checkout_request_id
+
     def apply(
         self,
         outcome: PaymentOutcome,

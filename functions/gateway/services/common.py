@@ -4,13 +4,35 @@ acts for a developer (their current set-up) or for one payment (the environment 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from gateway import errors
-from gateway.daraja import DarajaApp
+from gateway.daraja import DarajaApp, DarajaClient
 from gateway.domain.payment import Payment, PaymentPolicy
+from gateway.repository import PaymentStore
 from gateway.secrets import CredentialStore
 from gateway.settings import Settings
+
+
+class UseCase:
+    """The adapters every use case works with, handed over once by `Gateway.build`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repository: PaymentStore,
+        credentials: CredentialStore,
+        daraja: DarajaClient,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._repo = repository
+        self._credentials = credentials
+        self._daraja = daraja
+        self._now = now
+        self._policy = policy(settings)
 
 
 def sha256_hex(value: str) -> str:

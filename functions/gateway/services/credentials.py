@@ -3,38 +3,19 @@ stored; the secret goes to Secret Manager, the non-secret set-up to the develope
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from gateway import errors
-from gateway.daraja import DarajaClient
 from gateway.domain.validation import key_hint, parse_credentials_request
 from gateway.http import Developer
 from gateway.logs import Event, log_event
-from gateway.repository import PaymentStore
-from gateway.secrets import CredentialStore, DarajaSecret
-from gateway.services.common import require_setup, secret_owner
-from gateway.settings import Settings
+from gateway.secrets import DarajaSecret
+from gateway.services.common import UseCase, require_setup, secret_owner
 
 ENVIRONMENTS = ("sandbox", "production")
 
 
-class Credentials:
-    def __init__(
-        self,
-        settings: Settings,
-        repository: PaymentStore,
-        credentials: CredentialStore,
-        daraja: DarajaClient,
-        now: Callable[[], datetime],
-    ) -> None:
-        self._settings = settings
-        self._repo = repository
-        self._credentials = credentials
-        self._daraja = daraja
-        self._now = now
-
+class Credentials(UseCase):
     def put(self, developer: Developer, body: Any) -> dict[str, Any]:
         request = parse_credentials_request(body)
         self._repo.ensure_developer(developer.uid, developer.email)

@@ -33,11 +33,12 @@ from gateway.repository import (
     SaveIdempotency,
     SavePayment,
     Versioned,
+    Write,
     WriteConflict,
     update_payment,
 )
 from gateway.secrets import CredentialStore
-from gateway.services.common import app_for_setup, policy, require_setup, sha256_hex
+from gateway.services.common import UseCase, app_for_setup, require_setup, sha256_hex
 from gateway.services.settlement import Settlement
 from gateway.settings import Settings
 
@@ -67,7 +68,7 @@ class PaymentPage:
     next_page_token: str | None
 
 
-class Payments:
+class Payments(UseCase):
     def __init__(
         self,
         settings: Settings,
@@ -77,13 +78,9 @@ class Payments:
         settlement: Settlement,
         now: Callable[[], datetime],
     ) -> None:
-        self._settings = settings
-        self._repo = repository
-        self._credentials = credentials
-        self._daraja = daraja
+        super().__init__(settings, repository, credentials, daraja, now)
+        # A read of a late payment asks Daraja through the settlement use case.
         self._settlement = settlement
-        self._now = now
-        self._policy = policy(settings)
 
     # ------------------------------------------------------------------------------------------------ push
     def push(self, developer: Developer, body: object, idempotency_key: str | None) -> PushResult:
@@ -131,7 +128,7 @@ class Payments:
         )
         token = secrets.token_urlsafe(24)
         claim = None
-        writes: list[object] = [
+        writes: list[Write] = [
             SavePayment(uid, payment),
             CreateCallbackRoute(sha256_hex(token), CallbackRoute(uid, payment.id), now),
         ]
@@ -141,7 +138,7 @@ class Payments:
             )
             writes.append(SaveIdempotency(uid, key_hash, claim, create=True))
         try:
-            versions = self._repo.commit(writes)  # type: ignore[arg-type]
+            versions = self._repo.commit(writes)
         except WriteConflict:
             if key_hash is None:
                 raise
@@ -149,14 +146,19 @@ class Payments:
         return _Intent(Versioned(payment, versions[0]), token, claim)
 
     def _existing_claim(self, uid: str, key_hash: str, fingerprint: str) -> PushResult | None:
-        record = self._repo.load_idempotency(uid, key_hash)
-        if record is None:
+        loaded = self._repo.load_idempotency(uid, key_hash)
+        if loaded is None:
             return None  # released or expired meanwhile: claim it afresh
+        record = loaded.value
         now = self._now()
         verdict = record.verdict(fingerprint, now)
         if verdict is Verdict.EXPIRED:
-            # TTL deletion runs within a day, not on the dot: an expired claim is as good as absent.
-            self._repo.commit([DeleteIdempotency(uid, key_hash)])
+            # TTL deletion runs within a day, not on the dot: an expired claim is as good as absent. Only the claim
+            # we read is deleted: if another request replaced it meanwhile, its fresh claim stands and we read again.
+            try:
+                self._repo.commit([DeleteIdempotency(uid, key_hash, loaded.version)])
+            except WriteConflict:
+                pass
             return None
         if verdict is Verdict.CONFLICT:
             raise errors.IdempotencyConflict(
@@ -174,15 +176,15 @@ class Payments:
         log_event(Event.IDEMPOTENT_REPLAY, uid=uid, payment_id=record.payment_id, verdict=verdict.value)
         if verdict is Verdict.LEASE_EXPIRED:
             # Whoever held the claim is gone, maybe after prompting the payer: answer from its payment, never push.
-            def lapse(payment: Payment) -> tuple[Payment, list[object]]:
+            def lapse(payment: Payment) -> tuple[Payment, list[Write]]:
                 return payment.mark_outcome_unknown(self._now(), self._policy), [
                     SaveIdempotency(uid, key_hash, record.answered(202))
                 ]
 
-            payment = update_payment(self._repo, uid, record.payment_id, lapse)  # type: ignore[arg-type]
+            payment = update_payment(self._repo, uid, record.payment_id, lapse)
         else:
-            loaded = self._repo.load_payment(uid, record.payment_id)
-            payment = loaded.value if loaded is not None else None
+            found = self._repo.load_payment(uid, record.payment_id)
+            payment = found.value if found is not None else None
         if payment is None:
             raise errors.ServerError("payment_missing", "the payment this Idempotency-Key created cannot be found")
         return PushResult(payment, "replayed")
@@ -227,21 +229,21 @@ class Payments:
             raise
         except BaseException:
             # Our own failure while Daraja may have been reached: never claim nobody was prompted.
-            self._record_unknown(uid, intent, key_hash, best_effort=True)
+            self._record_unknown(uid, intent, key_hash)
             raise
         return self._record_accepted(uid, intent, key_hash, accepted)
 
     def _record_accepted(
         self, uid: str, intent: _Intent, key_hash: str | None, accepted: StkPushAccepted
     ) -> PushResult:
-        def accept(payment: Payment) -> tuple[Payment, list[object]]:
+        def accept(payment: Payment) -> tuple[Payment, list[Write]]:
             after = payment.accept(
                 accepted.checkout_request_id, accepted.merchant_request_id, self._now(), self._policy
             )
             return after, self._answer_writes(uid, key_hash, intent, 201)
 
         try:
-            stored = update_payment(self._repo, uid, intent.payment.value.id, accept, intent.payment)  # type: ignore[arg-type]
+            stored = update_payment(self._repo, uid, intent.payment.value.id, accept, intent.payment)
         except Exception as failure:  # noqa: BLE001 - any storage failure: the intent still routes the callback
             log_event(
                 Event.PAYMENT_NOT_RECORDED,
@@ -264,14 +266,14 @@ class Payments:
         )
         return PushResult(stored, "created")
 
-    def _record_unknown(self, uid: str, intent: _Intent, key_hash: str | None, *, best_effort: bool = False) -> Payment:
-        def lapse(payment: Payment) -> tuple[Payment, list[object]]:
+    def _record_unknown(self, uid: str, intent: _Intent, key_hash: str | None) -> Payment:
+        def lapse(payment: Payment) -> tuple[Payment, list[Write]]:
             return payment.mark_outcome_unknown(self._now(), self._policy), self._answer_writes(
                 uid, key_hash, intent, 202
             )
 
         try:
-            stored = update_payment(self._repo, uid, intent.payment.value.id, lapse, intent.payment)  # type: ignore[arg-type]
+            stored = update_payment(self._repo, uid, intent.payment.value.id, lapse, intent.payment)
         except Exception as failure:  # noqa: BLE001 - the intent is stored: its lease and the reconciler take over
             log_event(
                 Event.PAYMENT_NOT_RECORDED,
@@ -280,21 +282,19 @@ class Payments:
                 payment_id=intent.payment.value.id,
                 exception=type(failure).__name__,
             )
-            if not best_effort:
-                return intent.payment.value.mark_outcome_unknown(self._now(), self._policy)
-            return intent.payment.value
+            return intent.payment.value.mark_outcome_unknown(self._now(), self._policy)
         return stored or intent.payment.value
 
     def _record_refusal(self, uid: str, intent: _Intent, key_hash: str | None, refused: errors.GatewayError) -> None:
         code = str(getattr(refused, "daraja_code", None) or refused.code)
 
-        def refuse(payment: Payment) -> tuple[Payment, list[object]]:
+        def refuse(payment: Payment) -> tuple[Payment, list[Write]]:
             # Nobody was prompted: the key is released so a retry with it can try again.
-            release: list[object] = [DeleteIdempotency(uid, key_hash)] if key_hash is not None else []
+            release: list[Write] = [DeleteIdempotency(uid, key_hash)] if key_hash is not None else []
             return payment.refuse(code, refused.message, self._now()), release
 
         try:
-            update_payment(self._repo, uid, intent.payment.value.id, refuse, intent.payment)  # type: ignore[arg-type]
+            update_payment(self._repo, uid, intent.payment.value.id, refuse, intent.payment)
         except Exception as failure:  # noqa: BLE001 - the refusal stands; the reconciler ends the intent later
             log_event(
                 Event.PAYMENT_NOT_RECORDED,
@@ -305,7 +305,7 @@ class Payments:
             )
 
     @staticmethod
-    def _answer_writes(uid: str, key_hash: str | None, intent: _Intent, status: int) -> list[object]:
+    def _answer_writes(uid: str, key_hash: str | None, intent: _Intent, status: int) -> list[Write]:
         if key_hash is None or intent.claim is None:
             return []
         return [SaveIdempotency(uid, key_hash, intent.claim.answered(status))]
@@ -315,9 +315,8 @@ class Payments:
         self._repo.ensure_developer(developer.uid, developer.email)
         loaded: Versioned[Payment] | None = None
         if checkout_request_id is not None:
-            found = self._repo.find_payment_by_checkout(developer.uid, checkout_request_id)
-            payment_id = found.id if found is not None else None
-        if payment_id:
+            loaded = self._repo.find_payment_by_checkout(developer.uid, checkout_request_id)
+        elif payment_id:
             loaded = self._repo.load_payment(developer.uid, payment_id)
         if loaded is None:
             raise errors.NotFound(

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from gateway import errors
-from gateway.daraja import DarajaClient
-from gateway.domain.callback import StkCallback, parse_stk_callback
+from gateway.domain.callback import parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import OutcomeSource, Payer, Payment, PaymentOutcome, PaymentStatus
+from gateway.domain.payment import Settlement as Applied
 from gateway.domain.phone import mask_msisdn
 from gateway.logs import Event, log_event
 from gateway.repository import (
     AddAudit,
     AddQuarantine,
     CallbackAudit,
-    PaymentStore,
     QuarantinedCallback,
     SavePayer,
     SavePayment,
@@ -34,9 +33,7 @@ from gateway.repository import (
     WriteConflict,
     update_payment,
 )
-from gateway.secrets import CredentialStore
-from gateway.services.common import app_for_payment, policy, sha256_hex
-from gateway.settings import Settings
+from gateway.services.common import UseCase, app_for_payment, sha256_hex
 
 # Our tokens are secrets.token_urlsafe(24): 32 characters of the URL-safe alphabet. Anything else is junk and is
 # refused before any read.
@@ -53,22 +50,7 @@ def bounded_text(raw: bytes, limit: int) -> str:
     return raw[:limit].decode("utf-8", errors="replace")
 
 
-class Settlement:
-    def __init__(
-        self,
-        settings: Settings,
-        repository: PaymentStore,
-        credentials: CredentialStore,
-        daraja: DarajaClient,
-        now: Callable[[], datetime],
-    ) -> None:
-        self._settings = settings
-        self._repo = repository
-        self._credentials = credentials
-        self._daraja = daraja
-        self._now = now
-        self._policy = policy(settings)
-
+class Settlement(UseCase):
     # ------------------------------------------------------------------------------------------ callbacks
     def check_callback_source(self, token: str, source_ip: str | None) -> None:
         """Cheap refusals first: an address outside the allow-list, or a path that cannot be one of our tokens."""
@@ -106,17 +88,15 @@ class Settlement:
             action="",
             raw_body=bounded_text(raw, self._settings.max_body_bytes),
         )
-        mismatch: list[Payment] = []
-
-        def check(payment: Payment) -> bool:
-            if payment.checkout_request_id is not None and payment.checkout_request_id != callback.checkout_request_id:
-                mismatch.append(payment)
-                return False
-            return True
-
-        stored = self._settle(route.uid, route.payment_id, callback.outcome, "callback", audit, check, callback)
-        if stored is None or mismatch:
-            reason = "checkout_request_mismatch" if mismatch else "payment_missing"
+        try:
+            stored = self._settle(
+                route.uid, route.payment_id, callback.outcome, "callback", audit, callback.checkout_request_id
+            )
+        except _NamesAnotherRequest:
+            stored, reason = None, "checkout_request_mismatch"
+        else:
+            reason = "payment_missing"
+        if stored is None:
             self._quarantine(reason, raw, source_ip, token, callback.checkout_request_id)
             raise errors.PermissionDenied(reason, "this callback does not match the payment its URL belongs to")
 
@@ -150,60 +130,41 @@ class Settlement:
         outcome: PaymentOutcome,
         source: OutcomeSource,
         audit: CallbackAudit,
-        accept: Callable[[Payment], bool] = lambda _payment: True,
-        callback: StkCallback | None = None,
+        checkout_request_id: str | None = None,
         loaded: Versioned[Payment] | None = None,
     ) -> Payment | None:
         """Apply a result exactly once: of N concurrent duplicates one commit wins, the rest reload, see a settled
-        payment and store only their audit copy."""
-        decisions: list[str] = []
+        payment and store only their audit copy. `checkout_request_id` is the one a callback names."""
+        applied: list[Applied] = []
 
-        def change(payment: Payment) -> tuple[Payment, list[Write]] | None:
-            decisions.clear()
-            if not accept(payment):
-                return None
-            settlement = payment.apply(
-                outcome, source, self._now(), callback.checkout_request_id if callback is not None else None
-            )
-            decisions.append(settlement.decision.action)
-            decisions.append(settlement.decision.reason)
-            writes: list[Write] = [
-                AddAudit(
-                    uid,
-                    payment.id,
-                    CallbackAudit(
-                        audit.received_at,
-                        audit.source,
-                        audit.result_code,
-                        settlement.decision.action,
-                        audit.raw_body,
-                        audit.source_ip,
-                    ),
-                )
-            ]
+        def change(payment: Payment) -> tuple[Payment, list[Write]]:
+            if checkout_request_id is not None and not payment.answers_to(checkout_request_id):
+                raise _NamesAnotherRequest()
+            settlement = payment.apply(outcome, source, self._now(), checkout_request_id)
+            applied[:] = [settlement]
+            writes: list[Write] = [AddAudit(uid, payment.id, replace(audit, action=settlement.decision.action))]
             if settlement.counts_for_payer:
                 loaded_payer = self._repo.load_payer(uid, payment.msisdn)
                 payer = loaded_payer.value if loaded_payer else Payer.first_seen(payment.msisdn, self._now())
-                writes.append(
-                    SavePayer(uid, payer.count(settlement, self._now()), loaded_payer.version if loaded_payer else None)
-                )
+                version = loaded_payer.version if loaded_payer else None
+                writes.append(SavePayer(uid, payer.count(settlement, self._now()), version))
             return settlement.after, writes
 
         stored = update_payment(self._repo, uid, payment_id, change, loaded)
-        if stored is None or not decisions:
-            return stored
-        action, reason = decisions
+        if stored is None:
+            return None
+        decision = applied[0].decision
         fields: dict[str, Any] = {
             "uid": uid,
             "payment_id": payment_id,
             "source": source,
             "result_code": outcome.result_code,
-            "reason": reason,
+            "reason": decision.reason,
             "phone": mask_msisdn(stored.msisdn),
         }
-        if action == "settle":
+        if decision.action == "settle":
             log_event(Event.PAYMENT_SETTLED, status=stored.status.value, **fields)
-        elif action == "flag":
+        elif decision.action == "flag":
             log_event(Event.PAYMENT_FLAGGED, "WARNING", flags=list(stored.flags), **fields)
         else:
             log_event(Event.SETTLEMENT_IGNORED, **fields)
@@ -306,3 +267,7 @@ class Settlement:
 
 def _json_text(value: Any, limit: int) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)[:limit]
+
+
+class _NamesAnotherRequest(Exception):
+    """A callback routed by its token names another CheckoutRequestID than the payment's: apply nothing."""

@@ -1387,3 +1387,17 @@ def test_methods_never_mutate_the_original(state: str, method: str) -> None:
     METHODS[method](before)
     assert before == snapshot
     assert before.flags == snapshot.flags
+
+
+@pytest.mark.parametrize(
+    ("own", "named", "answers"),
+    [
+        (None, "ws_CO_1", True),  # the callback came before Daraja's answer was stored
+        ("ws_CO_1", "ws_CO_1", True),
+        ("ws_CO_1", "ws_CO_2", False),  # routed by our token, but about another request
+    ],
+)
+def test_a_callback_answers_to_its_payment_only_with_the_same_checkout_request(
+    own: str | None, named: str, answers: bool
+) -> None:
+    assert new_payment(checkout_request_id=own).answers_to(named) is answers
