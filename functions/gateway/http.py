@@ -32,6 +32,10 @@ class Developer:
 
     uid: str
     email: str | None = None
+    # Set by an API key: "sandbox" for mpg_test_ keys, "production" for mpg_live_ keys; None for an ID token.
+    environment: str | None = None
+    # The API key's id (key_…) when a key authenticated the call, for logs; never the key itself.
+    api_key_id: str | None = None
 
 
 @dataclass
