@@ -32,6 +32,12 @@ def payment_status(req: https_fn.Request) -> https_fn.Response:
     return api.payment_status(req)
 
 
+@https_fn.on_request(cors=_CORS)
+def api_keys(req: https_fn.Request) -> https_fn.Response:
+    """POST / GET / DELETE /{id}: the caller's secret API keys for servers (Firebase ID token only)."""
+    return api.api_keys(req)
+
+
 @https_fn.on_request()
 def mpesa_callback(req: https_fn.Request) -> https_fn.Response:
     """POST from Safaricom: settle a payment exactly once."""

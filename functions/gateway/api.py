@@ -14,7 +14,7 @@ import flask
 from gateway import container, errors
 from gateway.http import ApiResponse, Call, serve
 from gateway.services.settlement import ACCEPTED_ANSWER
-from gateway.views import credentials_view, payment_view
+from gateway.views import api_key_view, credentials_view, payment_view
 
 
 def developer_credentials(request: flask.Request) -> flask.Response:
@@ -88,6 +88,43 @@ def mpesa_callback(request: flask.Request) -> flask.Response:
 
     # Safaricom sends no credentials: the per-payment URL token is checked by the use case instead.
     return _serve(request, ("POST",), handle, authenticated=False)
+
+
+def api_keys(request: flask.Request) -> flask.Response:
+    def handle(call: Call) -> ApiResponse:
+        keys = container.api_keys()
+        developer = call.developer
+        key_id = path_id(request.path, "api_keys")
+        if call.method == "POST":
+            if key_id is not None:
+                raise errors.MethodNotAllowed(("GET", "DELETE"))
+            created = keys.create(developer, call.json())
+            return ApiResponse(201, api_key_view(created.record, created.key))
+        if call.method == "DELETE":
+            if key_id is None:
+                raise errors.InvalidRequest("missing_api_key_id", "DELETE /api_keys/{id} names the key to revoke", "id")
+            return ApiResponse(200, api_key_view(keys.revoke(developer, key_id)))
+        if key_id is not None:
+            return ApiResponse(200, api_key_view(keys.get(developer, key_id)))
+        listed = keys.list(developer)
+        return ApiResponse(
+            200, {"object": "list", "data": [api_key_view(record) for record in listed], "has_more": False}
+        )
+
+    return _serve(request, ("GET", "POST", "DELETE"), handle)
+
+
+def path_id(path: str, function_name: str) -> str | None:
+    """The one path segment after the function's own name (`/api_keys/key_…` under the emulator, `/key_…` when
+    deployed, where the function sees only what follows it), or None. Deeper paths name nothing: 404."""
+    segments = [segment for segment in path.split("/") if segment]
+    if function_name in segments:
+        segments = segments[len(segments) - segments[::-1].index(function_name) :]
+    if not segments:
+        return None
+    if len(segments) > 1:
+        raise errors.NotFound("not_found", "no such resource")
+    return segments[0]
 
 
 def reconcile_payments() -> dict[str, int]:

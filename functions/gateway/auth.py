@@ -1,4 +1,6 @@
-"""Who is calling: verifies a Firebase ID token with firebase-admin and resolves the calling developer.
+"""Who is calling: verifies a Firebase ID token with firebase-admin, or hands a `Bearer mpg_…` secret API key to
+gateway.services.api_keys, and resolves the calling developer. Both give the same `Developer(uid, …)`; a key also
+sets its environment (sandbox for mpg_test_, production for mpg_live_) and its key id, for logs.
 
 The Admin SDK bypasses security rules, so the uid returned here is the only tenant key the rest of the code
 trusts. With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips signature and expiry checks, so nothing is
@@ -22,6 +24,7 @@ from gateway.logs import Event, log_event
 from gateway.settings import Settings
 
 _BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*\.[A-Za-z0-9\-_=+/]*)\s*$", re.IGNORECASE)
+_BEARER_API_KEY = re.compile(r"Bearer[ ]+(mpg_.*)$", re.IGNORECASE | re.DOTALL)
 # Firestore document ids cannot contain "/" and cannot be "." or ".."; refuse such uids outright.
 _SAFE_UID = re.compile(r"[^/]{1,128}")
 
@@ -29,10 +32,17 @@ _SAFE_UID = re.compile(r"[^/]{1,128}")
 class FirebaseAuthenticator:
     """Callable boundary: `Authorization` header value -> Developer, or a 401/403/503 GatewayError."""
 
-    def __init__(self, settings: Settings, app_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app_factory: Callable[[], Any] | None = None,
+        api_keys: Callable[[str], Developer] | None = None,
+    ) -> None:
         """`app_factory` returns the firebase_admin App to verify with; by default the default App (tests pass
-        their own App so they can point it at local certificates)."""
+        their own App so they can point it at local certificates). `api_keys` resolves a `Bearer mpg_…` secret API
+        key (gateway.services.api_keys); without it such keys are refused like any malformed token."""
         self._settings = settings
+        self._api_keys = api_keys
         self._app_factory = app_factory or self._default_app
         self._app: Any = None
         self._lock = threading.Lock()
@@ -56,6 +66,11 @@ class FirebaseAuthenticator:
     def __call__(self, authorization: str | None) -> Developer:
         # Before anything else: in emulator mode firebase-admin would accept an unsigned token for any uid.
         self._settings.assert_safe()
+        api_key = _bearer_api_key(authorization)
+        if api_key is not None:
+            if self._api_keys is None:
+                raise _rejected("invalid_api_key", "API keys are not accepted here")
+            return self._api_keys(api_key)
         token = _bearer_token(authorization)
         claims = self._verify(token)
         uid = claims.get("uid") or claims.get("sub")
@@ -115,6 +130,12 @@ class FirebaseAuthenticator:
             raise errors.ServiceUnavailable(
                 "auth_unavailable", "could not verify the ID token; retry shortly"
             ) from None
+
+
+def _bearer_api_key(authorization: str | None) -> str | None:
+    """The credential of `Bearer mpg_…`, a secret API key (judged as one whatever follows), or None."""
+    match = _BEARER_API_KEY.match(authorization.strip()) if authorization else None
+    return match.group(1).strip() if match else None
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -6,17 +6,23 @@ Emulator or real service is decided by Settings alone (the emulator host variabl
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from gateway.api_key_store import FirestoreApiKeyStore
 from gateway.auth import FirebaseAuthenticator
 from gateway.daraja import DarajaClient
-from gateway.repository import PaymentRepository, PaymentStore
+from gateway.repository import PaymentRepository, PaymentStore, utcnow
 from gateway.secrets import CredentialStore, SecretManagerBackend
 from gateway.services import Gateway
+from gateway.services.api_keys import ApiKeys
 from gateway.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _gateway: Gateway | None = None
 _authenticator: FirebaseAuthenticator | None = None
+_api_keys: ApiKeys | None = None
+_firestore_lock = threading.Lock()
+_firestore: Any = None
 
 
 def settings() -> Settings:
@@ -30,7 +36,7 @@ def gateway() -> Gateway:
             if _gateway is None:
                 current = get_settings()
                 current.assert_safe()
-                store: PaymentStore = PaymentRepository(current)
+                store: PaymentStore = PaymentRepository(current, client_factory=firestore_client)
                 if current.fault_injection:
                     from gateway.faults import FaultInjectingStore
 
@@ -44,10 +50,33 @@ def gateway() -> Gateway:
     return _gateway
 
 
+def firestore_client() -> Any:
+    """One Firestore client (one gRPC channel) per instance, shared by the payment repository and the key store."""
+    global _firestore
+    if _firestore is None:
+        with _firestore_lock:
+            if _firestore is None:
+                from google.cloud import firestore
+
+                _firestore = firestore.Client(project=get_settings().project_id)
+    return _firestore
+
+
+def api_keys() -> ApiKeys:
+    global _api_keys
+    if _api_keys is None:
+        with _lock:
+            if _api_keys is None:
+                current = get_settings()
+                _api_keys = ApiKeys(current, FirestoreApiKeyStore(current, client=firestore_client), utcnow)
+    return _api_keys
+
+
 def authenticator() -> FirebaseAuthenticator:
     global _authenticator
     if _authenticator is None:
+        keys = api_keys()
         with _lock:
             if _authenticator is None:
-                _authenticator = FirebaseAuthenticator(get_settings())
+                _authenticator = FirebaseAuthenticator(get_settings(), api_keys=keys.authenticate)
     return _authenticator

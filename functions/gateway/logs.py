@@ -43,6 +43,10 @@ class Event(StrEnum):
     PAYMENT_UNCONFIRMED = "payment_unconfirmed"
     STK_QUERY_MISMATCH = "stk_query_mismatch"
     FAULT_INJECTED = "fault_injected"
+    RATE_LIMITED = "rate_limited"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    API_KEY_USE_MARK_FAILED = "api_key_use_mark_failed"
 
 
 def _sensitive(key: str) -> bool:

@@ -41,6 +41,10 @@ class Settings:
     daraja_timeout_s: float = 15.0
     # The public URL of the mpesa_callback function; each payment appends /<callback_token>.
     callback_base_url: str = ""
+    # The origin of the project's Firebase Hosting site (the console; /api/* and /hooks/daraja/* rewrite to the
+    # functions). When set, callbacks default to <hosting_url>/hooks/daraja: Safaricom refuses callback URLs that
+    # contain words such as "mpesa", so the function's own URL cannot serve there.
+    hosting_url: str = ""
     max_amount: int = 150_000
     max_body_bytes: int = 16 * 1024
     # Per-instance caches: TTLs bound staleness, sizes bound memory whatever the number of developers.
@@ -48,6 +52,12 @@ class Settings:
     credential_cache_max_entries: int = 5_000
     oauth_token_margin_s: float = 60.0
     oauth_cache_max_entries: int = 5_000
+    # API keys: an instance trusts what it read about a key for this long, so a revoked key is refused by every
+    # instance within it (at most MAX_API_KEY_CACHE_TTL_S). last_used_at is written at most once per interval.
+    api_key_cache_ttl_s: float = 4.0
+    api_key_cache_max_entries: int = 5_000
+    api_key_use_mark_interval_s: float = 60.0
+    max_api_keys_per_developer: int = 20
     # Lost callbacks: payment_status asks Daraja about a payment pending longer than this, at most once per
     # interval; reconcile_payments sweeps payments pending longer than reconcile_after_s.
     pending_query_after_s: float = 30.0
@@ -75,6 +85,18 @@ class Settings:
     require_verified_email: bool = False
     # Emulator-only fault injection for the tests/faults tier (gateway.faults); guarded like every local-stack setting.
     fault_injection: bool = False
+    # Abuse limits (gateway.domain.limits). Pushes per developer and environment: production defaults to 10/s
+    # (Daraja's own per-app throughput is of that order) and 10,000/day; sandbox to 2/s and 1,000/day (Safaricom's
+    # sandbox is a test bed and rate-limits harder). An operator can raise one developer's limits in its registry
+    # entry (`limits.<environment>.per_second` / `per_day`). The per-second budget is split over `limit_shards`
+    # documents, so no document takes more than about one write per second.
+    push_limits: tuple[tuple[str, float, int], ...] = (("production", 10.0, 10_000), ("sandbox", 2.0, 1_000))
+    limit_shards: int = 10
+    # One prompt in flight per phone, at most this many per phone per 10 minutes, per developer.
+    phone_prompts_per_10_min: int = 5
+    phone_in_flight_s: float = 90.0
+    # Credential PUTs call Daraja to verify keys: throttled so the endpoint is no key-checking oracle.
+    credential_puts_per_minute: int = 5
 
     @property
     def local_stack_trusted(self) -> bool:
@@ -96,6 +118,7 @@ class Settings:
                 ("DARAJA_SANDBOX_BASE_URL", _plain_http(self.daraja_sandbox_url)),
                 ("DARAJA_PRODUCTION_BASE_URL", _plain_http(self.daraja_production_url)),
                 ("CALLBACK_BASE_URL", _plain_http(self.callback_base_url)),
+                ("HOSTING_URL", _plain_http(self.hosting_url)),
                 ("GATEWAY_FAULT_INJECTION", self.fault_injection),
             )
             if trusting
@@ -135,8 +158,11 @@ class Settings:
         project_id = _project_id(source)
         functions_emulator = source.get("FUNCTIONS_EMULATOR", "").lower() == "true"
         region = source.get("FUNCTION_REGION", "us-central1")
+        hosting_url = _url(source, "HOSTING_URL", "") if source.get("HOSTING_URL", "").strip() else ""
         default_callback = (
-            f"http://127.0.0.1:5001/{project_id}/{region}/mpesa_callback"
+            f"{hosting_url}/hooks/daraja"
+            if hosting_url
+            else f"http://127.0.0.1:5001/{project_id}/{region}/mpesa_callback"
             if functions_emulator
             else f"https://{region}-{project_id}.cloudfunctions.net/mpesa_callback"
         )
@@ -151,11 +177,15 @@ class Settings:
             daraja_production_url=_url(source, "DARAJA_PRODUCTION_BASE_URL", PRODUCTION_BASE_URL),
             daraja_timeout_s=_number(source, "DARAJA_TIMEOUT_SECONDS", 15.0),
             callback_base_url=_url(source, "CALLBACK_BASE_URL", default_callback),
+            hosting_url=hosting_url,
             max_amount=int(_number(source, "MAX_AMOUNT", 150_000)),
             credential_cache_ttl_s=_number(source, "CREDENTIAL_CACHE_TTL_SECONDS", 300.0),
             credential_cache_max_entries=int(_number(source, "CREDENTIAL_CACHE_MAX_ENTRIES", 5_000)),
             oauth_token_margin_s=_number(source, "OAUTH_TOKEN_MARGIN_SECONDS", 60.0),
             oauth_cache_max_entries=int(_number(source, "OAUTH_CACHE_MAX_ENTRIES", 5_000)),
+            api_key_cache_ttl_s=_api_key_cache_ttl(source),
+            api_key_cache_max_entries=int(_number(source, "API_KEY_CACHE_MAX_ENTRIES", 5_000)),
+            max_api_keys_per_developer=int(_number(source, "MAX_API_KEYS_PER_DEVELOPER", 20)),
             pending_query_after_s=_number(source, "PENDING_QUERY_AFTER_SECONDS", 30.0),
             pending_query_interval_s=_number(source, "PENDING_QUERY_INTERVAL_SECONDS", 30.0),
             reconcile_after_s=_number(source, "RECONCILE_AFTER_SECONDS", 90.0),
@@ -169,7 +199,41 @@ class Settings:
             service_identity=source.get("K_SERVICE") or source.get("K_REVISION") or source.get("K_CONFIGURATION") or "",
             require_verified_email=_flag(source, "REQUIRE_VERIFIED_EMAIL", default=False),
             fault_injection=_flag(source, "GATEWAY_FAULT_INJECTION", default=False),
+            push_limits=(
+                (
+                    "production",
+                    _positive(source, "PUSHES_PER_SECOND_PRODUCTION", 10.0),
+                    int(_positive(source, "PUSHES_PER_DAY_PRODUCTION", 10_000)),
+                ),
+                (
+                    "sandbox",
+                    _positive(source, "PUSHES_PER_SECOND_SANDBOX", 2.0),
+                    int(_positive(source, "PUSHES_PER_DAY_SANDBOX", 1_000)),
+                ),
+            ),
+            limit_shards=int(_positive(source, "LIMIT_SHARDS", 10)),
+            phone_prompts_per_10_min=int(_positive(source, "PHONE_PROMPTS_PER_10_MINUTES", 5)),
+            phone_in_flight_s=_positive(source, "PHONE_IN_FLIGHT_SECONDS", 90.0),
+            credential_puts_per_minute=int(_positive(source, "CREDENTIAL_PUTS_PER_MINUTE", 5)),
         )
+
+
+def _positive(source: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(source, name, default)
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than zero")
+    return value
+
+
+MAX_API_KEY_CACHE_TTL_S = 5.0
+
+
+def _api_key_cache_ttl(source: Mapping[str, str]) -> float:
+    # The promise is that a revoked key stops working everywhere within 5 seconds; a longer TTL would break it.
+    value = _number(source, "API_KEY_CACHE_TTL_SECONDS", 4.0)
+    if value > MAX_API_KEY_CACHE_TTL_S:
+        raise SettingsError(f"API_KEY_CACHE_TTL_SECONDS must be at most {MAX_API_KEY_CACHE_TTL_S:g}")
+    return value
 
 
 def _project_id(source: Mapping[str, str]) -> str:

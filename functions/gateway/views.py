@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.domain.api_key import ApiKeyRecord
 from gateway.domain.payment import Payment
 from gateway.domain.phone import mask_msisdn
 
@@ -54,3 +55,20 @@ def credentials_view(setup: dict[str, Any]) -> dict[str, Any]:
         "verified_at": iso(setup.get("verified_at")),
         "updated_at": iso(setup.get("updated_at")),
     }
+
+
+def api_key_view(record: ApiKeyRecord, key: str | None = None) -> dict[str, Any]:
+    """A key as its owner sees it. The full `key` only in the answer that created it."""
+    view: dict[str, Any] = {
+        "object": "api_key",
+        "id": record.key_id,
+        "name": record.name,
+        "environment": record.environment,
+        "hint": record.hint,
+        "created_at": iso(record.created_at),
+        "last_used_at": iso(record.last_used_at),
+        "revoked_at": iso(record.revoked_at),
+    }
+    if key is not None:
+        view["key"] = key
+    return view
