@@ -7,6 +7,7 @@ FakeRepository       the PaymentStore port over dicts: documents with versions, 
 MemorySecretBackend  the SecretBackend port over a dict, behind a real CredentialStore; counts reads and writes
 FakeDaraja           DarajaClient's verify_credentials / stk_push / stk_query: records calls, answers as scripted
 World                a Gateway built over the fakes above, with each fake at hand (test convenience, no rule)
+MemoryApiKeyStore    the ApiKeyStore port over a dict, saves guarded by versions; counts reads
 """
 
 from __future__ import annotations
@@ -23,19 +24,24 @@ from typing import Any
 from gateway import errors
 from gateway.daraja import DarajaApp, StkPushAccepted, StkPushOrder, StkQueryAnswer
 from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.limits import PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus
 from gateway.http import Developer
 from gateway.repository import (
     AddAudit,
+    AddEvent,
     AddQuarantine,
     CallbackAudit,
     CallbackRoute,
     CreateCallbackRoute,
     DeleteIdempotency,
+    PushContext,
     QuarantinedCallback,
     SaveIdempotency,
     SavePayer,
     SavePayment,
+    SaveShard,
+    SaveWindow,
     Versioned,
     Write,
     WriteConflict,
@@ -79,7 +85,12 @@ class FakeRepository:
         self.routes: dict[str, CallbackRoute] = {}
         self.audits: dict[tuple[str, str], list[CallbackAudit]] = {}
         self.quarantine: list[QuarantinedCallback] = []
+        # The outbox: (uid, event id) -> the AddEvent as written, in commit order.
+        self.events: dict[tuple[str, str], AddEvent] = {}
         self.fail_next_commit: Callable[[Sequence[Write]], bool] | None = None
+        # Abuse-limit documents: (uid, shard index) -> (PushShard, version); (uid, name) -> (SlidingWindow, version).
+        self.shards: dict[tuple[str, int], tuple[PushShard, int]] = {}
+        self.windows: dict[tuple[str, str], tuple[SlidingWindow, int]] = {}
 
     # ------------------------------------------------------------------------------------------ developers
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]:
@@ -129,6 +140,28 @@ class FakeRepository:
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
         self.calls["load_callback_route"] += 1
         return self.routes.get(token_sha256)
+
+    def load_push_context(self, uid: str, msisdn: str, shard_index: int) -> PushContext:
+        self.calls["load_push_context"] += 1
+        developer = self.developers.get(uid)
+        payer = self.payers.get((uid, msisdn))
+        shard = self.shards.get((uid, shard_index))
+        return PushContext(
+            developer=dict(developer) if developer is not None else None,
+            payer=Versioned(payer[0], payer[1]) if payer else None,
+            shard_index=shard_index,
+            shard=Versioned(shard[0], shard[1]) if shard else None,
+        )
+
+    def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None:
+        self.calls["load_shard"] += 1
+        found = self.shards.get((uid, shard_index))
+        return Versioned(found[0], found[1]) if found else None
+
+    def load_window(self, uid: str, name: str) -> Versioned[SlidingWindow] | None:
+        self.calls["load_window"] += 1
+        found = self.windows.get((uid, name))
+        return Versioned(found[0], found[1]) if found else None
 
     def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         self.calls["find_payment_by_checkout"] += 1
@@ -182,10 +215,16 @@ class FakeRepository:
             self._check_version(self.payments.get((write.uid, write.payment.id)), write.version)
         elif isinstance(write, SavePayer):
             self._check_version(self.payers.get((write.uid, write.payer.msisdn)), write.version)
+        elif isinstance(write, SaveShard):
+            self._check_version(self.shards.get((write.uid, write.index)), write.version)
+        elif isinstance(write, SaveWindow):
+            self._check_version(self.windows.get((write.uid, write.name)), write.version)
         elif isinstance(write, CreateCallbackRoute):
             if write.token_sha256 in self.routes:
                 raise WriteConflict("AlreadyExists")
         elif isinstance(write, SaveIdempotency) and write.create and (write.uid, write.key_hash) in self.idempotency:
+            raise WriteConflict("AlreadyExists")
+        elif isinstance(write, AddEvent) and (write.uid, write.event_id) in self.events:
             raise WriteConflict("AlreadyExists")
         elif isinstance(write, DeleteIdempotency) and write.version is not None:
             if self.idempotency_versions.get((write.uid, write.key_hash)) != write.version:
@@ -205,6 +244,10 @@ class FakeRepository:
             self.payments[(write.uid, write.payment.id)] = (write.payment, version)
         elif isinstance(write, SavePayer):
             self.payers[(write.uid, write.payer.msisdn)] = (write.payer, version)
+        elif isinstance(write, SaveShard):
+            self.shards[(write.uid, write.index)] = (write.shard, version)
+        elif isinstance(write, SaveWindow):
+            self.windows[(write.uid, write.name)] = (write.window, version)
         elif isinstance(write, CreateCallbackRoute):
             self.routes[write.token_sha256] = write.route
         elif isinstance(write, SaveIdempotency):
@@ -217,6 +260,8 @@ class FakeRepository:
             self.audits.setdefault((write.uid, write.payment_id), []).append(write.audit)
         elif isinstance(write, AddQuarantine):
             self.quarantine.append(write.record)
+        elif isinstance(write, AddEvent):
+            self.events[(write.uid, write.event_id)] = write
         return version
 
     # ------------------------------------------------------------------------------------------ for tests
@@ -421,3 +466,41 @@ def accepted(checkout_request_id: str, merchant_request_id: str = "29115-1") -> 
         customer_message="Success. Request accepted for processing",
         response_description="Success. Request accepted for processing",
     )
+
+
+class MemoryApiKeyStore:
+    """The ApiKeyStore port over a dict: records with versions, saves guarded by them; counts reads from outside."""
+
+    def __init__(self) -> None:
+        from gateway.domain.api_key import ApiKeyRecord
+
+        self.documents: dict[str, tuple[ApiKeyRecord, int]] = {}
+        self.reads = Counter[str]()
+        self._versions = itertools.count(1)
+
+    def create(self, key_sha256: str, record: Any) -> None:
+        if key_sha256 in self.documents:
+            raise RuntimeError("already exists")
+        self.documents[key_sha256] = (record, next(self._versions))
+
+    def find(self, key_sha256: str) -> Any:
+        from gateway.api_key_store import StoredKey
+
+        self.reads["find"] += 1
+        found = self.documents.get(key_sha256)
+        return None if found is None else StoredKey(key_sha256, found[0], found[1])
+
+    def list_for(self, uid: str) -> list[Any]:
+        from gateway.api_key_store import StoredKey
+
+        self.reads["list_for"] += 1
+        return [
+            StoredKey(sha, record, version) for sha, (record, version) in self.documents.items() if record.uid == uid
+        ]
+
+    def save(self, stored: Any, record: Any) -> bool:
+        current = self.documents.get(stored.key_sha256)
+        if current is None or current[1] != stored.version:
+            return False
+        self.documents[stored.key_sha256] = (record, next(self._versions))
+        return True

@@ -1,0 +1,259 @@
+"""gateway.services.api_keys over a dict store: create / list / revoke, the key-cannot-mint rule, the per-developer
+limit, authentication (checksum before any read, revoked keys, the cache TTL), last_used_at at most once a minute,
+and the Authorization dispatch in FirebaseAuthenticator. No emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from gateway import errors
+from gateway.auth import FirebaseAuthenticator
+from gateway.domain.api_key import parse_key
+from gateway.http import Developer
+from gateway.services.api_keys import ApiKeys
+from gateway.services.common import sha256_hex
+from gateway.settings import Settings
+from tests.unit.fakes import FakeClock, MemoryApiKeyStore
+
+ALICE = Developer("alice", "alice@example.com")
+BOB = Developer("bob", "bob@example.com")
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class Keys:
+    service: ApiKeys
+    store: MemoryApiKeyStore
+    clock: FakeClock
+    ticker: Ticker
+
+
+def make(**changes: object) -> Keys:
+    settings = dataclasses.replace(Settings(project_id="unit"), **changes)  # type: ignore[arg-type]
+    store, clock, ticker = MemoryApiKeyStore(), FakeClock(), Ticker()
+    return Keys(ApiKeys(settings, store, clock, ticker), store, clock, ticker)
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return make()
+
+
+def test_create_returns_the_key_once_and_stores_only_its_hash(keys: Keys, capsys: pytest.CaptureFixture[str]) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    assert created.key.startswith("mpg_test_") and parse_key(created.key) is not None
+    assert created.record.key_id.startswith("key_")
+    assert created.record.hint == f"mpg_test_...{created.key[-4:]}"
+    assert list(keys.store.documents) == [sha256_hex(created.key)]
+    stored_text = repr(keys.store.documents)
+    assert created.key not in stored_text
+    logs = capsys.readouterr().out
+    assert created.key not in logs and created.record.key_id in logs
+
+
+def test_live_keys_are_for_production(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "production"})
+    assert created.key.startswith("mpg_live_")
+    assert keys.service.authenticate(created.key).environment == "production"
+
+
+def test_a_key_cannot_mint_list_or_revoke_keys(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    as_key = keys.service.authenticate(created.key)
+    for attempt in (
+        lambda: keys.service.create(as_key, {"name": "more", "environment": "production"}),
+        lambda: keys.service.list(as_key),
+        lambda: keys.service.revoke(as_key, created.record.key_id),
+    ):
+        with pytest.raises(errors.PermissionDenied) as caught:
+            attempt()
+        assert caught.value.code == "api_key_not_allowed"
+    assert len(keys.store.documents) == 1
+
+
+def test_list_newest_first_and_only_ones_own(keys: Keys) -> None:
+    first = keys.service.create(ALICE, {"name": "one", "environment": "sandbox"})
+    keys.clock.advance(1)
+    second = keys.service.create(ALICE, {"name": "two", "environment": "production"})
+    keys.service.create(BOB, {"name": "bob's", "environment": "sandbox"})
+    listed = keys.service.list(ALICE)
+    assert [record.key_id for record in listed] == [second.record.key_id, first.record.key_id]
+
+
+def test_the_number_of_active_keys_is_limited(keys: Keys) -> None:
+    limited = make(max_api_keys_per_developer=2)
+    one = limited.service.create(ALICE, {"name": "1", "environment": "sandbox"})
+    limited.service.create(ALICE, {"name": "2", "environment": "sandbox"})
+    with pytest.raises(errors.Unprocessable) as caught:
+        limited.service.create(ALICE, {"name": "3", "environment": "sandbox"})
+    assert caught.value.code == "too_many_api_keys"
+    limited.service.revoke(ALICE, one.record.key_id)
+    limited.service.create(ALICE, {"name": "3", "environment": "sandbox"})
+
+
+def test_another_developers_key_id_is_not_found(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    for key_id in (created.record.key_id, "key_" + "x" * 24, "nonsense", "../x"):
+        with pytest.raises(errors.NotFound):
+            keys.service.revoke(BOB, key_id)
+        with pytest.raises(errors.NotFound):
+            keys.service.get(BOB, key_id)
+    assert keys.service.authenticate(created.key).uid == "alice"
+
+
+def test_authentication_resolves_the_same_developer(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    developer = keys.service.authenticate(created.key)
+    assert developer == Developer("alice", "alice@example.com", "sandbox", created.record.key_id)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda key: key[:-1] + ("a" if key[-1] != "a" else "b"),
+        lambda key: key[:-1],
+        lambda key: key + "x",
+        lambda key: "mpg_" + "z" * 10,
+    ],
+)
+def test_a_wrong_checksum_is_refused_without_any_read(keys: Keys, mangle: object) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    reads_before = sum(keys.store.reads.values())
+    with pytest.raises(errors.AuthenticationError) as caught:
+        keys.service.authenticate(mangle(created.key))  # type: ignore[operator]
+    assert caught.value.code == "invalid_api_key"
+    assert sum(keys.store.reads.values()) == reads_before
+
+
+def test_an_unknown_well_formed_key_is_invalid_after_one_read(keys: Keys) -> None:
+    other = make()
+    stranger = other.service.create(ALICE, {"name": "elsewhere", "environment": "sandbox"}).key
+    with pytest.raises(errors.AuthenticationError) as caught:
+        keys.service.authenticate(stranger)
+    assert caught.value.code == "invalid_api_key"
+    assert keys.store.reads["find"] == 1
+
+
+def test_a_revoked_key_is_refused_at_once_on_the_revoking_instance(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    keys.service.authenticate(created.key)
+    revoked = keys.service.revoke(ALICE, created.record.key_id)
+    assert revoked.revoked_at == keys.clock.now
+    with pytest.raises(errors.AuthenticationError) as caught:
+        keys.service.authenticate(created.key)
+    assert caught.value.code == "api_key_revoked"
+    # Revoking again answers the same record.
+    keys.clock.advance(10)
+    assert keys.service.revoke(ALICE, created.record.key_id).revoked_at == revoked.revoked_at
+
+
+def test_another_instance_refuses_a_revoked_key_once_its_cache_expires(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    ttl = Settings(project_id="unit").api_key_cache_ttl_s
+    assert ttl <= 5
+    warm = ApiKeys(Settings(project_id="unit"), keys.store, keys.clock, keys.ticker)
+    warm.authenticate(created.key)
+    keys.service.revoke(ALICE, created.record.key_id)
+    warm.authenticate(created.key)  # still cached: this is the window the TTL bounds
+    keys.ticker.now += ttl
+    with pytest.raises(errors.AuthenticationError) as caught:
+        warm.authenticate(created.key)
+    assert caught.value.code == "api_key_revoked"
+
+
+def test_the_cache_saves_reads_within_its_ttl(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    for _ in range(5):
+        keys.service.authenticate(created.key)
+    assert keys.store.reads["find"] == 1
+    keys.ticker.now += 4.0
+    keys.service.authenticate(created.key)
+    assert keys.store.reads["find"] == 2
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    sha = sha256_hex(created.key)
+    first_version = keys.store.documents[sha][1]
+    keys.service.authenticate(created.key)
+    used_at = keys.store.documents[sha][0].last_used_at
+    assert used_at == keys.clock.now
+    writes_after_first = keys.store.documents[sha][1]
+    assert writes_after_first != first_version
+    for _ in range(10):  # 59 s of calls, cache expiring every few seconds: no further write
+        keys.clock.advance(5.9)
+        keys.ticker.now += 5.9
+        keys.service.authenticate(created.key)
+    assert keys.store.documents[sha][1] == writes_after_first
+    keys.clock.advance(1.1)
+    keys.ticker.now += 5
+    keys.service.authenticate(created.key)
+    assert keys.store.documents[sha][0].last_used_at == keys.clock.now
+
+
+def test_two_instances_mark_use_once_between_them(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    sha = sha256_hex(created.key)
+    other = ApiKeys(Settings(project_id="unit"), keys.store, keys.clock, keys.ticker)
+    stale = keys.store.find(sha)
+    keys.service.authenticate(created.key)
+    version_after = keys.store.documents[sha][1]
+    # The other instance read the same version before the first mark landed; its mark loses the precondition.
+    assert not keys.store.save(stale, stale.record.used(keys.clock.now))
+    other.authenticate(created.key)  # reads the marked version: not due
+    assert keys.store.documents[sha][1] == version_after
+
+
+def test_a_use_mark_never_undoes_a_revocation(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    sha = sha256_hex(created.key)
+    loaded = keys.store.find(sha)
+    keys.service.revoke(ALICE, created.record.key_id)
+    assert not keys.store.save(loaded, loaded.record.used(keys.clock.now))
+    assert keys.store.documents[sha][0].revoked
+
+
+# ---------------------------------------------------------------------------------------------- Authorization dispatch
+class NoFirebase:
+    def __call__(self) -> object:
+        raise AssertionError("an API key must never reach Firebase token verification")
+
+
+def test_bearer_mpg_goes_to_the_key_path_and_never_to_firebase(keys: Keys, capsys: pytest.CaptureFixture[str]) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "production"})
+    authenticate = FirebaseAuthenticator(
+        Settings(project_id="unit"), app_factory=NoFirebase(), api_keys=keys.service.authenticate
+    )
+    assert authenticate(f"Bearer {created.key}").environment == "production"
+    assert authenticate(f"bearer   {created.key}  ").uid == "alice"
+    for header in (f"Bearer {created.key[:-1]}", f"Bearer {created.key} extra", "Bearer mpg_", "Bearer mpg_test_x.y.z"):
+        with pytest.raises(errors.AuthenticationError) as caught:
+            authenticate(header)
+        assert caught.value.code == "invalid_api_key", header
+    keys.service.revoke(ALICE, created.record.key_id)
+    with pytest.raises(errors.AuthenticationError) as caught:
+        authenticate(f"Bearer {created.key}")
+    assert caught.value.code == "api_key_revoked"
+    logs = capsys.readouterr().out
+    assert created.key not in logs
+    rejected = [
+        json.loads(line) for line in logs.splitlines() if '"api_key_revoked"' in line and "auth_rejected" in line
+    ]
+    assert rejected and rejected[-1]["api_key_id"] == created.record.key_id
+
+
+def test_without_a_key_resolver_keys_are_refused() -> None:
+    authenticate = FirebaseAuthenticator(Settings(project_id="unit"), app_factory=NoFirebase())
+    with pytest.raises(errors.AuthenticationError) as caught:
+        authenticate("Bearer mpg_test_whatever")
+    assert caught.value.code == "invalid_api_key"
