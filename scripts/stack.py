@@ -14,6 +14,7 @@ group, which is killed as a whole, and the script checks that every port is free
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -116,6 +117,32 @@ def firestore_launcher_jar() -> Path | None:
     with zipfile.ZipFile(launcher, "w") as jar:
         jar.writestr("META-INF/MANIFEST.MF", manifest)
     return launcher
+
+
+# ------------------------------------------------------------------------------------- local-only codebases
+# Functions codebases that only the local stack serves, never `firebase deploy`: the bench's hello world (the floor
+# of a request through the Functions emulator, bench/warm_push.py). firebase.json, which deploys read, lists only
+# the product's codebase; the emulators are started from EMULATOR_CONFIG, firebase.json plus these. firebase-tools
+# takes the directory of --config as the project directory, so the file sits at the root, next to firebase.json.
+LOCAL_ONLY_CODEBASES = (
+    {"source": "bench/hello", "codebase": "local-bench", "runtime": "python311", "ignore": ["venv", "__pycache__"]},
+)
+EMULATOR_CONFIG = ROOT / ".firebase.local-stack.json"
+
+
+def emulator_config() -> Path:
+    """Write EMULATOR_CONFIG from firebase.json (the one source of ports) and give each local-only codebase the
+    `venv` the Python runtime looks for, as a link to functions/venv: the same interpreter and packages."""
+    config = json.loads((ROOT / "firebase.json").read_text())
+    codebases = config["functions"] if isinstance(config["functions"], list) else [config["functions"]]
+    for codebase in LOCAL_ONLY_CODEBASES:
+        venv = ROOT / codebase["source"] / "venv"
+        if not venv.exists():
+            venv.unlink(missing_ok=True)  # a dangling link
+            venv.symlink_to(os.path.relpath(ROOT / "functions" / "venv", venv.parent))
+    config["functions"] = [*codebases, *LOCAL_ONLY_CODEBASES]
+    EMULATOR_CONFIG.write_text(json.dumps(config, indent=2) + "\n")
+    return EMULATOR_CONFIG
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -269,6 +296,8 @@ class Stack:
                 [
                     str(FIREBASE_CLI),
                     "emulators:start",
+                    "--config",
+                    str(emulator_config()),
                     "--project",
                     CONFIG.project_id,
                     "--only",
