@@ -36,6 +36,7 @@ COLLECTIONS = [
     "callback",
     "callback_token",
     "quarantined_callback",
+    "api_key",
 ]
 READABLE_BY_OWNER = {"developer", "payment", "payer"}
 ACTORS = ["owner", "other", "anonymous"]
@@ -141,6 +142,7 @@ def world() -> Iterator[World]:
         "callback": f"{dev}/payments/pay_rules_{tag}/callbacks/cb_{tag}",
         "callback_token": f"callback_tokens/rules_{tag}",
         "quarantined_callback": f"quarantined_callbacks/rules_{tag}",
+        "api_key": f"api_keys/rules_{tag}",
     }
     fresh = {
         "developer": f"developers/{newcomer.uid}",
@@ -150,6 +152,7 @@ def world() -> Iterator[World]:
         "callback": f"{dev}/payments/pay_rules_{tag}/callbacks/cb_new_{tag}",
         "callback_token": f"callback_tokens/new_{tag}",
         "quarantined_callback": f"quarantined_callbacks/new_{tag}",
+        "api_key": f"api_keys/new_{tag}",
     }
     contents = {
         "developer": {"email": owner.email, "shortcode": "174379"},
@@ -159,6 +162,8 @@ def world() -> Iterator[World]:
         "callback": {"raw": "{}", "action": "settled"},
         "callback_token": {"uid": owner.uid, "payment_id": f"pay_rules_{tag}"},
         "quarantined_callback": {"reason": "unknown_callback_token", "raw_body": "{}"},
+        # Even the owner of a key may not read its record: the hash is the key's only stored trace.
+        "api_key": {"uid": owner.uid, "key_id": f"key_{tag}", "environment": "sandbox", "hint": "mpg_test_...abcd"},
     }
     seeded = list(existing.values())
     for collection, path in existing.items():
@@ -270,7 +275,13 @@ def test_listing_another_developers_payments_is_denied(world: World, actor: str)
 
 @pytest.mark.parametrize(
     "collection_path",
-    ["idempotency_keys", "payments/{payment}/callbacks", "../../callback_tokens", "../../quarantined_callbacks"],
+    [
+        "idempotency_keys",
+        "payments/{payment}/callbacks",
+        "../../callback_tokens",
+        "../../quarantined_callbacks",
+        "../../api_keys",
+    ],
 )
 def test_the_owner_cannot_list_server_only_collections(world: World, collection_path: str) -> None:
     dev = f"developers/{world.owner.uid}"
