@@ -6,12 +6,14 @@ several saves go in one batch (`commit`), all or nothing. A lost race raises `Wr
 reloads and decides again. Every path starts at `developers/{uid}` except the two server-only collections.
 
 Layout:
-    developers/{uid}                                  registry: identity + non-secret Daraja set-up
+    developers/{uid}                                  registry: identity + non-secret Daraja set-ups by environment
     developers/{uid}/payments/{payment_id}            the payment
     developers/{uid}/payments/{payment_id}/callbacks  raw callbacks and query answers, kept for audit
-    developers/{uid}/payers/{msisdn}                  per-developer payer record
+    developers/{uid}/payers/{msisdn}                  server-only: a payer's phone, its prompt limits and results
+    developers/{uid}/limits/{push-N | credential_puts} server-only: the developer's abuse-limit shards and windows
     developers/{uid}/idempotency_keys/{sha256(key)}   claims; expire through the `expires_at` TTL field
-    callback_tokens/{sha256(token)}                   server-only: a callback URL token -> (uid, payment_id)
+    developers/{uid}/events/{evt_id}                  outbox: a payment's events, in the commit of its change
+    callback_tokens/{sha256(token)}                   server-only: a callback URL token -> (uid, payment_id, msisdn)
     quarantined_callbacks/{id}                        server-only: callbacks that matched nothing we know
 """
 
@@ -27,8 +29,11 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from gateway import errors
+from gateway.domain.daraja_setup import Setups, entries_of, setups_of
 from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.limits import PhoneLock, PushBucket, PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus, PushState, ReportedOutcome
+from gateway.domain.phone import mask_msisdn
 from gateway.settings import Settings
 
 CALLBACK_TOKENS = "callback_tokens"
@@ -59,6 +64,17 @@ class Versioned(Generic[T]):
 class CallbackRoute:
     uid: str
     payment_id: str
+    msisdn: str | None = None  # the payer's full number lives here, server-only, not in the payment document
+
+
+@dataclass(frozen=True)
+class PushContext:
+    """What a push reads, in one round trip: the registry entry, the payer's phone and one limiter shard."""
+
+    developer: dict[str, Any] | None
+    payer: Versioned[Payer] | None
+    shard_index: int
+    shard: Versioned[PushShard] | None
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,47 @@ class AddQuarantine:
     record: QuarantinedCallback
 
 
-Write = SavePayment | SavePayer | CreateCallbackRoute | SaveIdempotency | DeleteIdempotency | AddAudit | AddQuarantine
+@dataclass(frozen=True)
+class AddEvent:
+    """An outbox entry, written in the same commit as the payment change it describes (gateway.domain.events).
+    `data` is the payment as the API shows it; the delivery trigger fires when it is created."""
+
+    uid: str
+    event_id: str
+    type: str
+    created_at: datetime
+    payment_id: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SaveShard:
+    uid: str
+    index: int
+    shard: PushShard
+    version: Any = None
+
+
+@dataclass(frozen=True)
+class SaveWindow:
+    uid: str
+    name: str
+    window: SlidingWindow
+    version: Any = None
+
+
+Write = (
+    SavePayment
+    | SavePayer
+    | CreateCallbackRoute
+    | SaveIdempotency
+    | DeleteIdempotency
+    | AddAudit
+    | AddQuarantine
+    | SaveShard
+    | SaveWindow
+    | AddEvent
+)
 
 
 def retry_on_conflict(attempt: Callable[[], T], deadline_s: float = RETRY_DEADLINE_S) -> T:
@@ -159,7 +215,8 @@ def payment_to_document(payment: Payment) -> dict[str, Any]:
         "status": payment.status.value,
         "amount": payment.amount,
         "currency": payment.currency,
-        "msisdn": payment.msisdn,
+        "phone": payment.phone,
+        "route_id": payment.route_id,
         "account_reference": payment.account_reference,
         "description": payment.description,
         "metadata": dict(payment.metadata),
@@ -202,7 +259,10 @@ def payment_from_document(data: Mapping[str, Any]) -> Payment:
         status=PaymentStatus(data["status"]),
         amount=int(data["amount"]),
         currency=data.get("currency") or "KES",
-        msisdn=data["msisdn"],
+        # Documents written before the full number moved to the route still carry it; it is not written back.
+        msisdn=data.get("msisdn"),
+        phone=data.get("phone") or (mask_msisdn(data["msisdn"]) if data.get("msisdn") else ""),
+        route_id=data.get("route_id"),
         account_reference=data.get("account_reference") or "",
         description=data.get("description") or "",
         metadata=dict(data.get("metadata") or {}),
@@ -247,6 +307,10 @@ def payer_to_document(payer: Payer) -> dict[str, Any]:
         "payment_count": payer.payment_count,
         "succeeded_count": payer.succeeded_count,
         "total_paid": payer.total_paid,
+        "recent_prompts": list(payer.recent_prompts.times),
+        "in_flight": None
+        if payer.in_flight is None
+        else {"payment_id": payer.in_flight.payment_id, "until": payer.in_flight.until},
     }
 
 
@@ -258,7 +322,45 @@ def payer_from_document(data: Mapping[str, Any]) -> Payer:
         payment_count=int(data.get("payment_count") or 0),
         succeeded_count=int(data.get("succeeded_count") or 0),
         total_paid=int(data.get("total_paid") or 0),
+        recent_prompts=SlidingWindow(tuple(_utc(t) for t in data.get("recent_prompts") or ())),
+        in_flight=_phone_lock(data.get("in_flight")),
     )
+
+
+def _phone_lock(data: Any) -> PhoneLock | None:
+    if not isinstance(data, Mapping) or not data.get("payment_id"):
+        return None
+    return PhoneLock(str(data["payment_id"]), _utc(data["until"]))
+
+
+def shard_to_document(shard: PushShard) -> dict[str, Any]:
+    return {
+        environment: {
+            "tokens": bucket.tokens,
+            "refilled_at": bucket.refilled_at,
+            "day": bucket.day,
+            "day_count": bucket.day_count,
+        }
+        for environment, bucket in shard.buckets
+    }
+
+
+def shard_from_document(data: Mapping[str, Any]) -> PushShard:
+    buckets = []
+    for environment, value in sorted(data.items()):
+        if isinstance(value, Mapping):
+            buckets.append(
+                (
+                    environment,
+                    PushBucket(
+                        tokens=float(value.get("tokens") or 0.0),
+                        refilled_at=_utc_or_none(value.get("refilled_at")),
+                        day=str(value.get("day") or ""),
+                        day_count=int(value.get("day_count") or 0),
+                    ),
+                )
+            )
+    return PushShard(tuple(buckets))
 
 
 def idempotency_to_document(record: IdempotencyRecord) -> dict[str, Any]:
@@ -334,6 +436,9 @@ class PaymentRepository:
     def _route(self, token_sha256: str) -> Any:
         return self.client.collection(CALLBACK_TOKENS).document(token_sha256)
 
+    def _limit(self, uid: str, name: str) -> Any:
+        return self._developer(uid).collection("limits").document(name)
+
     # ------------------------------------------------------------------------------------------ developers
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]:
         """The registry entry, created on the developer's first authenticated call."""
@@ -353,18 +458,40 @@ class PaymentRepository:
             return ref.get().to_dict() or record
         return record
 
-    def developer_setup(self, uid: str) -> dict[str, Any] | None:
-        """The non-secret Daraja set-up of a developer, without creating a registry entry (server-side sweeps)."""
+    def daraja_setups(self, uid: str) -> Setups:
+        """The developer's usable Daraja set-ups by environment, without creating a registry entry (server-side)."""
         snapshot = self._developer(uid).get()
-        setup = (snapshot.to_dict() or {}).get("daraja") if snapshot.exists else None
-        return dict(setup) if setup else None
+        return setups_of((snapshot.to_dict() or {}).get("daraja") if snapshot.exists else None)
 
-    def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
-        now = utcnow()
-        self._developer(uid).set({"uid": uid, "email": email, "updated_at": now, "daraja": setup}, merge=True)
+    def update_daraja(self, uid: str, email: str | None, change: Callable[[Setups], Setups | None]) -> Setups | None:
+        """Read the registry's Daraja entries (old single-set layout migrated), let `change` decide the new entries
+        (None: leave them), and write them only if the registry did not change since it was read; on a lost race
+        read and decide again. Returns the entries written, or None when `change` left them."""
+        from google.api_core import exceptions as api_exceptions
 
-    def clear_daraja_setup(self, uid: str) -> None:
-        self._developer(uid).set({"daraja": None, "updated_at": utcnow()}, merge=True)
+        ref = self._developer(uid)
+
+        def attempt() -> Setups | None:
+            snapshot = ref.get()
+            entries = entries_of((snapshot.to_dict() or {}).get("daraja") if snapshot.exists else None)
+            changed = change(entries)
+            if changed is None:
+                return None
+            now = utcnow()
+            try:
+                if snapshot.exists:
+                    # The whole map is written: an old single-set layout leaves no stray keys behind.
+                    fields: dict[str, Any] = {"daraja": changed, "updated_at": now}
+                    if email is not None:
+                        fields["email"] = email
+                    ref.update(fields, option=self.client.write_option(last_update_time=snapshot.update_time))
+                else:
+                    ref.create({"uid": uid, "email": email, "created_at": now, "updated_at": now, "daraja": changed})
+            except (api_exceptions.FailedPrecondition, api_exceptions.Conflict, api_exceptions.NotFound):
+                raise WriteConflict("developer") from None
+            return changed
+
+        return retry_on_conflict(attempt)
 
     # ---------------------------------------------------------------------------------------------- loads
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
@@ -387,11 +514,42 @@ class PaymentRepository:
         return Versioned(record, snapshot.update_time) if record is not None else None
 
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
+        if not _usable_document_id(token_sha256):
+            return None
         snapshot = self._route(token_sha256).get()
         if not snapshot.exists:
             return None
         data = snapshot.to_dict() or {}
-        return CallbackRoute(data["uid"], data["payment_id"])
+        return CallbackRoute(data["uid"], data["payment_id"], data.get("msisdn"))
+
+    def load_push_context(self, uid: str, msisdn: str, shard_index: int) -> PushContext:
+        """One round trip (a batched get) for the three documents a push decides on."""
+        refs = [self._developer(uid), self._payer(uid, msisdn), self._limit(uid, shard_name(shard_index))]
+        found = {snapshot.reference.path: snapshot for snapshot in self.client.get_all(refs)}
+        developer, payer, shard = (found.get(ref.path) for ref in refs)
+        return PushContext(
+            developer=(developer.to_dict() or {}) if developer is not None and developer.exists else None,
+            shard_index=shard_index,
+            payer=Versioned(payer_from_document(payer.to_dict() or {}), payer.update_time)
+            if payer is not None and payer.exists
+            else None,
+            shard=Versioned(shard_from_document(shard.to_dict() or {}), shard.update_time)
+            if shard is not None and shard.exists
+            else None,
+        )
+
+    def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None:
+        snapshot = self._limit(uid, shard_name(shard_index)).get()
+        if not snapshot.exists:
+            return None
+        return Versioned(shard_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+
+    def load_window(self, uid: str, name: str) -> Versioned[SlidingWindow] | None:
+        snapshot = self._limit(uid, name).get()
+        if not snapshot.exists:
+            return None
+        times = (snapshot.to_dict() or {}).get("times") or ()
+        return Versioned(SlidingWindow(tuple(_utc(t) for t in times)), snapshot.update_time)
 
     def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         from google.cloud import firestore
@@ -407,11 +565,13 @@ class PaymentRepository:
         return None
 
     def list_payments(
-        self, uid: str, status: str | None, limit: int, page_token: str | None
+        self, uid: str, status: str | None, limit: int, page_token: str | None, environment: str | None = None
     ) -> tuple[list[Payment], str | None]:
         from google.cloud import firestore
 
         query = self._developer(uid).collection("payments")
+        if environment is not None:
+            query = query.where(filter=firestore.FieldFilter("environment", "==", environment))
         if status is not None:
             query = query.where(filter=firestore.FieldFilter("status", "==", status))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
@@ -475,7 +635,12 @@ class PaymentRepository:
         elif isinstance(write, CreateCallbackRoute):
             batch.create(
                 self._route(write.token_sha256),
-                {"uid": write.route.uid, "payment_id": write.route.payment_id, "created_at": write.created_at},
+                {
+                    "uid": write.route.uid,
+                    "payment_id": write.route.payment_id,
+                    "msisdn": write.route.msisdn,
+                    "created_at": write.created_at,
+                },
             )
         elif isinstance(write, SaveIdempotency):
             ref = self._idempotency(write.uid, write.key_hash)
@@ -513,6 +678,22 @@ class PaymentRepository:
                     "expires_at": record.expires_at,
                 },
             )
+        elif isinstance(write, AddEvent):
+            batch.create(
+                self._developer(write.uid).collection("events").document(write.event_id),
+                {
+                    "id": write.event_id,
+                    "type": write.type,
+                    "created_at": write.created_at,
+                    "payment_id": write.payment_id,
+                    "data": dict(write.data),
+                },
+            )
+        elif isinstance(write, SaveShard):
+            ref = self._limit(write.uid, shard_name(write.index))
+            self._save(batch, ref, shard_to_document(write.shard), write.version)
+        elif isinstance(write, SaveWindow):
+            self._save(batch, self._limit(write.uid, write.name), {"times": list(write.window.times)}, write.version)
         else:  # pragma: no cover - the Write union is closed
             raise TypeError(f"unknown write {write!r}")
 
@@ -522,6 +703,10 @@ class PaymentRepository:
         else:
             # Every field is written, so an update replaces the whole document, but only if nobody wrote since.
             batch.update(ref, document, option=self.client.write_option(last_update_time=version))
+
+
+def shard_name(index: int) -> str:
+    return f"push-{index}"
 
 
 def _usable_document_id(value: str) -> bool:
@@ -553,16 +738,20 @@ class PaymentStore(Protocol):
     """The port the use cases need: `PaymentRepository` here, an in-memory dict in unit tests."""
 
     def ensure_developer(self, uid: str, email: str | None) -> dict[str, Any]: ...
-    def developer_setup(self, uid: str) -> dict[str, Any] | None: ...
-    def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None: ...
-    def clear_daraja_setup(self, uid: str) -> None: ...
+    def daraja_setups(self, uid: str) -> Setups: ...
+    def update_daraja(
+        self, uid: str, email: str | None, change: Callable[[Setups], Setups | None]
+    ) -> Setups | None: ...
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None: ...
     def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None: ...
+    def load_push_context(self, uid: str, msisdn: str, shard_index: int) -> PushContext: ...
+    def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None: ...
+    def load_window(self, uid: str, name: str) -> Versioned[SlidingWindow] | None: ...
     def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None: ...
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None: ...
     def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None: ...
     def list_payments(
-        self, uid: str, status: str | None, limit: int, page_token: str | None
+        self, uid: str, status: str | None, limit: int, page_token: str | None, environment: str | None = None
     ) -> tuple[list[Payment], str | None]: ...
     def due_payments(self, now: datetime, limit: int) -> list[tuple[str, Versioned[Payment]]]: ...
     def commit(self, writes: Sequence[Write]) -> list[Any]: ...

@@ -23,6 +23,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.daraja import DarajaApp, StkPushAccepted, StkPushOrder, StkQueryAnswer
+from gateway.domain.daraja_setup import Setups, entries_of, setups_of
 from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus
@@ -107,19 +108,25 @@ class FakeRepository:
                 }
             return dict(self.developers[uid])
 
-    def developer_setup(self, uid: str) -> dict[str, Any] | None:
-        self.calls["developer_setup"] += 1
-        setup = self.developers.get(uid, {}).get("daraja")
-        return dict(setup) if setup else None
+    def daraja_setups(self, uid: str) -> Setups:
+        self.calls["daraja_setups"] += 1
+        return setups_of(self.developers.get(uid, {}).get("daraja"))
 
-    def save_daraja_setup(self, uid: str, email: str | None, setup: dict[str, Any]) -> None:
-        self.calls["save_daraja_setup"] += 1
-        record = self.developers.setdefault(uid, {"uid": uid, "created_at": self._now()})
-        record.update({"email": email, "updated_at": self._now(), "daraja": dict(setup)})
-
-    def clear_daraja_setup(self, uid: str) -> None:
-        self.calls["clear_daraja_setup"] += 1
-        self.developers.setdefault(uid, {"uid": uid})["daraja"] = None
+    def update_daraja(self, uid: str, email: str | None, change: Callable[[Setups], Setups | None]) -> Setups | None:
+        """Read, decide and write under one lock: the fake never loses a race, Firestore retries until it wins."""
+        self.calls["update_daraja"] += 1
+        with self._lock:
+            record = self.developers.get(uid)
+            changed = change(entries_of(record.get("daraja") if record else None))
+            if changed is None:
+                return None
+            if record is None:
+                record = self.developers[uid] = {"uid": uid, "email": email, "created_at": self._now()}
+            record.update({"updated_at": self._now(), "daraja": {env: dict(entry) for env, entry in changed.items()}})
+            if email is not None:
+                record["email"] = email
+            self.calls["update_daraja_written"] += 1
+            return changed
 
     # ---------------------------------------------------------------------------------------------- loads
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
@@ -171,10 +178,12 @@ class FakeRepository:
         return None
 
     def list_payments(
-        self, uid: str, status: str | None, limit: int, page_token: str | None
+        self, uid: str, status: str | None, limit: int, page_token: str | None, environment: str | None = None
     ) -> tuple[list[Payment], str | None]:
         self.calls["list_payments"] += 1
         mine = [p for (owner, _), (p, _v) in self.payments.items() if owner == uid]
+        if environment is not None:
+            mine = [p for p in mine if p.environment == environment]
         if status is not None:
             mine = [p for p in mine if p.status.value == status]
         mine.sort(key=lambda p: (p.created_at, p.id), reverse=True)
@@ -275,23 +284,62 @@ class FakeRepository:
 
 
 class MemorySecretBackend:
-    """The SecretBackend port over a dict of secret id -> latest payload."""
+    """The SecretBackend port over dicts: each secret's versions by number (None once destroyed), numbered as Secret
+    Manager does (1, 2, ..., never reused). `secrets` shows each secret's newest usable payload."""
 
     def __init__(self) -> None:
-        self.secrets: dict[str, bytes] = {}
+        self.versions: dict[str, dict[int, bytes | None]] = {}
         self.reads = 0
         self.writes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def secrets(self) -> dict[str, bytes]:
+        with self._lock:
+            newest = {secret_id: versions[max(versions)] for secret_id, versions in self.versions.items() if versions}
+        return {secret_id: data for secret_id, data in newest.items() if data is not None}
+
+    def live_versions(self, secret_id: str) -> list[str]:
+        with self._lock:
+            return [str(n) for n, data in sorted(self.versions.get(secret_id, {}).items()) if data is not None]
 
     def access_latest(self, secret_id: str) -> bytes | None:
-        self.reads += 1
-        return self.secrets.get(secret_id)
+        with self._lock:
+            self.reads += 1
+            versions = self.versions.get(secret_id)
+            return versions[max(versions)] if versions else None
 
-    def add_version(self, secret_id: str, data: bytes) -> None:
-        self.writes += 1
-        self.secrets[secret_id] = data
+    def access_version(self, secret_id: str, version: str) -> bytes | None:
+        with self._lock:
+            self.reads += 1
+            return self.versions.get(secret_id, {}).get(int(version))
 
-    def destroy(self, secret_id: str) -> bool:
-        return self.secrets.pop(secret_id, None) is not None
+    def add_version(self, secret_id: str, data: bytes) -> str:
+        with self._lock:
+            self.writes += 1
+            versions = self.versions.setdefault(secret_id, {})
+            number = max(versions, default=0) + 1
+            versions[number] = data
+            return str(number)
+
+    def latest_version(self, secret_id: str) -> str | None:
+        with self._lock:
+            versions = self.versions.get(secret_id)
+            return str(max(versions)) if versions else None
+
+    def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
+        with self._lock:
+            versions = self.versions.get(secret_id, {})
+            doomed = [n for n, data in versions.items() if data is not None and (before is None or n < int(before))]
+            for number in doomed:
+                versions[number] = None
+            return bool(doomed)
+
+    def destroy_version(self, secret_id: str, version: str) -> None:
+        with self._lock:
+            versions = self.versions.get(secret_id, {})
+            if int(version) in versions:
+                versions[int(version)] = None
 
 
 # What a scripted Daraja call does: raise the exception, answer the value, or call the function and answer that.

@@ -10,19 +10,28 @@ gateway.domain.payment for the states.
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gateway import errors
 from gateway.daraja import DarajaApp, DarajaClient, DarajaOutcomeUnknown, StkPushAccepted, StkPushOrder
 from gateway.domain.idempotency import IdempotencyRecord, Verdict
-from gateway.domain.payment import Payment, PaymentStatus, PushState
+from gateway.domain.limits import DeveloperLimits, PushShard
+from gateway.domain.limits import RateLimited as RateLimitedPush
+from gateway.domain.payment import Payer, Payment, PaymentStatus, PushState
 from gateway.domain.phone import mask_msisdn
-from gateway.domain.validation import StkPushRequest, canonical_fingerprint, parse_stk_push_request
+from gateway.domain.validation import (
+    StkPushRequest,
+    canonical_fingerprint,
+    parse_environment,
+    parse_stk_push_request,
+)
 from gateway.http import Developer
 from gateway.logs import Event, log_event
 from gateway.repository import (
@@ -30,21 +39,33 @@ from gateway.repository import (
     CreateCallbackRoute,
     DeleteIdempotency,
     PaymentStore,
+    PushContext,
     SaveIdempotency,
-    SavePayment,
+    SavePayer,
+    SaveShard,
     Versioned,
     Write,
     WriteConflict,
-    update_payment,
 )
 from gateway.secrets import CredentialStore
-from gateway.services.common import UseCase, app_for_setup, require_setup, sha256_hex
+from gateway.services.common import (
+    UseCase,
+    developer_limits,
+    load_app,
+    phone_limits,
+    resolve_environment,
+    save_payment,
+    sha256_hex,
+    update_payment,
+)
 from gateway.services.settlement import Settlement
 from gateway.settings import Settings
 
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 _MAX_LIST_LIMIT = 100
 _MAX_CLAIM_ATTEMPTS = 3
+# How long racing pushes of one developer keep re-reading their limits before the loser is told to retry.
+_LIMIT_RETRY_DEADLINE_S = 3.0
 
 PushOutcome = Literal["created", "outcome_unknown", "replayed"]
 
@@ -81,27 +102,34 @@ class Payments(UseCase):
         super().__init__(settings, repository, credentials, daraja, now)
         # A read of a late payment asks Daraja through the settlement use case.
         self._settlement = settlement
+        self._phone_limits = phone_limits(settings)
 
     # ------------------------------------------------------------------------------------------------ push
     def push(self, developer: Developer, body: object, idempotency_key: str | None) -> PushResult:
         request = parse_stk_push_request(body, self._settings.max_amount)
         key_hash = idempotency_key_hash(idempotency_key)
-        setup = require_setup(self._repo.ensure_developer(developer.uid, developer.email))
+        # One round trip reads everything the push decides on: the set-up, the payer's phone, one limiter shard.
+        context = self._repo.load_push_context(developer.uid, request.phone, self._pick_shard())
+        environment = resolve_environment(request.environment, developer)
         # The secret is fetched before the intent: if Secret Manager is down, nothing is stored and nobody prompted.
-        app = app_for_setup(self._credentials, developer.uid, setup)
+        setup, app = load_app(self._repo, self._credentials, developer, context.developer or {}, environment)
         fingerprint = canonical_fingerprint(request)
         for _ in range(_MAX_CLAIM_ATTEMPTS):
-            intent = self._store_intent(developer.uid, request, setup, key_hash, fingerprint)
+            intent = self._store_intent(developer.uid, request, setup, key_hash, fingerprint, context)
             if isinstance(intent, PushResult):
                 return intent
             if intent is not None:
                 return self._send(developer.uid, app, request, intent, key_hash)
+            context = self._repo.load_push_context(developer.uid, request.phone, self._pick_shard())
         raise errors.IdempotencyConflict(
             "idempotency_in_progress",
             "this Idempotency-Key is changing hands; retry shortly",
             "Idempotency-Key",
             retry_after_s=1,
         )
+
+    def _pick_shard(self) -> int:
+        return secrets.randbelow(self._settings.limit_shards)
 
     def _store_intent(
         self,
@@ -110,40 +138,110 @@ class Payments(UseCase):
         setup: dict[str, object],
         key_hash: str | None,
         fingerprint: str,
+        context: PushContext,
     ) -> _Intent | PushResult | None:
-        """Commit one: the payment, its callback route and the key's claim. Returns the intent, an earlier
-        request's answer for this key, or None when an expired claim was cleared and the caller should try again."""
-        now = self._now()
-        payment = Payment.initiate(
-            payment_id="pay_" + secrets.token_hex(12),
-            msisdn=request.phone,
-            amount=request.amount,
-            account_reference=request.account_reference,
-            description=request.description,
-            metadata=request.metadata,
-            environment=str(setup["environment"]),
-            shortcode=str(setup["shortcode"]),
-            now=now,
-            policy=self._policy,
-        )
-        token = secrets.token_urlsafe(24)
-        claim = None
-        writes: list[Write] = [
-            SavePayment(uid, payment),
-            CreateCallbackRoute(sha256_hex(token), CallbackRoute(uid, payment.id), now),
-        ]
-        if key_hash is not None:
-            claim = IdempotencyRecord.claim(
-                fingerprint, payment.id, now, self._settings.push_lease_s, self._settings.idempotency_ttl_s
+        """Commit one: the payment, its callback route, the key's claim, and the limits it draws on (the payer's
+        phone lock and a limiter shard), all with preconditions. Returns the intent, an earlier request's answer
+        for this key, or None when an expired claim was cleared and the caller should try again.
+
+        Of racing pushes one commit wins; the others reload and decide again, so the limits hold across instances.
+        """
+        environment = str(setup["environment"])
+        limits = developer_limits(self._settings, context.developer or {}, environment)
+        deadline = time.monotonic() + _LIMIT_RETRY_DEADLINE_S
+        backoff_s = 0.02
+        while True:
+            now = self._now()
+            token = secrets.token_urlsafe(24)
+            route_id = sha256_hex(token)
+            payment = Payment.initiate(
+                payment_id="pay_" + secrets.token_hex(12),
+                msisdn=request.phone,
+                amount=request.amount,
+                account_reference=request.account_reference,
+                description=request.description,
+                metadata=request.metadata,
+                environment=environment,
+                shortcode=str(setup["shortcode"]),
+                now=now,
+                policy=self._policy,
+                route_id=route_id,
             )
-            writes.append(SaveIdempotency(uid, key_hash, claim, create=True))
-        try:
-            versions = self._repo.commit(writes)
-        except WriteConflict:
-            if key_hash is None:
-                raise
-            return self._existing_claim(uid, key_hash, fingerprint)
-        return _Intent(Versioned(payment, versions[0]), token, claim)
+            admitted = self._admit(uid, request.phone, environment, limits, payment.id, now, context)
+            if isinstance(admitted, RateLimitedPush):
+                # A retry of a request already made with this key is answered from it, never refused as a new push.
+                earlier = self._existing_claim(uid, key_hash, fingerprint) if key_hash is not None else None
+                if earlier is not None:
+                    return earlier
+                log_event(
+                    Event.RATE_LIMITED,
+                    "WARNING",
+                    uid=uid,
+                    limit=admitted.limit,
+                    environment=environment,
+                    phone=mask_msisdn(request.phone),
+                    retry_after_s=admitted.retry_after_s,
+                )
+                raise errors.RateLimited(admitted.limit, admitted.message, admitted.retry_after_s)
+            payer, shard_index, shard, shard_version = admitted
+            claim = None
+            writes: list[Write] = [
+                *save_payment(uid, None, payment),
+                CreateCallbackRoute(route_id, CallbackRoute(uid, payment.id, request.phone), now),
+            ]
+            payer_at = len(writes)
+            writes += [
+                SavePayer(uid, payer, context.payer.version if context.payer else None),
+                SaveShard(uid, shard_index, shard, shard_version),
+            ]
+            if key_hash is not None:
+                claim = IdempotencyRecord.claim(
+                    fingerprint, payment.id, now, self._settings.push_lease_s, self._settings.idempotency_ttl_s
+                )
+                writes.append(SaveIdempotency(uid, key_hash, claim, create=True))
+            try:
+                versions = self._repo.commit(writes)
+            except WriteConflict:
+                if key_hash is not None:
+                    earlier = self._existing_claim(uid, key_hash, fingerprint)
+                    if earlier is not None:
+                        return earlier
+                if time.monotonic() > deadline:
+                    raise errors.RateLimited(
+                        "pushes_per_second", "too many pushes at once for this developer; retry shortly", 1
+                    ) from None
+                # The phone, the shard or the key changed hands: read them again and decide again.
+                time.sleep(random.uniform(0, backoff_s))
+                backoff_s = min(backoff_s * 2, 0.25)
+                context = self._repo.load_push_context(uid, request.phone, self._pick_shard())
+                continue
+            return _Intent(Versioned(payment, versions[0]), token, claim, Versioned(payer, versions[payer_at]))
+
+    def _admit(
+        self,
+        uid: str,
+        msisdn: str,
+        environment: str,
+        limits: DeveloperLimits,
+        payment_id: str,
+        now: datetime,
+        context: PushContext,
+    ) -> tuple[Payer, int, PushShard, Any] | RateLimitedPush:
+        """The phone first (it is the stricter limit and its refusal is the more useful answer), then the developer's
+        budget: the shard that was read, or once more the next one, so an unlucky pick is not a refusal."""
+        loaded_payer = context.payer.value if context.payer else Payer.first_seen(msisdn, now)
+        payer = loaded_payer.admit(payment_id, self._phone_limits, now)
+        if isinstance(payer, RateLimitedPush):
+            return payer
+        shard_index, loaded = context.shard_index, context.shard
+        shard = (loaded.value if loaded else PushShard()).take(environment, limits, now)
+        if isinstance(shard, RateLimitedPush) and limits.shards > 1:
+            shard_index = (shard_index + 1) % limits.shards
+            loaded = self._repo.load_shard(uid, shard_index)
+            shard = (loaded.value if loaded else PushShard()).take(environment, limits, now)
+        if isinstance(shard, RateLimitedPush):
+            return shard
+        return payer, shard_index, shard, loaded.version if loaded else None
 
     def _existing_claim(self, uid: str, key_hash: str, fingerprint: str) -> PushResult | None:
         loaded = self._repo.load_idempotency(uid, key_hash)
@@ -260,7 +358,7 @@ class Payments(UseCase):
             Event.STK_PUSH_SENT,
             uid=uid,
             payment_id=stored.id,
-            phone=mask_msisdn(stored.msisdn),
+            phone=stored.phone,
             amount=stored.amount,
             checkout_request_id=accepted.checkout_request_id,
         )
@@ -293,6 +391,7 @@ class Payments(UseCase):
             release: list[Write] = [DeleteIdempotency(uid, key_hash)] if key_hash is not None else []
             return payment.refuse(code, refused.message, self._now()), release
 
+        self._release_phone(uid, intent)
         try:
             update_payment(self._repo, uid, intent.payment.value.id, refuse, intent.payment)
         except Exception as failure:  # noqa: BLE001 - the refusal stands; the reconciler ends the intent later
@@ -304,6 +403,24 @@ class Payments(UseCase):
                 exception=type(failure).__name__,
             )
 
+    def _release_phone(self, uid: str, intent: _Intent) -> None:
+        """Daraja refused the push, so nobody was prompted: the phone is free for the next push at once. Best
+        effort: if this fails, the lock lapses by itself after PHONE_IN_FLIGHT_SECONDS."""
+        loaded: Versioned[Payer] | None = intent.payer
+        payment_id = intent.payment.value.id
+        try:
+            for _ in range(3):
+                if loaded is None:
+                    return
+                try:
+                    self._repo.commit([SavePayer(uid, loaded.value.release(payment_id), loaded.version)])
+                    return
+                except WriteConflict:
+                    loaded = self._repo.load_payer(uid, loaded.value.msisdn)
+        except Exception as failure:  # noqa: BLE001 - a lock that is not released only delays the next push
+            log_event(Event.PAYMENT_NOT_RECORDED, "WARNING", uid=uid, payment_id=payment_id, what="phone_release",
+                      exception=type(failure).__name__)
+
     @staticmethod
     def _answer_writes(uid: str, key_hash: str | None, intent: _Intent, status: int) -> list[Write]:
         if key_hash is None or intent.claim is None:
@@ -311,13 +428,24 @@ class Payments(UseCase):
         return [SaveIdempotency(uid, key_hash, intent.claim.answered(status))]
 
     # ----------------------------------------------------------------------------------------------- reads
-    def get(self, developer: Developer, payment_id: str | None, checkout_request_id: str | None) -> Payment:
+    def get(
+        self,
+        developer: Developer,
+        payment_id: str | None,
+        checkout_request_id: str | None,
+        environment: str | None = None,
+    ) -> Payment:
+        """One payment. A caller bound to an environment (an API key, or `?environment=`) sees only that
+        environment's payments: another one's is a 404, exactly like a missing one."""
+        environment = resolve_environment(parse_environment(environment), developer)
         self._repo.ensure_developer(developer.uid, developer.email)
         loaded: Versioned[Payment] | None = None
         if checkout_request_id is not None:
             loaded = self._repo.find_payment_by_checkout(developer.uid, checkout_request_id)
         elif payment_id:
             loaded = self._repo.load_payment(developer.uid, payment_id)
+        if loaded is not None and environment is not None and loaded.value.environment != environment:
+            loaded = None
         if loaded is None:
             raise errors.NotFound(
                 "payment_not_found", "no such payment", "id" if checkout_request_id is None else "checkout_request_id"
@@ -325,14 +453,23 @@ class Payments(UseCase):
         return self._settlement.query_if_late(developer.uid, loaded)
 
     def list(
-        self, developer: Developer, status: str | None, limit_raw: str | None, page_token: str | None
+        self,
+        developer: Developer,
+        status: str | None,
+        limit_raw: str | None,
+        page_token: str | None,
+        environment: str | None = None,
     ) -> PaymentPage:
+        """Newest first; only one environment's payments for a caller bound to one (an API key, `?environment=`)."""
+        environment = resolve_environment(parse_environment(environment), developer)
         self._repo.ensure_developer(developer.uid, developer.email)
         if status is not None and status not in {s.value for s in PaymentStatus}:
             raise errors.InvalidRequest(
                 "invalid_status", f"status must be one of {', '.join(s.value for s in PaymentStatus)}", "status"
             )
-        page, next_token = self._repo.list_payments(developer.uid, status, parse_limit(limit_raw), page_token or None)
+        page, next_token = self._repo.list_payments(
+            developer.uid, status, parse_limit(limit_raw), page_token or None, environment=environment
+        )
         return PaymentPage(page, next_token)
 
 
@@ -341,6 +478,7 @@ class _Intent:
     payment: Versioned[Payment]
     callback_token: str
     claim: IdempotencyRecord | None
+    payer: Versioned[Payer]
 
 
 def idempotency_key_hash(key: str | None) -> str | None:

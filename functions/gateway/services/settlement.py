@@ -19,7 +19,6 @@ from gateway.domain.callback import parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import OutcomeSource, Payer, Payment, PaymentOutcome, PaymentStatus
 from gateway.domain.payment import Settlement as Applied
-from gateway.domain.phone import mask_msisdn
 from gateway.logs import Event, log_event
 from gateway.repository import (
     AddAudit,
@@ -27,13 +26,11 @@ from gateway.repository import (
     CallbackAudit,
     QuarantinedCallback,
     SavePayer,
-    SavePayment,
     Versioned,
     Write,
     WriteConflict,
-    update_payment,
 )
-from gateway.services.common import UseCase, app_for_payment, sha256_hex
+from gateway.services.common import UseCase, app_for_payment, save_payment, sha256_hex, update_payment
 
 # Our tokens are secrets.token_urlsafe(24): 32 characters of the URL-safe alphabet. Anything else is junk and is
 # refused before any read.
@@ -90,7 +87,13 @@ class Settlement(UseCase):
         )
         try:
             stored = self._settle(
-                route.uid, route.payment_id, callback.outcome, "callback", audit, callback.checkout_request_id
+                route.uid,
+                route.payment_id,
+                callback.outcome,
+                "callback",
+                audit,
+                callback.checkout_request_id,
+                msisdn=route.msisdn,
             )
         except _NamesAnotherRequest:
             stored, reason = None, "checkout_request_mismatch"
@@ -132,20 +135,25 @@ class Settlement(UseCase):
         audit: CallbackAudit,
         checkout_request_id: str | None = None,
         loaded: Versioned[Payment] | None = None,
+        msisdn: str | None = None,
     ) -> Payment | None:
         """Apply a result exactly once: of N concurrent duplicates one commit wins, the rest reload, see a settled
-        payment and store only their audit copy. `checkout_request_id` is the one a callback names."""
+        payment and store only their audit copy. `checkout_request_id` is the one a callback names; `msisdn` the
+        payer's full number from the server-only route, when the caller has it."""
         applied: list[Applied] = []
 
         def change(payment: Payment) -> tuple[Payment, list[Write]]:
+            payment = payment.with_msisdn(msisdn)
             if checkout_request_id is not None and not payment.answers_to(checkout_request_id):
                 raise _NamesAnotherRequest()
             settlement = payment.apply(outcome, source, self._now(), checkout_request_id)
             applied[:] = [settlement]
             writes: list[Write] = [AddAudit(uid, payment.id, replace(audit, action=settlement.decision.action))]
-            if settlement.counts_for_payer:
-                loaded_payer = self._repo.load_payer(uid, payment.msisdn)
-                payer = loaded_payer.value if loaded_payer else Payer.first_seen(payment.msisdn, self._now())
+            number = (payment.msisdn or self._route_msisdn(payment)) if settlement.counts_for_payer else None
+            if number is not None:
+                # Counts the result and frees the phone for its next prompt.
+                loaded_payer = self._repo.load_payer(uid, number)
+                payer = loaded_payer.value if loaded_payer else Payer.first_seen(number, self._now())
                 version = loaded_payer.version if loaded_payer else None
                 writes.append(SavePayer(uid, payer.count(settlement, self._now()), version))
             return settlement.after, writes
@@ -160,7 +168,7 @@ class Settlement(UseCase):
             "source": source,
             "result_code": outcome.result_code,
             "reason": decision.reason,
-            "phone": mask_msisdn(stored.msisdn),
+            "phone": stored.phone,
         }
         if decision.action == "settle":
             log_event(Event.PAYMENT_SETTLED, status=stored.status.value, **fields)
@@ -169,6 +177,11 @@ class Settlement(UseCase):
         else:
             log_event(Event.SETTLEMENT_IGNORED, **fields)
         return stored
+
+    def _route_msisdn(self, payment: Payment) -> str | None:
+        """The payer's full number, which only the server-only callback route keeps (a query answer has none)."""
+        route = self._repo.load_callback_route(payment.route_id) if payment.route_id else None
+        return route.msisdn if route is not None else None
 
     # -------------------------------------------------------------------------------------------- queries
     def query_if_late(self, uid: str, loaded: Versioned[Payment]) -> Payment:
@@ -187,11 +200,11 @@ class Settlement(UseCase):
         if claimed is None or payment.checkout_request_id is None:
             return None
         try:
-            versions = self._repo.commit([SavePayment(uid, claimed, loaded.version)])
+            versions = self._repo.commit(save_payment(uid, payment, claimed, loaded.version))
         except WriteConflict:
             return None  # another caller holds this interval
         try:
-            app = app_for_payment(self._credentials, uid, payment)
+            app = app_for_payment(self._repo, self._credentials, uid, payment)
         except errors.CredentialsNotConfigured:
             # The developer deleted this environment's keys: nobody can ask Daraja for them any more. The claim
             # already pushed the next look back, so the payment sinks behind the others.
