@@ -62,6 +62,8 @@ def urls() -> dict[str, str]:
         "payment_status": f"{base}/payment_status",
         "developer_credentials": f"{base}/developer_credentials",
         "mpesa_callback": f"{base}/mpesa_callback",
+        "console (hosting)": f"{ENDPOINTS['hosting'].url}/",
+        "callbacks via hosting": f"{ENDPOINTS['hosting'].url}/hooks/daraja/<token>",
         "auth emulator": ENDPOINTS["auth"].url,
         "firestore emulator": ENDPOINTS["firestore"].url,
         "secret manager emulator": ENDPOINTS["secret_manager"].url,
@@ -301,7 +303,7 @@ class Stack:
                     "--project",
                     CONFIG.project_id,
                     "--only",
-                    "auth,firestore,functions",
+                    "auth,firestore,functions,hosting",
                 ],
                 firebase_env,
                 STATE_DIR / "firebase.log",
@@ -322,6 +324,8 @@ class Stack:
             "daraja simulator": f"{ENDPOINTS['daraja'].url}/healthz",
             "auth emulator": f"{ENDPOINTS['auth'].url}/",
             "firestore emulator": f"{ENDPOINTS['firestore'].url}/",
+            # The console (console/dist, built by `make`); its /api/* and /hooks/daraja/* rewrite to the functions.
+            "hosting emulator": f"{ENDPOINTS['hosting'].url}/",
         }
         pending = dict(checks)
         functions_ready = False

@@ -25,6 +25,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "auth": ("emulators", "auth"),
     "firestore": ("emulators", "firestore"),
     "functions": ("emulators", "functions"),
+    "hosting": ("emulators", "hosting"),
     "hub": ("emulators", "hub"),
     "logging": ("emulators", "logging"),
     "firestore_websocket": ("emulators", "firestore"),
@@ -75,6 +76,7 @@ class StackConfig:
             "SECRET_MANAGER_EMULATOR_HOST": self.endpoints["secret_manager"].address,
             "DARAJA_SIMULATOR_URL": self.endpoints["daraja"].url,
             "FUNCTIONS_BASE_URL": self.functions_base_url,
+            "HOSTING_URL": self.endpoints["hosting"].url,
         }
 
 
@@ -116,9 +118,15 @@ class Addresses:
     secret_manager_host: str  # host:port
     daraja_url: str  # http://host:port, no trailing slash
     functions_url: str  # http://host:port/<project>/<region>, no trailing slash
+    hosting_url: str = ""  # http://host:port of the Hosting emulator (the console, /api/*, /hooks/daraja/*)
 
     def function_url(self, name: str) -> str:
         return f"{self.functions_url}/{name}"
+
+    @property
+    def callback_base_url(self) -> str:
+        """Where the functions point Daraja's callbacks locally: Hosting's neutral path (functions/.env.local)."""
+        return f"{self.hosting_url}/hooks/daraja"
 
 
 def addresses(environ: Mapping[str, str] | None = None, config: StackConfig | None = None) -> Addresses:
@@ -140,4 +148,5 @@ def addresses(environ: Mapping[str, str] | None = None, config: StackConfig | No
         secret_manager_host=pick("SECRET_MANAGER_EMULATOR_HOST"),
         daraja_url=pick("DARAJA_SIMULATOR_URL").rstrip("/"),
         functions_url=(environ.get("FUNCTIONS_BASE_URL") or functions_default).rstrip("/"),
+        hosting_url=pick("HOSTING_URL").rstrip("/"),
     )

@@ -39,14 +39,15 @@ def prompts(**filters: str) -> list[dict[str, Any]]:
 
 
 def paid_prompts(**filters: str) -> list[dict[str, Any]]:
-    """Prompts whose success callback the simulator delivered to a gateway callback URL."""
-    base = support.function_url("mpesa_callback")
+    """Prompts whose success callback the simulator delivered to a gateway callback URL (the function's own, or
+    Hosting's /hooks/daraja path, which the local stack uses by default)."""
+    bases = (support.function_url("mpesa_callback"), support.CALLBACK_BASE_URL)
     return [
         p
         for p in prompts(**filters)
         if str(p.get("result_code")) == "0"
         and (p.get("callbacks_sent") or 0) > 0
-        and str(p.get("callback_url", "")).startswith(base)
+        and str(p.get("callback_url", "")).startswith(bases)
     ]
 
 

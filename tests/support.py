@@ -35,9 +35,11 @@ from scripts.stack_admin import AuthUser as SignedUpDeveloper
 
 __all__ = [
     "AUTH_HOST",
+    "CALLBACK_BASE_URL",
     "DARAJA_URL",
     "FIRESTORE_HOST",
     "FUNCTIONS_URL",
+    "HOSTING_URL",
     "PROJECT_ID",
     "SECRET_MANAGER_HOST",
     "CallbackListener",
@@ -64,6 +66,8 @@ FIRESTORE_HOST = ADDRESSES.firestore_host
 SECRET_MANAGER_HOST = ADDRESSES.secret_manager_host
 DARAJA_URL = ADDRESSES.daraja_url
 FUNCTIONS_URL = ADDRESSES.functions_url
+HOSTING_URL = ADDRESSES.hosting_url
+CALLBACK_BASE_URL = ADDRESSES.callback_base_url
 function_url = ADDRESSES.function_url
 
 
@@ -81,6 +85,7 @@ def stack_missing() -> list[str]:
         "secret manager emulator": SECRET_MANAGER_HOST,
         "daraja simulator": urlsplit(DARAJA_URL).netloc,
         "functions emulator": urlsplit(FUNCTIONS_URL).netloc,
+        "hosting emulator": urlsplit(HOSTING_URL).netloc,
     }
     return [name for name, host in wanted.items() if not port_open(host)]
 

@@ -85,6 +85,17 @@ class Settings:
     require_verified_email: bool = False
     # Emulator-only fault injection for the tests/faults tier (gateway.faults); guarded like every local-stack setting.
     fault_injection: bool = False
+    # Webhooks (gateway.services.webhooks). One attempt's deadline; the Standard Webhooks retry schedule times
+    # webhook_retry_scale (1 in production; small locally so retries take seconds); how long both secrets sign after
+    # a rotation; how long an endpoint may fail without a success before it is disabled.
+    webhook_timeout_s: float = 15.0
+    webhook_retry_scale: float = 1.0
+    webhook_rotation_overlap_s: float = 24 * 3600.0
+    webhook_disable_after_s: float = 5 * 24 * 3600.0
+    webhook_max_endpoints: int = 10
+    # A delivery task that arrives before its attempt is due waits in place up to this long, else the queue retries
+    # it later. Production queues honour the schedule time, so 0 there; the Tasks emulator runs every task at once.
+    webhook_early_task_wait_s: float = 0.0
     # Abuse limits (gateway.domain.limits). Pushes per developer and environment: production defaults to 10/s
     # (Daraja's own per-app throughput is of that order) and 10,000/day; sandbox to 2/s and 1,000/day (Safaricom's
     # sandbox is a test bed and rate-limits harder). An operator can raise one developer's limits in its registry
@@ -199,6 +210,12 @@ class Settings:
             service_identity=source.get("K_SERVICE") or source.get("K_REVISION") or source.get("K_CONFIGURATION") or "",
             require_verified_email=_flag(source, "REQUIRE_VERIFIED_EMAIL", default=False),
             fault_injection=_flag(source, "GATEWAY_FAULT_INJECTION", default=False),
+            webhook_timeout_s=_number(source, "WEBHOOK_TIMEOUT_SECONDS", 15.0),
+            webhook_retry_scale=_number(source, "WEBHOOK_RETRY_SCALE", 1.0),
+            webhook_rotation_overlap_s=_number(source, "WEBHOOK_ROTATION_OVERLAP_SECONDS", 24 * 3600.0),
+            webhook_disable_after_s=_number(source, "WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600.0),
+            webhook_max_endpoints=int(_number(source, "WEBHOOK_MAX_ENDPOINTS", 10)),
+            webhook_early_task_wait_s=_number(source, "WEBHOOK_EARLY_TASK_WAIT_SECONDS", 0.0),
             push_limits=(
                 (
                     "production",

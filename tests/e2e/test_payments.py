@@ -14,7 +14,8 @@ import requests
 from tests import support
 from tests.tenants import PUSH_URL, Tenant, new_tenant, payer_record, payment_doc, quarantined, raw_callbacks
 
-CALLBACK_URL = support.function_url("mpesa_callback")
+# The local stack sends Daraja's callbacks through Hosting's neutral path (functions/.env.local), as production does.
+CALLBACK_URL = support.CALLBACK_BASE_URL
 
 
 @pytest.fixture(scope="module")

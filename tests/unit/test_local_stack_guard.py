@@ -41,6 +41,7 @@ GUARD_INPUTS = (
     "DARAJA_SANDBOX_BASE_URL",
     "DARAJA_PRODUCTION_BASE_URL",
     "CALLBACK_BASE_URL",
+    "HOSTING_URL",
     "GATEWAY_FAULT_INJECTION",
 )
 
@@ -53,6 +54,7 @@ LOCAL_STACK_SETTINGS: dict[str, dict[str, str] | None] = {
     "http-daraja-sandbox": {"DARAJA_SANDBOX_BASE_URL": "http://127.0.0.1:8089"},
     "http-daraja-production": {"DARAJA_PRODUCTION_BASE_URL": "http://daraja.example"},
     "http-callback": {"CALLBACK_BASE_URL": "http://pay.example.com/mpesa_callback"},
+    "http-hosting": {"HOSTING_URL": "http://127.0.0.1:5000"},
     "fault-injection": {"GATEWAY_FAULT_INJECTION": "true"},
 }
 
@@ -226,6 +228,8 @@ def test_assert_safe_raises_a_503_and_logs_the_reason_at_critical(
                 "SECRET_MANAGER_EMULATOR_HOST",
                 "DARAJA_SANDBOX_BASE_URL",
                 "DARAJA_PRODUCTION_BASE_URL",
+                "CALLBACK_BASE_URL",
+                "HOSTING_URL",
                 "GATEWAY_FAULT_INJECTION",
             ),
         ),

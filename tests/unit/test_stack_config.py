@@ -23,6 +23,7 @@ def write_config(root: Path, project: str = "demo-other", **ports: int) -> Path:
             "auth": entry("auth", 19099),
             "firestore": {**entry("firestore", 18080), "websocketPort": ports.get("firestore_websocket", 19150)},
             "functions": entry("functions", 15001),
+            "hosting": entry("hosting", 15000),
             "hub": entry("hub", 14400),
             "logging": entry("logging", 14500),
         },
@@ -39,7 +40,7 @@ def test_the_repository_files_describe_the_whole_stack() -> None:
     assert config.project_id == json.loads((ROOT / ".firebaserc").read_text())["projects"]["default"]
     # The gateway trusts the Auth emulator only for a demo- project.
     assert config.project_id.startswith("demo-")
-    for name in ("auth", "firestore", "functions", "hub", "logging"):
+    for name in ("auth", "firestore", "functions", "hosting", "hub", "logging"):
         assert config.ports[name] == firebase["emulators"][name]["port"], name
     assert config.ports["firestore_websocket"] == firebase["emulators"]["firestore"]["websocketPort"]
     assert len(set(config.ports.values())) == len(config.ports), "two services on one port"
@@ -55,6 +56,7 @@ def test_the_env_follows_the_files(tmp_path: Path) -> None:
         "SECRET_MANAGER_EMULATOR_HOST": "127.0.0.1:18086",
         "DARAJA_SIMULATOR_URL": "http://127.0.0.1:18089",
         "FUNCTIONS_BASE_URL": "http://127.0.0.1:25001/demo-other/us-central1",
+        "HOSTING_URL": "http://127.0.0.1:15000",
     }
     # Emulator hosts are host:port: the client libraries add the scheme.
     for name in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST", "SECRET_MANAGER_EMULATOR_HOST"):
@@ -71,8 +73,10 @@ def test_addresses_come_from_the_files_when_the_environment_is_silent(tmp_path: 
         secret_manager_host="127.0.0.1:18086",
         daraja_url="http://127.0.0.1:18089",
         functions_url="http://127.0.0.1:15001/demo-other/us-central1",
+        hosting_url="http://127.0.0.1:15000",
     )
     assert found.function_url("stk_push") == "http://127.0.0.1:15001/demo-other/us-central1/stk_push"
+    assert found.callback_base_url == "http://127.0.0.1:15000/hooks/daraja"
 
 
 def test_environment_variables_win(tmp_path: Path) -> None:
