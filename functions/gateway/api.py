@@ -14,7 +14,7 @@ import flask
 from gateway import container, errors
 from gateway.http import ApiResponse, Call, serve
 from gateway.services.settlement import ACCEPTED_ANSWER
-from gateway.views import api_key_view, credentials_view, payment_view
+from gateway.views import api_key_view, credentials_list_view, credentials_view, payment_view
 
 
 def developer_credentials(request: flask.Request) -> flask.Response:
@@ -23,10 +23,13 @@ def developer_credentials(request: flask.Request) -> flask.Response:
         developer = call.developer
         if call.method == "PUT":
             return ApiResponse(200, credentials_view(credentials.put(developer, call.json())))
+        environment = call.query("environment") or None
         if call.method == "DELETE":
-            deleted = credentials.delete(developer)
+            deleted = credentials.delete(developer, environment)
             return ApiResponse(200, {"object": "developer_credentials", "deleted": deleted})
-        return ApiResponse(200, credentials_view(credentials.get(developer)))
+        if environment is None:
+            return ApiResponse(200, credentials_list_view(credentials.list(developer)))
+        return ApiResponse(200, credentials_view(credentials.get(developer, environment)))
 
     return _serve(request, ("GET", "PUT", "DELETE"), handle)
 
@@ -53,9 +56,18 @@ def payment_status(request: flask.Request) -> flask.Response:
         checkout_request_id = call.query("checkout_request_id")
         if payment_id is not None or checkout_request_id is not None:
             return ApiResponse(
-                200, payment_view(payments.get(developer, payment_id or None, checkout_request_id or None))
+                200,
+                payment_view(
+                    payments.get(developer, payment_id or None, checkout_request_id or None, call.query("environment"))
+                ),
             )
-        page = payments.list(developer, call.query("status") or None, call.query("limit"), call.query("page_token"))
+        page = payments.list(
+            developer,
+            call.query("status") or None,
+            call.query("limit"),
+            call.query("page_token"),
+            call.query("environment"),
+        )
         return ApiResponse(
             200,
             {
@@ -102,7 +114,7 @@ def api_keys(request: flask.Request) -> flask.Response:
             return ApiResponse(201, api_key_view(created.record, created.key))
         if call.method == "DELETE":
             if key_id is None:
-                raise errors.InvalidRequest("missing_api_key_id", "DELETE /api_keys/{id} names the key to revoke", "id")
+                raise errors.MethodNotAllowed(("GET", "POST"))  # DELETE /api_keys/{id} revokes one key
             return ApiResponse(200, api_key_view(keys.revoke(developer, key_id)))
         if key_id is not None:
             return ApiResponse(200, api_key_view(keys.get(developer, key_id)))

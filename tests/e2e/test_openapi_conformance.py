@@ -195,12 +195,15 @@ AUTHENTICATED = [
     ("/developer_credentials", "DELETE", {}),
     ("/stk_push", "POST", {"body": {}}),
     ("/payment_status", "GET", {}),
+    ("/api_keys", "GET", {}),
+    ("/api_keys", "POST", {"body": {}}),
 ]
 
 
 @pytest.mark.parametrize(("path", "method", "kwargs"), AUTHENTICATED, ids=[f"{m} {p}" for p, m, _ in AUTHENTICATED])
 @pytest.mark.parametrize(
-    "authorization", [None, "Basic dXNlcjpwYXNz", "Bearer not-a-jwt", "Bearer eyJhbGciOiJub25lIn0.e30."]
+    "authorization",
+    [None, "Basic dXNlcjpwYXNz", "Bearer not-a-jwt", "Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer mpg_test_not-a-key"],
 )
 def test_missing_or_bad_tokens_get_a_documented_401(
     path: str, method: str, kwargs: dict[str, Any], authorization: str | None
@@ -209,6 +212,39 @@ def test_missing_or_bad_tokens_get_a_documented_401(
     response = _call(schema[path][method], send_headers=headers, **kwargs)
     assert response.status_code == 401, response.text
     assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_api_keys_conform_from_creation_to_revocation(conformance: ConformanceSession) -> None:
+    """Create, list, read and revoke a key; use it on the developer-facing functions (with the second security
+    scheme) and on api_keys itself (403); a revoked key and another developer's key id get their documented codes."""
+    developer = support.sign_up()
+    created = _call(
+        schema["/api_keys"]["POST"], send_headers=developer.headers, body={"name": "oas", "environment": "sandbox"}
+    )
+    assert created.status_code == 201, created.text
+    key, key_id = created.json()["key"], created.json()["id"]
+    listed = _call(schema["/api_keys"]["GET"], send_headers=developer.headers).json()
+    assert [item["id"] for item in listed["data"]] == [key_id] and "key" not in listed["data"][0]
+    one = _call(schema["/api_keys/{id}"]["GET"], send_headers=developer.headers, path_parameters={"id": key_id})
+    assert one.json()["hint"] == created.json()["hint"]
+
+    as_key = {"Authorization": f"Bearer {key}"}
+    assert _call(schema["/payment_status"]["GET"], send_headers=as_key).status_code == 200
+    refused = _call(schema["/api_keys"]["POST"], send_headers=as_key, body={"name": "x", "environment": "sandbox"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "api_key_not_allowed")
+    foreign = _call(
+        schema["/api_keys/{id}"]["DELETE"], send_headers=conformance.developer.headers, path_parameters={"id": key_id}
+    )
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "api_key_not_found")
+
+    revoked = _call(schema["/api_keys/{id}"]["DELETE"], send_headers=developer.headers, path_parameters={"id": key_id})
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+
+    def refused_as_revoked() -> bool:
+        response = _call(schema["/payment_status"]["GET"], send_headers=as_key)
+        return response.status_code == 401 and response.json()["error"]["code"] == "api_key_revoked"
+
+    support.wait_for(refused_as_revoked, timeout_s=10, what="the revoked key to be refused")
 
 
 def test_credentials_read_and_idempotent_delete_conform(conformance: ConformanceSession) -> None:

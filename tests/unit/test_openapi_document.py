@@ -18,6 +18,7 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck
 
+from gateway.domain.api_key import parse_create_request
 from gateway.domain.callback import parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.validation import MAX_METADATA_BYTES, parse_credentials_request, parse_stk_push_request
@@ -62,6 +63,10 @@ def test_lists_every_function_and_method(document: dict[str, Any]) -> None:
         ("/stk_push", "post"),
         ("/payment_status", "get"),
         ("/mpesa_callback/{callback_token}", "post"),
+        ("/api_keys", "get"),
+        ("/api_keys", "post"),
+        ("/api_keys/{id}", "get"),
+        ("/api_keys/{id}", "delete"),
     }
     assert document["paths"]["/mpesa_callback/{callback_token}"]["post"]["security"] == []
 
@@ -131,6 +136,20 @@ def test_valid_stk_push_bodies_pass_the_gateway_validation(case: schemathesis.Ca
 @hypothesis.given(case=_body_strategy("/developer_credentials", "PUT"))
 def test_valid_credentials_bodies_pass_the_gateway_validation(case: schemathesis.Case) -> None:
     parse_credentials_request(case.body)
+
+
+@_SETTINGS
+@hypothesis.given(case=_body_strategy("/api_keys", "POST"))
+def test_valid_api_key_bodies_pass_the_gateway_validation(case: schemathesis.Case) -> None:
+    parse_create_request(case.body)
+
+
+def test_api_keys_are_managed_with_an_id_token_only(document: dict[str, Any]) -> None:
+    assert {"firebaseIdToken": []} in document["security"] and {"apiKey": []} in document["security"]
+    for path in ("/api_keys", "/api_keys/{id}"):
+        for method, operation in document["paths"][path].items():
+            if method in HTTP_METHODS:
+                assert operation["security"] == [{"firebaseIdToken": []}], (path, method)
 
 
 @_SETTINGS

@@ -169,7 +169,8 @@ def parse_create_request(body: object) -> CreateKeyRequest:
     if "name" not in body:
         raise ValidationError("missing_parameter", "name is required", "name")
     name = body["name"]
-    if not isinstance(name, str) or _NAME.fullmatch(name.strip()) is None:
+    # Only spaces are trimmed: what openapi.yaml calls a valid name must be one this accepts.
+    if not isinstance(name, str) or _NAME.fullmatch(name.strip(" ")) is None:
         raise ValidationError(
             "invalid_name", f"name must be 1 to {MAX_NAME_LENGTH} characters without control characters", "name"
         )
@@ -178,4 +179,4 @@ def parse_create_request(body: object) -> CreateKeyRequest:
     environment = body["environment"]
     if not isinstance(environment, str) or environment not in MODE_OF:
         raise ValidationError("invalid_environment", 'environment must be "sandbox" or "production"', "environment")
-    return CreateKeyRequest(name=name.strip(), environment=cast(Environment, environment))
+    return CreateKeyRequest(name=name.strip(" "), environment=cast(Environment, environment))
