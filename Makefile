@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FUNCTIONS_VENV := functions/venv
 STAMP_DIR := .stack
 
-.PHONY: install dev test test-unit demo lint bench clean help
+.PHONY: install dev test test-unit demo lint bench clean help console chromium screenshots
 
 help:
 	@echo "make test   install everything, start the local stack, run all test tiers, stop the stack"
@@ -15,6 +15,8 @@ help:
 	@echo "make dev    start the whole local stack in the foreground (Ctrl-C stops it)"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  benchmarks; writes bench/results/latest.json"
+	@echo "make console      build the developer console into console/dist (Hosting serves it)"
+	@echo "make screenshots  refresh console/screenshots/ from the browser tests"
 
 $(STAMP_DIR):
 	@mkdir -p $(STAMP_DIR)
@@ -43,7 +45,33 @@ $(STAMP_DIR)/sdk-js.stamp: sdk/js/package.json sdk/js/package-lock.json | $(STAM
 	@cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/npm.stamp $(STAMP_DIR)/sdk-js.stamp
+$(STAMP_DIR)/console-npm.stamp: console/package.json console/package-lock.json | $(STAMP_DIR)
+	@echo "==> installing the console's build tools (Firebase JS SDK, esbuild) from console/package-lock.json"
+	@cd console && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The console as Hosting serves it (console/dist, firebase.json "hosting"."public"). The stamp lives inside dist/, so
+# a deleted build is rebuilt too.
+CONSOLE_STAMP := console/dist/.build-stamp
+CONSOLE_SOURCES := $(shell find console/src console/static -type f 2>/dev/null) console/build.mjs firebase.json .firebaserc
+$(CONSOLE_STAMP): $(STAMP_DIR)/console-npm.stamp $(CONSOLE_SOURCES)
+	@cd console && node build.mjs
+	@touch $@
+
+console: $(CONSOLE_STAMP)
+
+# The browser tests (tests/browser) drive Debian's chromium: Playwright's own browser download cannot work offline.
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "==> installing Debian's chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing: run 'sudo apt-get install -y chromium', then make again" >&2; exit 1; \
+		fi; }
+
+install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/npm.stamp $(STAMP_DIR)/sdk-js.stamp \
+	$(CONSOLE_STAMP)
 
 dev: install
 	@$(PY) scripts/stack.py dev
@@ -56,7 +84,7 @@ test-unit: $(STAMP_DIR)/venv.stamp
 
 # Tiers: unit and dev-server tests, then integration and end-to-end tests against the real emulators, the SDKs'
 # tests and the OpenAPI conformance run, all inside one stack that is stopped whatever the outcome.
-test: install
+test: install chromium
 	@echo "==> make dev lifecycle: start, SIGTERM, no process or port left behind"
 	@$(PY) scripts/check_lifecycle.py
 	@$(PY) scripts/stack.py run -- bash -c '$(PY) -m pytest tests sdk/python/tests -q && \
@@ -71,8 +99,12 @@ lint: $(STAMP_DIR)/venv.stamp
 	@$(PY) -m mypy
 	@cd sdk/python && ../../$(PY) -m mypy
 
+# The browser tests save a screenshot of each console page under console/screenshots/ when asked.
+screenshots: install chromium
+	@$(PY) scripts/stack.py ensure -- env CONSOLE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
+
 bench: install
 	@$(PY) scripts/stack.py ensure -- $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(FUNCTIONS_VENV) node_modules sdk/js/node_modules $(STAMP_DIR)
+	rm -rf $(VENV) $(FUNCTIONS_VENV) node_modules sdk/js/node_modules console/node_modules console/dist $(STAMP_DIR)
