@@ -4,7 +4,9 @@ Deploy discovery imports this module, so nothing here touches the network or bui
 lazily, once per instance, on the first request (gateway/container.py).
 """
 
-from firebase_functions import https_fn, options, scheduler_fn
+from typing import Any
+
+from firebase_functions import firestore_fn, https_fn, options, scheduler_fn, tasks_fn
 
 from gateway import api
 
@@ -48,3 +50,35 @@ def mpesa_callback(req: https_fn.Request) -> https_fn.Response:
 def reconcile_payments(event: scheduler_fn.ScheduledEvent) -> None:
     """Settle payments whose callback never came, through STK Push Query."""
     api.reconcile_payments()
+
+
+_CORS_WITH_PATCH = options.CorsOptions(cors_origins="*", cors_methods=["get", "post", "patch", "delete", "options"])
+
+
+@https_fn.on_request(cors=_CORS_WITH_PATCH)
+def webhook_endpoints(req: https_fn.Request) -> https_fn.Response:
+    """Register, list, change, delete webhook endpoints and rotate their signing secrets."""
+    return api.webhook_endpoints(req)
+
+
+@https_fn.on_request(cors=_CORS)
+def events(req: https_fn.Request) -> https_fn.Response:
+    """GET the caller's events, one event, its delivery log; POST /events/{id}/redeliver."""
+    return api.events(req)
+
+
+@firestore_fn.on_document_created(document="developers/{uid}/events/{eventId}")
+def on_event_created(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+    """A payment commit wrote an event: queue its delivery to each of the developer's endpoints."""
+    api.fan_out_event(event.params["uid"], event.params["eventId"])
+
+
+# One task per delivery attempt. A failed attempt enqueues its own next one on the Standard Webhooks schedule; the
+# queue's retries only cover an instance that died mid-attempt or a task that arrived before its time.
+@tasks_fn.on_task_dispatched(
+    retry_config=options.RetryConfig(max_attempts=50, min_backoff_seconds=1, max_backoff_seconds=300, max_doublings=8),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=100),
+)
+def webhookdelivery(req: tasks_fn.CallableRequest[Any]) -> None:
+    """Attempt one webhook delivery (an event to one endpoint). The name has no "_": task queue ids cannot."""
+    api.deliver_webhook(req.data)

@@ -303,7 +303,7 @@ class Stack:
                     "--project",
                     CONFIG.project_id,
                     "--only",
-                    "auth,firestore,functions,hosting",
+                    "auth,firestore,functions,hosting,tasks",
                 ],
                 firebase_env,
                 STATE_DIR / "firebase.log",
@@ -326,6 +326,8 @@ class Stack:
             "firestore emulator": f"{ENDPOINTS['firestore'].url}/",
             # The console (console/dist, built by `make`); its /api/* and /hooks/daraja/* rewrite to the functions.
             "hosting emulator": f"{ENDPOINTS['hosting'].url}/",
+            # Cloud Tasks: the queue of the webhookdelivery task function (any HTTP answer means it is up).
+            "tasks emulator": f"{ENDPOINTS['tasks'].url}/",
         }
         pending = dict(checks)
         functions_ready = False

@@ -28,6 +28,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "hosting": ("emulators", "hosting"),
     "hub": ("emulators", "hub"),
     "logging": ("emulators", "logging"),
+    "tasks": ("emulators", "tasks"),
     "firestore_websocket": ("emulators", "firestore"),
     "secret_manager": ("devservers", "secretManager"),
     "daraja": ("devservers", "daraja"),

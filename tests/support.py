@@ -45,6 +45,7 @@ __all__ = [
     "CallbackListener",
     "DarajaApp",
     "SignedUpDeveloper",
+    "WebhookReceiver",
     "delete_auth_user",
     "firestore_client",
     "function_url",
@@ -194,3 +195,100 @@ def success_callback(
             }
         }
     }
+
+
+class WebhookReceiver:
+    """A developer's webhook receiver on 127.0.0.1: records every delivery (raw body and headers, by path) and
+    answers each path from a script of (status, headers) steps, then 200. `stop()` / `start()` take it down and
+    bring it back on the same port (a receiver that is down refuses connections). Needs nothing running.
+
+        receiver = WebhookReceiver()
+        url = receiver.new_url()                 # a fresh path of its own
+        receiver.script(url, (500, {}), (500, {}))
+        [delivery] = receiver.wait_for(url)      # Delivery(body=bytes, headers=dict of lower-case names)
+    """
+
+    class Delivery:
+        def __init__(self, body: bytes, headers: dict[str, str], at: float) -> None:
+            self.body = body
+            self.headers = headers
+            self.at = at
+
+        def json(self) -> Any:
+            return json.loads(self.body)
+
+    def __init__(self) -> None:
+        self._received: dict[str, list[WebhookReceiver.Delivery]] = {}
+        self._scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self._changed = threading.Condition()
+        self._port = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with receiver._changed:
+                    path_received = receiver._received.setdefault(self.path, [])
+                    attempt = len(path_received)
+                    path_received.append(WebhookReceiver.Delivery(body, headers, time.time()))
+                    steps = receiver._scripts.get(self.path, [])
+                    status, extra = steps[attempt] if attempt < len(steps) else (200, {})
+                    receiver._changed.notify_all()
+                answer = json.dumps({"received": status < 300}).encode()
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def start(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
+        self.server.daemon_threads = True
+        self._port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    close = stop
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def new_url(self, prefix: str = "/hooks") -> str:
+        return f"{self.base_url}{prefix}/{secrets.token_hex(8)}"
+
+    def script(self, url_or_path: str, *steps: tuple[int, dict[str, str]]) -> None:
+        """Answer the first deliveries to this path with these (status, headers) steps, later ones with 200."""
+        self._scripts[urlsplit(url_or_path).path] = list(steps)
+
+    def deliveries(self, url_or_path: str) -> list[WebhookReceiver.Delivery]:
+        with self._changed:
+            return list(self._received.get(urlsplit(url_or_path).path, []))
+
+    def wait_for(self, url_or_path: str, count: int = 1, timeout_s: float = 20.0) -> list[WebhookReceiver.Delivery]:
+        path = urlsplit(url_or_path).path
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._received.get(path, [])) >= count, timeout=timeout_s):
+                got = len(self._received.get(path, []))
+                raise AssertionError(f"{got} of {count} webhook deliveries reached {path} within {timeout_s}s")
+            return list(self._received[path])

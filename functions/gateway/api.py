@@ -14,7 +14,15 @@ import flask
 from gateway import container, errors
 from gateway.http import ApiResponse, Call, serve
 from gateway.services.settlement import ACCEPTED_ANSWER
-from gateway.views import api_key_view, credentials_list_view, credentials_view, payment_view
+from gateway.views import (
+    api_key_view,
+    credentials_list_view,
+    credentials_view,
+    delivery_view,
+    event_view,
+    payment_view,
+    webhook_endpoint_view,
+)
 
 
 def developer_credentials(request: flask.Request) -> flask.Response:
@@ -170,3 +178,111 @@ def _serve(
         max_body_bytes=container.settings().max_body_bytes,
         authenticate=container.authenticator() if authenticated else None,
     )
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+def webhook_endpoints(request: flask.Request) -> flask.Response:
+    """/webhook_endpoints[/{id}[/rotate_secret]]"""
+
+    def handle(call: Call) -> ApiResponse:
+        endpoints = container.webhooks().endpoints
+        developer = call.developer
+        segments = path_segments(request.path, "webhook_endpoints", 2)
+        if not segments:
+            if call.method == "POST":
+                endpoint, secret = endpoints.create(developer, call.json())
+                return ApiResponse(201, webhook_endpoint_view(endpoint, secret))
+            _allow(call, ("GET", "POST"))
+            listed = [webhook_endpoint_view(endpoint) for endpoint in endpoints.all(developer)]
+            return ApiResponse(200, {"object": "list", "data": listed, "has_more": False, "next_page_token": None})
+        endpoint_id = segments[0]
+        if len(segments) == 2:
+            if segments[1] != "rotate_secret":
+                raise errors.NotFound("not_found", "no such resource")
+            _allow(call, ("POST",))
+            rotated, secret = endpoints.rotate(developer, endpoint_id)
+            return ApiResponse(200, webhook_endpoint_view(rotated, secret))
+        if call.method == "PATCH":
+            return ApiResponse(200, webhook_endpoint_view(endpoints.update(developer, endpoint_id, call.json())))
+        if call.method == "DELETE":
+            endpoints.delete(developer, endpoint_id)
+            return ApiResponse(200, {"object": "webhook_endpoint", "id": endpoint_id, "deleted": True})
+        _allow(call, ("GET", "PATCH", "DELETE"))
+        return ApiResponse(200, webhook_endpoint_view(endpoints.get(developer, endpoint_id)))
+
+    return _serve(request, ("GET", "POST", "PATCH", "DELETE"), handle)
+
+
+def events(request: flask.Request) -> flask.Response:
+    """/events[/{id}[/deliveries | /redeliver]]"""
+
+    def handle(call: Call) -> ApiResponse:
+        service = container.webhooks().events
+        developer = call.developer
+        segments = path_segments(request.path, "events", 2)
+        if not segments:
+            _allow(call, ("GET",))
+            found, next_token = service.page(
+                developer, call.query("type") or None, call.query("limit"), call.query("page_token")
+            )
+            return ApiResponse(
+                200,
+                {
+                    "object": "list",
+                    "data": [event_view(event) for event in found],
+                    "has_more": next_token is not None,
+                    "next_page_token": next_token,
+                },
+            )
+        event_id = segments[0]
+        if len(segments) == 1:
+            _allow(call, ("GET",))
+            return ApiResponse(200, event_view(service.get(developer, event_id)))
+        if segments[1] == "deliveries":
+            _allow(call, ("GET",))
+            listed = [delivery_view(delivery) for delivery in service.deliveries(developer, event_id)]
+            return ApiResponse(200, {"object": "list", "data": listed, "has_more": False, "next_page_token": None})
+        if segments[1] == "redeliver":
+            _allow(call, ("POST",))
+            body = call.json() if call.raw_body().strip() else {}
+            if not isinstance(body, dict) or set(body) - {"endpoint_id"}:
+                raise errors.InvalidRequest("invalid_body", "the body may only name an endpoint_id")
+            endpoint_id = body.get("endpoint_id")
+            if endpoint_id is not None and not isinstance(endpoint_id, str):
+                raise errors.InvalidRequest("invalid_endpoint_id", "endpoint_id must be a string", "endpoint_id")
+            queued = service.redeliver(developer, event_id, endpoint_id)
+            return ApiResponse(202, {"object": "redelivery", "event_id": event_id, "endpoint_ids": queued})
+        raise errors.NotFound("not_found", "no such resource")
+
+    return _serve(request, ("GET", "POST"), handle)
+
+
+def fan_out_event(uid: str, event_id: str) -> int:
+    """The Firestore trigger on developers/{uid}/events/{event_id}: queue one delivery per endpoint."""
+    return container.webhooks().deliveries.fan_out(uid, event_id)
+
+
+def deliver_webhook(data: object) -> str:
+    """One task of the delivery queue. Raising makes the queue retry it (a failed attempt does not raise: it
+    schedules its own next attempt; only an early task, a busy delivery or our own failure does)."""
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(name), str) and data.get(name) for name in ("uid", "event_id", "endpoint_id")
+    ):
+        return "malformed"  # retrying would never help
+    return container.webhooks().deliveries.attempt(data["uid"], data["event_id"], data["endpoint_id"])
+
+
+def path_segments(path: str, function_name: str, max_depth: int) -> list[str]:
+    """The path segments after the function's own name (all of them when deployed, where the function sees only
+    what follows it); more than `max_depth` name nothing: 404."""
+    segments = [segment for segment in path.split("/") if segment]
+    if function_name in segments:
+        segments = segments[len(segments) - segments[::-1].index(function_name) :]
+    if len(segments) > max_depth:
+        raise errors.NotFound("not_found", "no such resource")
+    return segments
+
+
+def _allow(call: Call, methods: tuple[str, ...]) -> None:
+    if call.method not in methods:
+        raise errors.MethodNotAllowed(methods)

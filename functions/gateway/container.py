@@ -11,11 +11,16 @@ from typing import Any
 from gateway.api_key_store import FirestoreApiKeyStore
 from gateway.auth import FirebaseAuthenticator
 from gateway.daraja import DarajaClient
+from gateway.delivery_queue import CloudTasksQueue
 from gateway.repository import PaymentRepository, PaymentStore, utcnow
 from gateway.secrets import CredentialStore, SecretManagerBackend
 from gateway.services import Gateway
 from gateway.services.api_keys import ApiKeys
+from gateway.services.webhooks import Webhooks
 from gateway.settings import Settings, get_settings
+from gateway.webhook_secrets import SecretManagerVersions, WebhookSecrets
+from gateway.webhook_store import WebhookStore
+from gateway.webhook_transport import WebhookTransport
 
 _lock = threading.Lock()
 _gateway: Gateway | None = None
@@ -80,3 +85,24 @@ def authenticator() -> FirebaseAuthenticator:
             if _authenticator is None:
                 _authenticator = FirebaseAuthenticator(get_settings(), api_keys=keys.authenticate)
     return _authenticator
+
+
+_webhooks: Webhooks | None = None
+
+
+def webhooks() -> Webhooks:
+    """Endpoints, events and deliveries (gateway.services.webhooks), built on first use like the gateway."""
+    global _webhooks
+    if _webhooks is None:
+        with _lock:
+            if _webhooks is None:
+                current = get_settings()
+                current.assert_safe()
+                _webhooks = Webhooks.build(
+                    current,
+                    WebhookStore(current),
+                    WebhookSecrets(SecretManagerVersions(current)),
+                    WebhookTransport(current.webhook_timeout_s, allow_loopback=current.local_stack_trusted),
+                    CloudTasksQueue(current),
+                )
+    return _webhooks

@@ -8,7 +8,8 @@ from typing import Any
 
 from gateway.domain.api_key import ApiKeyRecord
 from gateway.domain.payment import Payment
-from gateway.domain.phone import mask_msisdn
+from gateway.domain.webhooks import Delivery as WebhookDelivery
+from gateway.domain.webhooks import WebhookEndpoint
 
 
 def iso(value: Any) -> Any:
@@ -25,7 +26,7 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "status": payment.status.value,
         "amount": payment.amount,
         "currency": payment.currency,
-        "phone": mask_msisdn(payment.msisdn),
+        "phone": payment.phone,
         "account_reference": payment.account_reference,
         "description": payment.description,
         "metadata": dict(payment.metadata),
@@ -57,6 +58,11 @@ def credentials_view(setup: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def credentials_list_view(setups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every configured environment's set-up (sandbox first); an empty list when none is."""
+    return {"object": "list", "data": [credentials_view(setup) for setup in setups]}
+
+
 def api_key_view(record: ApiKeyRecord, key: str | None = None) -> dict[str, Any]:
     """A key as its owner sees it. The full `key` only in the answer that created it."""
     view: dict[str, Any] = {
@@ -72,3 +78,55 @@ def api_key_view(record: ApiKeyRecord, key: str | None = None) -> dict[str, Any]
     if key is not None:
         view["key"] = key
     return view
+
+
+def webhook_endpoint_view(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    """The secret appears only in the answers that create it (creation and rotation)."""
+    view: dict[str, Any] = {
+        "object": "webhook_endpoint",
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "enabled_events": list(endpoint.enabled_events),
+        "status": endpoint.status,
+        "disabled_reason": endpoint.disabled_reason,
+        "created_at": iso(endpoint.created_at),
+        "updated_at": iso(endpoint.updated_at),
+    }
+    if secret is not None:
+        view["secret"] = secret
+    return view
+
+
+def event_view(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "event",
+        "id": event["id"],
+        "type": event["type"],
+        "created_at": iso(event["created_at"]),
+        "data": dict(event.get("data") or {}),
+    }
+
+
+def delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "object": "webhook_delivery",
+        "event_id": delivery.event_id,
+        "endpoint_id": delivery.endpoint_id,
+        "status": delivery.status,
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "attempts": [
+            {
+                "object": "delivery_attempt",
+                "endpoint_id": attempt.endpoint_id,
+                "url": attempt.url,
+                "attempted_at": iso(attempt.at),
+                "status_code": attempt.status_code,
+                "latency_ms": attempt.latency_ms,
+                "response_excerpt": attempt.response_excerpt,
+                "error": attempt.error,
+                "trigger": attempt.trigger,
+            }
+            for attempt in delivery.attempts
+        ],
+    }

@@ -26,6 +26,7 @@ def write_config(root: Path, project: str = "demo-other", **ports: int) -> Path:
             "hosting": entry("hosting", 15000),
             "hub": entry("hub", 14400),
             "logging": entry("logging", 14500),
+            "tasks": entry("tasks", 19499),
         },
         "devservers": {"secretManager": entry("secret_manager", 18086), "daraja": entry("daraja", 18089)},
     }
@@ -40,7 +41,7 @@ def test_the_repository_files_describe_the_whole_stack() -> None:
     assert config.project_id == json.loads((ROOT / ".firebaserc").read_text())["projects"]["default"]
     # The gateway trusts the Auth emulator only for a demo- project.
     assert config.project_id.startswith("demo-")
-    for name in ("auth", "firestore", "functions", "hosting", "hub", "logging"):
+    for name in ("auth", "firestore", "functions", "hosting", "hub", "logging", "tasks"):
         assert config.ports[name] == firebase["emulators"][name]["port"], name
     assert config.ports["firestore_websocket"] == firebase["emulators"]["firestore"]["websocketPort"]
     assert len(set(config.ports.values())) == len(config.ports), "two services on one port"

@@ -1,0 +1,455 @@
+"""Webhooks: the endpoints a developer registers, the events API, and delivery of each event to each endpoint.
+
+    payment commit ──(same commit)──> developers/{uid}/events/{evt}        (services.common.save_payment)
+        └─ Firestore trigger (on_event_created) ── fan_out: one delivery document + one task per endpoint
+              └─ Cloud Tasks (webhookdelivery) ── attempt: claim (lease), sign, POST, record, schedule the next
+
+Nothing here runs in the instance that settled the payment: the trigger and the queue are the platform's, so a
+delivery survives that instance dying right after its commit. Every attempt is recorded in the delivery document
+(the delivery log); an attempt that fails schedules the next one on the Standard Webhooks schedule
+(gateway.domain.webhooks), as a new task, and a task that arrives early is retried by the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+from gateway import errors
+from gateway.delivery_queue import DeliveryQueue
+from gateway.domain.errors import ValidationError
+from gateway.domain.events import EVENT_TYPES, parse_event_types, subscribed
+from gateway.domain.webhooks import (
+    Attempt,
+    Delivery,
+    WebhookEndpoint,
+    parse_description,
+    parse_endpoint_url,
+    parse_retry_after,
+    verdict_for,
+)
+from gateway.http import Developer
+from gateway.logs import Event, log_event
+from gateway.repository import Versioned, WriteConflict, retry_on_conflict, utcnow
+from gateway.settings import Settings
+from gateway.views import iso
+from gateway.webhook_secrets import WebhookSecrets
+from gateway.webhook_store import EndpointLimitReached, WebhookStore
+from gateway.webhook_transport import AttemptResult, WebhookTransport
+
+_MAX_LIST_LIMIT = 100
+_LEASE_MARGIN_S = 30.0
+USER_AGENT = "mpesa-gateway-webhooks/1"
+
+
+class NotDue(Exception):
+    """The delivery's next attempt is not due yet (or another worker holds it): the queue should retry later."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"not due for {wait_s:.1f}s")
+        self.wait_s = wait_s
+
+
+def _object(body: object, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("invalid_body", "request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise errors.InvalidRequest("unknown_parameter", f"unknown parameter {unknown[0]!r}", str(unknown[0])[:64])
+    return body
+
+
+class WebhookEndpoints:
+    def __init__(
+        self, settings: Settings, store: WebhookStore, secrets_: WebhookSecrets, now: Callable[[], datetime]
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._secrets = secrets_
+        self._now = now
+
+    def _url(self, raw: object) -> str:
+        return parse_endpoint_url(raw, allow_local=self._settings.local_stack_trusted).url
+
+    def create(self, developer: Developer, body: object) -> tuple[WebhookEndpoint, str]:
+        fields = _object(body, {"url", "enabled_events", "description"})
+        url = self._url(fields.get("url"))
+        enabled = parse_event_types(fields.get("enabled_events", ["*"]), "enabled_events")
+        description = parse_description(fields.get("description"))
+        limit = self._settings.webhook_max_endpoints
+        if self._store.count_endpoints(developer.uid) >= limit:
+            raise _limit_reached(limit)
+        endpoint_id = "we_" + secrets.token_hex(12)
+        version, secret = self._secrets.create(developer.uid, endpoint_id)
+        now = self._now()
+        endpoint = WebhookEndpoint(
+            id=endpoint_id,
+            url=url,
+            description=description,
+            enabled_events=enabled,
+            status="enabled",
+            created_at=now,
+            updated_at=now,
+            secret_version=version,
+        )
+        try:
+            self._store.create_endpoint(developer.uid, endpoint, limit)
+        except EndpointLimitReached:
+            self._secrets.destroy(developer.uid, endpoint_id)
+            raise _limit_reached(limit) from None
+        log_event(Event.WEBHOOK_ENDPOINT_CHANGED, uid=developer.uid, endpoint_id=endpoint_id, change="created")
+        return endpoint, secret
+
+    def all(self, developer: Developer) -> list[WebhookEndpoint]:
+        return [loaded.value for loaded in self._store.list_endpoints(developer.uid)]
+
+    def get(self, developer: Developer, endpoint_id: str) -> WebhookEndpoint:
+        return self._load(developer, endpoint_id).value
+
+    def _load(self, developer: Developer, endpoint_id: str) -> Versioned[WebhookEndpoint]:
+        loaded = self._store.load_endpoint(developer.uid, endpoint_id)
+        if loaded is None:
+            raise errors.NotFound("webhook_endpoint_not_found", "no such webhook endpoint", "id")
+        return loaded
+
+    def update(self, developer: Developer, endpoint_id: str, body: object) -> WebhookEndpoint:
+        fields = _object(body, {"url", "enabled_events", "description", "status"})
+        changes: dict[str, Any] = {}
+        if "url" in fields:
+            changes["url"] = self._url(fields["url"])
+        if "enabled_events" in fields:
+            changes["enabled_events"] = parse_event_types(fields["enabled_events"], "enabled_events")
+        if "description" in fields:
+            changes["description"] = parse_description(fields["description"])
+        if "status" in fields:
+            if fields["status"] not in ("enabled", "disabled"):
+                raise errors.InvalidRequest("invalid_status", "status must be enabled or disabled", "status")
+            changes["status"] = fields["status"]
+
+        def attempt() -> WebhookEndpoint:
+            loaded = self._load(developer, endpoint_id)
+            current = loaded.value
+            after = replace(current, **changes, updated_at=self._now())
+            if changes.get("status") == "enabled" and current.status == "disabled":
+                after = replace(after, disabled_reason=None, failing_since=None)
+            elif changes.get("status") == "disabled" and current.status == "enabled":
+                after = replace(after, disabled_reason="developer")
+            self._store.save_endpoint(developer.uid, after, loaded.version)
+            return after
+
+        updated = retry_on_conflict(attempt)
+        log_event(Event.WEBHOOK_ENDPOINT_CHANGED, uid=developer.uid, endpoint_id=endpoint_id, change="updated")
+        return updated
+
+    def delete(self, developer: Developer, endpoint_id: str) -> None:
+        self._load(developer, endpoint_id)
+        # The document first: deliveries in flight find no endpoint and stop; then the secret cannot sign again.
+        self._store.delete_endpoint(developer.uid, endpoint_id)
+        self._secrets.destroy(developer.uid, endpoint_id)
+        log_event(Event.WEBHOOK_ENDPOINT_CHANGED, uid=developer.uid, endpoint_id=endpoint_id, change="deleted")
+
+    def rotate(self, developer: Developer, endpoint_id: str) -> tuple[WebhookEndpoint, str]:
+        """A new secret signs from now on; the old one keeps signing too for the overlap, then its version goes."""
+        loaded = self._load(developer, endpoint_id)
+        version, secret = self._secrets.create(developer.uid, endpoint_id)
+        now = self._now()
+        dropped = loaded.value.previous_secret_version
+        rotated = loaded.value.rotated(version, now, self._settings.webhook_rotation_overlap_s)
+        try:
+            self._store.save_endpoint(developer.uid, rotated, loaded.version)
+        except WriteConflict:
+            self._secrets.destroy_version(developer.uid, endpoint_id, version)
+            raise errors.IdempotencyConflict(
+                "endpoint_changed", "the endpoint changed meanwhile; retry the rotation", retry_after_s=1
+            ) from None
+        if dropped is not None:
+            # Only two versions ever sign: a rotation during an overlap ends the oldest one at once.
+            self._secrets.destroy_version(developer.uid, endpoint_id, dropped)
+        log_event(Event.WEBHOOK_ENDPOINT_CHANGED, uid=developer.uid, endpoint_id=endpoint_id, change="rotated")
+        return rotated, secret
+
+
+def _limit_reached(limit: int) -> errors.GatewayError:
+    return errors.Unprocessable(
+        "webhook_endpoint_limit", f"a developer may have at most {limit} webhook endpoints", "url"
+    )
+
+
+class Events:
+    def __init__(
+        self, settings: Settings, store: WebhookStore, queue: DeliveryQueue, now: Callable[[], datetime]
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._queue = queue
+        self._now = now
+
+    def page(
+        self, developer: Developer, event_type: str | None, limit_raw: str | None, page_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if event_type is not None and event_type not in EVENT_TYPES:
+            raise errors.InvalidRequest("invalid_type", f"type must be one of {', '.join(sorted(EVENT_TYPES))}", "type")
+        from gateway.services.payments import parse_limit
+
+        return self._store.list_events(developer.uid, event_type, parse_limit(limit_raw), page_token or None)
+
+    def get(self, developer: Developer, event_id: str) -> dict[str, Any]:
+        event = self._store.load_event(developer.uid, event_id)
+        if event is None:
+            raise errors.NotFound("event_not_found", "no such event", "id")
+        return event
+
+    def deliveries(self, developer: Developer, event_id: str) -> list[Delivery]:
+        self.get(developer, event_id)
+        return self._store.list_deliveries(developer.uid, event_id)
+
+    def redeliver(self, developer: Developer, event_id: str, endpoint_id: str | None) -> list[str]:
+        """Send the event again, to one endpoint or to every enabled endpoint subscribed to its type."""
+        event = self.get(developer, event_id)
+        if endpoint_id is not None:
+            loaded = self._store.load_endpoint(developer.uid, endpoint_id)
+            if loaded is None:
+                raise errors.NotFound("webhook_endpoint_not_found", "no such webhook endpoint", "endpoint_id")
+            if loaded.value.status != "enabled":
+                raise errors.Unprocessable(
+                    "webhook_endpoint_disabled", "enable the endpoint before sending events to it", "endpoint_id"
+                )
+            targets = [loaded.value]
+        else:
+            targets = [
+                loaded.value
+                for loaded in self._store.list_endpoints(developer.uid)
+                if loaded.value.status == "enabled" and subscribed(loaded.value.enabled_events, event["type"])
+            ]
+        for endpoint in targets:
+            self._reset(developer.uid, event, endpoint.id)
+            self._queue.enqueue(developer.uid, event_id, endpoint.id, 0)
+        return [endpoint.id for endpoint in targets]
+
+    def _reset(self, uid: str, event: dict[str, Any], endpoint_id: str) -> None:
+        def attempt() -> None:
+            now = self._now()
+            loaded = self._store.load_delivery(uid, event["id"], endpoint_id)
+            if loaded is None:
+                fresh = replace(Delivery.first(event["id"], endpoint_id, event["type"], now), trigger="manual")
+                self._store.save_delivery(uid, fresh, None)
+            else:
+                self._store.save_delivery(uid, loaded.value.resent(now), loaded.version)
+
+        retry_on_conflict(attempt)
+
+
+class Deliveries:
+    def __init__(
+        self,
+        settings: Settings,
+        store: WebhookStore,
+        secrets_: WebhookSecrets,
+        transport: WebhookTransport,
+        queue: DeliveryQueue,
+        now: Callable[[], datetime],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._secrets = secrets_
+        self._transport = transport
+        self._queue = queue
+        self._now = now
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------------------------------------ fan out
+    def fan_out(self, uid: str, event_id: str) -> int:
+        """One delivery per enabled, subscribed endpoint, each with its task. Safe to run twice for one event."""
+        event = self._store.load_event(uid, event_id)
+        if event is None:
+            return 0
+        queued = 0
+        for loaded in self._store.list_endpoints(uid):
+            endpoint = loaded.value
+            if endpoint.status != "enabled" or not subscribed(endpoint.enabled_events, event["type"]):
+                continue
+            delivery = Delivery.first(event_id, endpoint.id, event["type"], self._now())
+            if not self._store.create_delivery(uid, delivery):
+                existing = self._store.load_delivery(uid, event_id, endpoint.id)
+                if existing is None or existing.value.attempts or existing.value.finished:
+                    continue  # the first run got further than creating it
+            self._queue.enqueue(uid, event_id, endpoint.id, 0)
+            queued += 1
+        log_event(Event.WEBHOOK_FANNED_OUT, uid=uid, event_id=event_id, type=event["type"], endpoints=queued)
+        return queued
+
+    # ------------------------------------------------------------------------------------------------ attempt
+    def attempt(self, uid: str, event_id: str, endpoint_id: str) -> str:
+        """Run the delivery's next attempt if it is due; returns the delivery's status afterwards. Raises NotDue
+        when it is not due (or held by another worker) so the queue tries again later."""
+        loaded = self._store.load_delivery(uid, event_id, endpoint_id)
+        while loaded is not None and not loaded.value.finished:
+            wait = self._wait_s(loaded.value)
+            if wait <= 0:
+                break
+            if wait > self._settings.webhook_early_task_wait_s:
+                raise NotDue(wait)
+            self._sleep(wait)
+            loaded = self._store.load_delivery(uid, event_id, endpoint_id)
+        if loaded is None:
+            return "missing"
+        if loaded.value.finished:
+            return loaded.value.status
+        now = self._now()
+        claimed = loaded.value.claim(now, self._settings.webhook_timeout_s + _LEASE_MARGIN_S)
+        try:
+            version = self._store.save_delivery(uid, claimed, loaded.version)
+        except WriteConflict:
+            raise NotDue(1.0) from None
+        endpoint = self._store.load_endpoint(uid, endpoint_id)
+        event = self._store.load_event(uid, event_id)
+        if (
+            endpoint is None
+            or event is None
+            or endpoint.value.status != "enabled"
+            or (claimed.trigger == "automatic" and not subscribed(endpoint.value.enabled_events, event["type"]))
+        ):
+            self._store.save_delivery(uid, claimed.cancelled(self._now()), version)
+            log_event(
+                Event.WEBHOOK_DELIVERY_ENDED, uid=uid, event_id=event_id, endpoint_id=endpoint_id, status="cancelled"
+            )
+            return "cancelled"
+        return self._send(uid, event, endpoint.value, claimed, version)
+
+    def _wait_s(self, delivery: Delivery) -> float:
+        now = self._now()
+        wait = (delivery.next_attempt_at - now).total_seconds()
+        if delivery.leased(now) and delivery.lease_until is not None:
+            wait = max(wait, (delivery.lease_until - now).total_seconds())
+        return wait
+
+    def _send(self, uid: str, event: dict[str, Any], endpoint: WebhookEndpoint, claimed: Delivery, version: Any) -> str:
+        started = self._now()
+        body = json.dumps(
+            {"type": event["type"], "timestamp": iso(event["created_at"]), "data": event["data"]},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+        )
+        signatures = [
+            Webhook(self._secrets.get(uid, endpoint.id, version_id)).sign(event["id"], started, body)
+            for version_id in endpoint.signing_versions(started)
+        ]
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": event["id"],
+            "webhook-timestamp": str(int(started.timestamp())),
+            "webhook-signature": " ".join(signatures),
+        }
+        try:
+            url = parse_endpoint_url(endpoint.url, allow_local=self._settings.local_stack_trusted)
+        except ValidationError:
+            # The rules tightened since it was registered (e.g. an http:// URL outside the local stack).
+            result = AttemptResult(None, 0, error="url_not_allowed")
+        else:
+            result = self._transport.post(url, body.encode("utf-8"), headers)
+        result_status, latency, excerpt, error = result.status, result.latency_ms, result.body_excerpt, result.error
+        retry_after = result.retry_after if result.status in (429, 503) else None
+        now = self._now()
+        verdict = verdict_for(result_status)
+        attempt = Attempt(
+            at=started,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            status_code=result_status,
+            latency_ms=latency,
+            response_excerpt=excerpt,
+            error=error,
+            trigger=claimed.trigger,
+            signatures=len(signatures),
+        )
+        after = claimed.recorded(
+            attempt, verdict, now, self._settings.webhook_retry_scale, parse_retry_after(retry_after, now)
+        )
+        try:
+            self._store.save_delivery(uid, after, version)
+        except WriteConflict:
+            # A redelivery reset it while we were sending: its own task carries on from there.
+            return "superseded"
+        self._update_endpoint(uid, endpoint.id, verdict, now)
+        log_event(
+            Event.WEBHOOK_ATTEMPTED,
+            "INFO" if verdict == "delivered" else "WARNING",
+            uid=uid,
+            event_id=event["id"],
+            endpoint_id=endpoint.id,
+            status_code=result_status,
+            error=error,
+            latency_ms=latency,
+            attempt=len(after.attempts),
+            outcome=after.status,
+        )
+        if after.status == "pending":
+            delay = (after.next_attempt_at - now).total_seconds()
+            self._queue.enqueue(uid, event["id"], endpoint.id, max(delay, 0.0))
+        elif after.finished:
+            log_event(
+                Event.WEBHOOK_DELIVERY_ENDED,
+                uid=uid,
+                event_id=event["id"],
+                endpoint_id=endpoint.id,
+                status=after.status,
+            )
+        return after.status
+
+    def _update_endpoint(self, uid: str, endpoint_id: str, verdict: str, now: datetime) -> None:
+        disabled: list[str] = []
+
+        def attempt() -> None:
+            loaded = self._store.load_endpoint(uid, endpoint_id)
+            if loaded is None:
+                return
+            current = loaded.value
+            if verdict == "delivered":
+                after = current.succeeded(now)
+            elif verdict == "gone":
+                after = current.gone(now) if current.status == "enabled" else current
+            else:
+                after = current.failed(now, self._settings.webhook_disable_after_s)
+            if after == current:
+                return
+            self._store.save_endpoint(uid, after, loaded.version)
+            if current.status == "enabled" and after.status == "disabled":
+                disabled[:] = [after.disabled_reason or ""]
+
+        retry_on_conflict(attempt)
+        if disabled:
+            log_event(Event.WEBHOOK_ENDPOINT_DISABLED, "WARNING", uid=uid, endpoint_id=endpoint_id, reason=disabled[0])
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    endpoints: WebhookEndpoints
+    events: Events
+    deliveries: Deliveries
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        store: WebhookStore,
+        secrets_: WebhookSecrets,
+        transport: WebhookTransport,
+        queue: DeliveryQueue,
+        now: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Webhooks:
+        return cls(
+            endpoints=WebhookEndpoints(settings, store, secrets_, now),
+            events=Events(settings, store, queue, now),
+            deliveries=Deliveries(settings, store, secrets_, transport, queue, now, sleep),
+        )
