@@ -2,7 +2,7 @@
 
 from mpesa_gateway import Gateway, firebase_password_token_provider
 
-gw = Gateway(base_url, id_token=firebase_password_token_provider(api_key, email, password))
+gw = Gateway(base_url, api_key="mpg_test_…")  # a server; or id_token=firebase_password_token_provider(…)
 payment = gw.payments.create("0712345678", 10, "INV-1", "Order 1")  # 201, or 202: payment.outcome_unknown
 print(gw.payments.wait(payment.id).status)  # succeeded, failed, cancelled, timed_out or unconfirmed
 """
@@ -35,6 +35,7 @@ from mpesa_gateway.models import (
     FLAG_OUTCOME_UNKNOWN,
     FLAG_SUCCESS_AFTER_TERMINAL,
     TERMINAL_STATUSES,
+    ApiKey,
     Credentials,
     Page,
     Payment,
@@ -47,6 +48,7 @@ __all__ = [
     "FLAG_SUCCESS_AFTER_TERMINAL",
     "TERMINAL_STATUSES",
     "USER_AGENT",
+    "ApiKey",
     "ApiResponse",
     "AuthenticationError",
     "ConnectionError",

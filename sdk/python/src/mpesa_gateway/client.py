@@ -29,7 +29,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from mpesa_gateway import errors
 from mpesa_gateway._version import __version__
-from mpesa_gateway.resources import CredentialsResource, PaymentsResource
+from mpesa_gateway.resources import ApiKeysResource, CredentialsResource, PaymentsResource
 
 USER_AGENT = f"mpesa-gateway-python/{__version__}"
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)
@@ -48,6 +48,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 PERMANENT_ERROR_CODES = frozenset({"daraja_rejected_credentials"})
 
 IdTokenSource = str | Callable[[], str]
+API_KEY_ENVIRONMENTS = {"mpg_test_": "sandbox", "mpg_live_": "production"}
 Timeout = float | tuple[float, float]
 
 
@@ -72,15 +73,19 @@ class _Failure:
 class Gateway:
     """Client for one developer's use of mpesa-gateway.
 
-    `id_token` is a Firebase ID token, or better a callable returning one: it is called before every attempt, so a
-    provider that refreshes tokens (see `firebase_password_token_provider`) keeps long-lived clients working.
+    Give exactly one credential:
+    - `api_key`, a secret API key (`mpg_test_…` or `mpg_live_…`), for servers: it never expires, acts only in its
+      own environment (test keys: sandbox credentials and payments; live keys: production) and cannot manage keys;
+    - `id_token`, a Firebase ID token, or better a callable returning one: it is called before every attempt, so a
+      provider that refreshes tokens (see `firebase_password_token_provider`) keeps long-lived clients working.
     """
 
     def __init__(
         self,
         base_url: str,
-        id_token: IdTokenSource,
+        id_token: IdTokenSource | None = None,
         *,
+        api_key: str | None = None,
         timeout: Timeout = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         session: requests.Session | None = None,
@@ -94,8 +99,18 @@ class Gateway:
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL such as https://us-central1-PROJECT.cloudfunctions.net")
-        if not (isinstance(id_token, str) or callable(id_token)):
+        if (id_token is None) == (api_key is None):
+            raise TypeError("give exactly one of api_key (mpg_test_… / mpg_live_…) and id_token")
+        if id_token is not None and not (isinstance(id_token, str) or callable(id_token)):
             raise TypeError("id_token must be a Firebase ID token string or a callable returning one")
+        self.environment: str | None = None
+        """"sandbox" or "production" for an API key (the only environment it can act in); None for an ID token."""
+        if api_key is not None:
+            if not isinstance(api_key, str) or api_key.strip()[:9] not in API_KEY_ENVIRONMENTS:
+                # Never echo the value: it may be a secret pasted into the wrong place.
+                raise ValueError("api_key must be a secret API key starting with mpg_test_ or mpg_live_")
+            api_key = api_key.strip()
+            self.environment = API_KEY_ENVIRONMENTS[api_key[:9]]
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         if max_in_progress_wait < 0:
@@ -109,12 +124,14 @@ class Gateway:
         self.max_retry_after = max_retry_after
         self.max_in_progress_wait = max_in_progress_wait
         self._id_token = id_token
+        self._api_key = api_key
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._random = random
         self._clock = clock
         self.credentials = CredentialsResource(self)
         self.payments = PaymentsResource(self)
+        self.api_keys = ApiKeysResource(self)
 
     def __enter__(self) -> Gateway:
         return self
@@ -238,6 +255,8 @@ class Gateway:
         return _Failure(error, _should_retry_answer(response, error, method, idempotency_key))
 
     def _current_token(self) -> str:
+        if self._api_key is not None or self._id_token is None:
+            return self._api_key or ""
         if isinstance(self._id_token, str):
             token: object = self._id_token
         else:

@@ -159,6 +159,40 @@ class Page:
         )
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """A secret API key's record. `key`, the secret itself, is set only on the object `api_keys.create` returns:
+    the gateway shows it once. Store it in your server's secret store; it never appears in a repr."""
+
+    id: str
+    name: str
+    environment: str
+    hint: str
+    created_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    key: str | None = field(default=None, repr=False, compare=False, hash=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> ApiKey:
+        return cls(
+            id=str(body["id"]),
+            name=str(body.get("name") or ""),
+            environment=str(body.get("environment") or ""),
+            hint=str(body.get("hint") or ""),
+            created_at=parse_time(body.get("created_at")),
+            last_used_at=parse_time(body.get("last_used_at")),
+            revoked_at=parse_time(body.get("revoked_at")),
+            key=_optional_text(body.get("key")),
+            raw=body,
+        )
+
+
 def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
 

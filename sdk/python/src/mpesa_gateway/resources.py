@@ -1,5 +1,6 @@
-"""The calls a developer makes: `gateway.credentials` (developer_credentials) and `gateway.payments` (stk_push,
-payment_status). Each builds one request for `Gateway.request` and turns the answer into a model."""
+"""The calls a developer makes: `gateway.credentials` (developer_credentials), `gateway.payments` (stk_push,
+payment_status) and `gateway.api_keys` (api_keys). Each builds one request for `Gateway.request` and turns the
+answer into a model."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from mpesa_gateway import errors
-from mpesa_gateway.models import Credentials, Page, Payment
+from mpesa_gateway.models import ApiKey, Credentials, Page, Payment
 
 if TYPE_CHECKING:
     from mpesa_gateway.client import Gateway
@@ -68,6 +69,40 @@ class CredentialsResource:
     def delete(self) -> bool:
         """Forget the credentials; True when there were some to delete."""
         return bool(self._gateway.request("DELETE", "developer_credentials").body.get("deleted"))
+
+
+class ApiKeysResource:
+    """Secret API keys for servers (`mpg_test_…` for sandbox, `mpg_live_…` for production). Managing keys needs a
+    Gateway signed in with a Firebase ID token: a Gateway built with an API key gets PermissionDeniedError
+    (api_key_not_allowed)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def create(self, name: str, environment: Environment) -> ApiKey:
+        """A new key; `key.key` holds the secret, shown this once (the gateway keeps only its SHA-256)."""
+        _require_text(name, "name")
+        answer = self._gateway.request("POST", "api_keys", json_body={"name": name, "environment": environment})
+        return ApiKey.from_api(answer.body)
+
+    def list(self) -> list[ApiKey]:
+        """Every key of the developer, newest first, revoked ones included (never the secrets)."""
+        items = self._gateway.request("GET", "api_keys").body.get("data")
+        return [ApiKey.from_api(item) for item in items] if isinstance(items, list) else []
+
+    def get(self, id: str) -> ApiKey:  # noqa: A002 - the API's parameter name
+        return ApiKey.from_api(self._gateway.request("GET", f"api_keys/{_key_id(id)}").body)
+
+    def revoke(self, id: str) -> ApiKey:  # noqa: A002 - the API's parameter name
+        """Revoke a key: every gateway instance refuses it within 5 seconds. Revoking it again is harmless."""
+        return ApiKey.from_api(self._gateway.request("DELETE", f"api_keys/{_key_id(id)}").body)
+
+
+def _key_id(value: object) -> str:
+    text = _require_text(value, "id")
+    if not text.startswith("key_") or not text[4:].isalnum():
+        raise ValueError("id must be an API key id such as key_0123456789ABCDEFabcdefgh")
+    return text
 
 
 class PaymentsResource:
