@@ -36,9 +36,16 @@ _DARAJA_KINDS = {OAUTH_PATH: "oauth", STK_PUSH_PATH: "stk_push", STK_QUERY_PATH:
 
 @dataclass
 class Trace:
-    """The paid calls one thread made inside `trace()`, in order."""
+    """The paid calls one thread made inside `trace()`, in order, and the Firestore documents they named (as
+    "read developers/*/payers/*" or "write developers/*/payments/*": ids replaced by *)."""
 
     events: list[str] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)
+
+    @property
+    def documents_read(self) -> int:
+        """Billed document reads of BatchGetDocuments (a query's results are not seen here: counted as 1)."""
+        return sum(1 for d in self.documents if d.startswith("read ")) + self.count("RunQuery")
 
     def count(self, prefix: str) -> int:
         return sum(1 for event in self.events if event == prefix or event.startswith(prefix + ":"))
@@ -82,6 +89,18 @@ def _note(event: str) -> None:
     current: Trace | None = getattr(_local, "trace", None)
     if current is not None:
         current.events.append(event)
+
+
+def _note_documents(kind: str, paths: list[str]) -> None:
+    current: Trace | None = getattr(_local, "trace", None)
+    if current is not None:
+        current.documents.extend(f"{kind} {document_pattern(path)}" for path in paths)
+
+
+def document_pattern(path: str) -> str:
+    """projects/p/databases/(default)/documents/developers/u1/payers/2547... -> developers/*/payers/*"""
+    parts = path.split("/documents/", 1)[-1].split("/")
+    return "/".join(part if i % 2 == 0 else "*" for i, part in enumerate(parts))
 
 
 class _Total:
@@ -172,7 +191,11 @@ class FirestoreRpcCounter(
         method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
         name = method.rsplit("/", 1)[-1]
         if name == COMMIT_RPC:
-            name = f"{COMMIT_RPC}:{len(getattr(request, 'writes', ()) or ())}"
+            writes = list(getattr(request, "writes", ()) or ())
+            name = f"{COMMIT_RPC}:{len(writes)}"
+            _note_documents("write", [str(w.update.name or w.delete) for w in writes if w.update.name or w.delete])
+        elif name == "BatchGetDocuments" and request is not None:
+            _note_documents("read", [str(d) for d in request.documents])
         self._total.add(name)
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
