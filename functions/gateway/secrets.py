@@ -1,11 +1,16 @@
 """Each developer's Daraja secret, by verified uid: the Secret Manager adapter and a per-instance cache in front of it.
 
-    CredentialStore            uid -> DarajaSecret; TTL- and size-bounded LRU cache, single flight per uid
-      └── SecretBackend        the port: access_latest / add_version / destroy, bytes in and out
+    CredentialStore            (owner, version) -> DarajaSecret; TTL- and size-bounded LRU cache, single flight
+      └── SecretBackend        the port: access a version (or the latest), add one, destroy some; bytes in and out
             └── SecretManagerBackend   google-cloud-secret-manager (real service, or the local emulator over REST)
 
-The secret name is derived from the verified uid alone (a sha256), so no request field ever reaches a resource
-name. Payloads are never logged nor put in exception messages.
+The secret name is derived from the verified owner alone (a sha256 of "{uid}#{environment}"), so no request field
+ever reaches a resource name. Payloads are never logged nor put in exception messages.
+
+Rotation is instant because the cache is keyed by version: each stored set-up names the version it belongs to
+(gateway.domain.daraja_setup), so after a PUT every instance asks for the new version on its next push and never
+serves the old one from its cache. Versions are never reused: a DELETE destroys versions but keeps the (empty)
+secret, because a deleted and re-created secret would count its versions from 1 again.
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ DEFAULT_SECRET_ID_PREFIX = "daraja-credentials-"
 SECRET_LABELS = {"app": "mpesa-gateway"}
 # Secret Manager's own rule for secret ids; the prefix is checked against it once, at construction.
 _SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-# Fixed, so memory stays the same whether there are ten developers or a million.
-_WRITE_STRIPES = 16
 # A Secret Manager call sits on the request path: give up well before the function's own deadline.
 _SECRET_CALL_TIMEOUT_S = 10.0
+# Secret Manager's version ids: positive integers that only grow.
+_VERSION_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def _version_id(version_name: str) -> str:
+    """The id at the end of a version's name: ".../versions/7" -> "7"."""
+    return version_name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -69,19 +79,43 @@ def _required_text(parsed: dict[str, Any], name: str) -> str:
     return value
 
 
+class SecretVersionUnavailable(errors.CredentialsNotConfigured):
+    """The version a set-up names is destroyed, disabled or gone: a newer PUT or a DELETE retired it meanwhile.
+    Whoever loaded that set-up should load it again (once); if it still names it, the credentials are unusable."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            message="the stored Daraja credentials were replaced or removed meanwhile; retry, or PUT them again"
+        )
+
+
 class SecretBackend(Protocol):
-    """Where secrets are kept. Implementations raise errors.ServiceUnavailable when the store cannot be reached."""
+    """Where secrets are kept. Implementations raise errors.ServiceUnavailable when the store cannot be reached.
+    Versions are Secret Manager's version ids ("1", "2", ...): they only ever grow for one secret."""
 
     def access_latest(self, secret_id: str) -> bytes | None:
         """The latest version's payload; None when the secret or an enabled latest version does not exist."""
         ...
 
-    def add_version(self, secret_id: str, data: bytes) -> None:
-        """Store a new version, creating the secret first when needed."""
+    def access_version(self, secret_id: str, version: str) -> bytes | None:
+        """That version's payload; None when it does not exist or is disabled or destroyed."""
         ...
 
-    def destroy(self, secret_id: str) -> bool:
-        """Destroy every version and delete the secret; False when it did not exist."""
+    def add_version(self, secret_id: str, data: bytes) -> str | None:
+        """Store a new version, creating the secret first when needed; its version id. Older versions stay."""
+        ...
+
+    def latest_version(self, secret_id: str) -> str | None:
+        """The newest version's id, whatever its state; None when the secret has no versions."""
+        ...
+
+    def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
+        """Destroy every version numbered below `before` (every version when None); the secret itself stays, so
+        version ids are never reused. True when at least one version was destroyed by this call."""
+        ...
+
+    def destroy_version(self, secret_id: str, version: str) -> None:
+        """Destroy that one version; nothing happens when it is already destroyed or gone."""
         ...
 
 
@@ -96,9 +130,17 @@ class SecretManagerBackend:
     # -- the port
 
     def access_latest(self, secret_id: str) -> bytes | None:
+        return self._access(secret_id, "latest")
+
+    def access_version(self, secret_id: str, version: str) -> bytes | None:
+        if not _VERSION_ID.fullmatch(version):
+            return None  # never a resource name built from anything but a version number
+        return self._access(secret_id, version)
+
+    def _access(self, secret_id: str, version: str) -> bytes | None:
         from google.api_core import exceptions as google_errors
 
-        name = f"{self._secret_name(secret_id)}/versions/latest"
+        name = f"{self._secret_name(secret_id)}/versions/{version}"
         try:
             # Inside the try: building the client looks up credentials, which can fail like any call.
             client = self._client_or_create()
@@ -107,7 +149,7 @@ class SecretManagerBackend:
             return None
         except _store_failures() as failure:
             if _is_failed_precondition(failure):
-                # The latest version is disabled or destroyed: the developer has no usable credentials.
+                # The version is disabled or destroyed: these credentials are not usable any more.
                 return None
             raise _unavailable("access", secret_id, failure) from None
         data = bytes(response.payload.data)
@@ -117,7 +159,7 @@ class SecretManagerBackend:
             raise _unavailable("access", secret_id, None, reason="crc32c_mismatch")
         return data
 
-    def add_version(self, secret_id: str, data: bytes) -> None:
+    def add_version(self, secret_id: str, data: bytes) -> str | None:
         from google.api_core import exceptions as google_errors
 
         name = self._secret_name(secret_id)
@@ -125,10 +167,10 @@ class SecretManagerBackend:
         try:
             client = self._client_or_create()
             try:
-                # Adding first saves a round trip on every update; only a developer's first PUT creates.
+                # Adding first saves a round trip on every update; only a developer's first PUT creates. Older
+                # versions stay until the caller knows its set-up is the one stored (see CredentialStore.retire).
                 added = client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
-                self._destroy_older_versions(client, name, added.name)
-                return
+                return _version_id(added.name)
             except google_errors.NotFound:
                 pass
             try:
@@ -142,54 +184,72 @@ class SecretManagerBackend:
                 )
             except google_errors.Conflict:
                 # ALREADY_EXISTS (a 409, which REST surfaces as Conflict): another instance created it between our
-                # two calls; its version or ours, latest wins.
+                # two calls; versions are numbered by the store, so both are kept apart and ordered.
                 pass
-            client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
+            return _version_id(client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S).name)
         except _store_failures() as failure:
             raise _unavailable("add_version", secret_id, failure) from None
 
-    def destroy(self, secret_id: str) -> bool:
-        from google.api_core import exceptions as google_errors
+    def latest_version(self, secret_id: str) -> str | None:
+        try:
+            versions = self._versions(secret_id)
+        except _store_failures() as failure:
+            raise _unavailable("list_versions", secret_id, failure) from None
+        numbers = [int(_version_id(version.name)) for version in versions]
+        return str(max(numbers)) if numbers else None
+
+    def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
         from google.cloud import secretmanager
 
-        name = self._secret_name(secret_id)
         destroyed_state = secretmanager.SecretVersion.State.DESTROYED
+        limit = None if before is None else int(before)
+        destroyed = False
         try:
-            client = self._client_or_create()
-            try:
-                versions = list(client.list_secret_versions(request={"parent": name}, timeout=_SECRET_CALL_TIMEOUT_S))
-            except google_errors.NotFound:
-                return False
-            # Destroying first makes the payloads unrecoverable even if deleting the secret then fails.
-            for version in versions:
+            for version in self._versions(secret_id):
                 if version.state == destroyed_state:
                     continue
-                try:
-                    client.destroy_secret_version(request={"name": version.name}, timeout=_SECRET_CALL_TIMEOUT_S)
-                except google_errors.NotFound:
-                    pass  # deleted concurrently: the goal is already met
-                except _store_failures() as failure:
-                    if not _is_failed_precondition(failure):
-                        raise
-                    # destroyed concurrently: the goal is already met
-            try:
-                client.delete_secret(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
-            except google_errors.NotFound:
-                pass  # a concurrent delete finished the job
+                if limit is not None and int(_version_id(version.name)) >= limit:
+                    continue
+                destroyed = self._destroy(version.name) or destroyed
         except _store_failures() as failure:
             raise _unavailable("destroy", secret_id, failure) from None
-        return True
+        return destroyed
+
+    def destroy_version(self, secret_id: str, version: str) -> None:
+        if not _VERSION_ID.fullmatch(version):
+            return
+        try:
+            self._destroy(f"{self._secret_name(secret_id)}/versions/{version}")
+        except _store_failures() as failure:
+            raise _unavailable("destroy", secret_id, failure) from None
 
     # -- plumbing
 
-    def _destroy_older_versions(self, client: Any, secret_name: str, keep: str) -> None:
-        """Replaced consumer secrets and passkeys must not stay readable (or billed): destroy every older version."""
-        from google.cloud import secretmanager
+    def _versions(self, secret_id: str) -> list[Any]:
+        """Every version of the secret, newest first; none when the secret does not exist."""
+        from google.api_core import exceptions as google_errors
 
-        destroyed = secretmanager.SecretVersion.State.DESTROYED
-        for version in client.list_secret_versions(request={"parent": secret_name}, timeout=_SECRET_CALL_TIMEOUT_S):
-            if version.name != keep and version.state != destroyed:
-                client.destroy_secret_version(request={"name": version.name}, timeout=_SECRET_CALL_TIMEOUT_S)
+        client = self._client_or_create()
+        request = {"parent": self._secret_name(secret_id)}
+        try:
+            return list(client.list_secret_versions(request=request, timeout=_SECRET_CALL_TIMEOUT_S))
+        except google_errors.NotFound:
+            return []
+
+    def _destroy(self, version_name: str) -> bool:
+        """Destroy one version; False when it was destroyed or deleted concurrently (the goal is already met)."""
+        from google.api_core import exceptions as google_errors
+
+        client = self._client_or_create()
+        try:
+            client.destroy_secret_version(request={"name": version_name}, timeout=_SECRET_CALL_TIMEOUT_S)
+        except google_errors.NotFound:
+            return False
+        except _store_failures() as failure:
+            if not _is_failed_precondition(failure):
+                raise
+            return False
+        return True
 
     def _secret_name(self, secret_id: str) -> str:
         return f"projects/{self._settings.project_id}/secrets/{secret_id}"
@@ -280,8 +340,12 @@ class _CacheEntry:
     expires_at: float
 
 
+# (owner, version): version None is "the latest", for set-ups stored before versions were recorded.
+_CacheKey = tuple[str, str | None]
+
+
 class _Flight:
-    """One backend read in progress for a uid; callers that miss meanwhile wait for its outcome instead of reading."""
+    """One backend read in progress for a key; callers that miss meanwhile wait for its outcome instead of reading."""
 
     __slots__ = ("done", "error", "secret", "superseded")
 
@@ -295,9 +359,10 @@ class _Flight:
 class CredentialStore:
     """Developers' Daraja secrets with a per-instance cache, so a busy developer costs one Secret Manager read per TTL.
 
-    Staleness is bounded by ``credential_cache_ttl_s``: a PUT or DELETE on another instance is seen here within
-    that time (a PUT on this instance at once). "Not configured" is never cached, so a first PUT elsewhere is
-    picked up on the next request. Memory is bounded by ``credential_cache_max_entries`` plus one small record per
+    Entries are keyed by (owner, version). A version never changes, so a cached one is never stale: a PUT on another
+    instance stores a set-up naming a new version, and the next push here asks for that version and misses. Only the
+    version-less "latest" (set-ups from before versions were recorded) is stale for up to ``credential_cache_ttl_s``.
+    "Not configured" is never cached. Memory is bounded by ``credential_cache_max_entries`` plus one small record per
     read in progress, whatever the number of developers.
     """
 
@@ -311,25 +376,26 @@ class CredentialStore:
         self._clock = clock
         # One lock guards the cache and the reads in flight; it is never held across I/O.
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, _CacheEntry] = OrderedDict()
-        self._flights: dict[str, _Flight] = {}
-        # Writes are rare, so a few striped locks are enough to keep two PUTs for one uid from interleaving.
-        self._write_stripes = tuple(threading.Lock() for _ in range(_WRITE_STRIPES))
+        self._entries: OrderedDict[_CacheKey, _CacheEntry] = OrderedDict()
+        self._flights: dict[_CacheKey, _Flight] = {}
 
     @staticmethod
-    def secret_id(uid: str, prefix: str = DEFAULT_SECRET_ID_PREFIX) -> str:
-        """The Secret Manager id for a uid: a digest, so any uid (slashes, dots, unicode) gives a valid, fixed name."""
-        return prefix + hashlib.sha256(uid.encode("utf-8")).hexdigest()
+    def secret_id(owner: str, prefix: str = DEFAULT_SECRET_ID_PREFIX) -> str:
+        """The Secret Manager id for an owner: a digest, so any uid (slashes, dots, unicode) gives a fixed name."""
+        return prefix + hashlib.sha256(owner.encode("utf-8")).hexdigest()
 
-    def get(self, uid: str) -> DarajaSecret:
+    def get(self, owner: str, version: str | None = None) -> DarajaSecret:
+        """That version of the owner's secret (the latest when None). SecretVersionUnavailable when the version was
+        retired; CredentialsNotConfigured when there is no latest one."""
+        key: _CacheKey = (owner, version)
         with self._lock:
-            cached = self._cached_locked(uid)
+            cached = self._cached_locked(key)
             if cached is not None:
                 return cached
-            flight = self._flights.get(uid)
+            flight = self._flights.get(key)
             leading = flight is None
             if flight is None:
-                flight = self._flights[uid] = _Flight()
+                flight = self._flights[key] = _Flight()
         if not leading:
             # Waiting for the leader's outcome, error included: during an outage N callers fail together after
             # one timeout instead of queueing up N timeouts.
@@ -339,36 +405,62 @@ class CredentialStore:
             assert flight.secret is not None
             return flight.secret
         try:
-            secret = self._load(uid)
+            secret = self._load(owner, version)
             flight.secret = secret
             with self._lock:
                 if not flight.superseded:
-                    self._remember_locked(uid, secret)
+                    self._remember_locked(key, secret)
             return secret
         except BaseException as error:
             flight.error = error
             raise
         finally:
             with self._lock:
-                del self._flights[uid]
+                del self._flights[key]
             flight.done.set()
 
-    def put(self, uid: str, secret: DarajaSecret) -> None:
-        with self._write_stripe(uid):
-            self._backend.add_version(self.secret_id(uid, self._prefix), secret.to_json())
-            with self._lock:
-                self._supersede_locked(uid)
-                self._remember_locked(uid, secret)
+    def put(self, owner: str, secret: DarajaSecret) -> str | None:
+        """Add the secret as a new version and return its id. Older versions stay readable until `retire`: the
+        set-up naming this version may still lose against a newer one."""
+        version = self._backend.add_version(self.secret_id(owner, self._prefix), secret.to_json())
+        with self._lock:
+            # Only "the latest" changed; the versions other set-ups name stay what they were.
+            self._supersede_locked(owner, latest_only=True)
+            self._entries.pop((owner, None), None)
+            if version is not None:
+                self._remember_locked((owner, version), secret)
+        return version
 
-    def delete(self, uid: str) -> bool:
-        with self._write_stripe(uid):
-            try:
-                return self._backend.destroy(self.secret_id(uid, self._prefix))
-            finally:
-                # Even if destroying failed half way, this instance must stop using what the developer removed.
-                with self._lock:
-                    self._supersede_locked(uid)
-                    self._entries.pop(uid, None)
+    def retire(self, owner: str, version: str | None) -> None:
+        """The set-up naming `version` is stored: destroy every older version (replaced consumer secrets and passkeys
+        must not stay readable, nor billed). Only older ones: a newer version may belong to a PUT still landing."""
+        if version is None:
+            return  # a backend that numbers no versions: nothing can be told apart
+        self._backend.destroy_versions(self.secret_id(owner, self._prefix), before=version)
+        with self._lock:
+            self._forget_locked(owner, keep=version)
+
+    def discard(self, owner: str, version: str | None) -> None:
+        """A PUT whose set-up lost against a newer one destroys its own version, and only that."""
+        if version is None:
+            return
+        with self._lock:
+            self._entries.pop((owner, version), None)
+        self._backend.destroy_version(self.secret_id(owner, self._prefix), version)
+
+    def latest_version(self, owner: str) -> str | None:
+        return self._backend.latest_version(self.secret_id(owner, self._prefix))
+
+    def delete(self, owner: str, through: str | None = None) -> bool:
+        """Destroy the owner's versions up to `through` (all when None); True when one was destroyed."""
+        before = None if through is None else str(int(through) + 1)
+        try:
+            return self._backend.destroy_versions(self.secret_id(owner, self._prefix), before=before)
+        finally:
+            # Even if destroying failed half way, this instance must stop using what the developer removed.
+            with self._lock:
+                self._supersede_locked(owner)
+                self._forget_locked(owner, keep=None)
 
     def __len__(self) -> int:
         with self._lock:
@@ -376,14 +468,24 @@ class CredentialStore:
 
     # -- plumbing
 
-    def _write_stripe(self, uid: str) -> threading.Lock:
-        return self._write_stripes[hash(uid) % len(self._write_stripes)]
-
-    def _load(self, uid: str) -> DarajaSecret:
-        secret_id = self.secret_id(uid, self._prefix)
-        data = self._backend.access_latest(secret_id)
-        if data is None:
-            raise errors.CredentialsNotConfigured()
+    def _load(self, owner: str, version: str | None) -> DarajaSecret:
+        secret_id = self.secret_id(owner, self._prefix)
+        if version is None:
+            data = self._backend.access_latest(secret_id)
+            if data is None:
+                raise errors.CredentialsNotConfigured()
+        else:
+            data = self._backend.access_version(secret_id, version)
+            if data is None:
+                log_event(
+                    Event.SECRET_ACCESS_FAILED,
+                    "WARNING",
+                    operation="access",
+                    secret_id=secret_id,
+                    version=version,
+                    reason="version_retired",
+                )
+                raise SecretVersionUnavailable()
         try:
             return DarajaSecret.from_json(data)
         except ValueError as malformed:
@@ -393,23 +495,28 @@ class CredentialStore:
                 "secret_malformed", "the stored Daraja credentials are unreadable; PUT developer_credentials again"
             ) from None
 
-    def _cached_locked(self, uid: str) -> DarajaSecret | None:
-        entry = self._entries.get(uid)
+    def _cached_locked(self, key: _CacheKey) -> DarajaSecret | None:
+        entry = self._entries.get(key)
         if entry is None:
             return None
         if entry.expires_at <= self._clock():
-            del self._entries[uid]  # expired entries free their slot at once instead of waiting for LRU
+            del self._entries[key]  # expired entries free their slot at once instead of waiting for LRU
             return None
-        self._entries.move_to_end(uid)
+        self._entries.move_to_end(key)
         return entry.secret
 
-    def _remember_locked(self, uid: str, secret: DarajaSecret) -> None:
-        self._entries[uid] = _CacheEntry(secret, self._clock() + self._ttl_s)
-        self._entries.move_to_end(uid)
+    def _remember_locked(self, key: _CacheKey, secret: DarajaSecret) -> None:
+        self._entries[key] = _CacheEntry(secret, self._clock() + self._ttl_s)
+        self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
-    def _supersede_locked(self, uid: str) -> None:
-        flight = self._flights.get(uid)
-        if flight is not None:
-            flight.superseded = True
+    def _forget_locked(self, owner: str, keep: str | None) -> None:
+        """Drop the owner's other cached versions (and its "latest"): writes are rare, so a scan is fine."""
+        for key in [key for key in self._entries if key[0] == owner and (keep is None or key[1] != keep)]:
+            del self._entries[key]
+
+    def _supersede_locked(self, owner: str, latest_only: bool = False) -> None:
+        for key, flight in self._flights.items():
+            if key[0] == owner and (key[1] is None or not latest_only):
+                flight.superseded = True

@@ -7,11 +7,12 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from gateway import errors
-from gateway.secrets import CredentialStore, DarajaSecret
+from gateway.secrets import CredentialStore, DarajaSecret, SecretVersionUnavailable
 from gateway.settings import Settings
 
 SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -29,34 +30,66 @@ class FakeClock:
 
 
 class MemoryBackend:
-    """SecretBackend in a dict; counts accesses (the store's backend reads, seen from outside); optionally slow, or
-    down."""
+    """SecretBackend in dicts; counts accesses (the store's backend reads, seen from outside); optionally slow, or
+    down. `secrets` is each secret's latest payload (tests seed it directly); `versions` the numbered versions added
+    through the port (None once destroyed)."""
 
     def __init__(self, read_delay_s: float = 0.0) -> None:
         self.secrets: dict[str, bytes] = {}
+        self.versions: dict[str, dict[int, bytes | None]] = {}
         self.accesses: Counter[str] = Counter()
         self.read_delay_s = read_delay_s
         self.down = False
         self._lock = threading.Lock()
 
     def access_latest(self, secret_id: str) -> bytes | None:
+        return self._read(secret_id, lambda: self.secrets.get(secret_id))
+
+    def access_version(self, secret_id: str, version: str) -> bytes | None:
+        return self._read(secret_id, lambda: self.versions.get(secret_id, {}).get(int(version)))
+
+    def _read(self, secret_id: str, answer: Callable[[], bytes | None]) -> bytes | None:
         with self._lock:
             self.accesses[secret_id] += 1
         # The answer is decided when the read starts and arrives after the delay, like a response in flight.
-        data = self.secrets.get(secret_id)
+        data = answer()
         if self.read_delay_s:
             time.sleep(self.read_delay_s)  # an outage is slow too: it ends in a timeout
         if self.down:
             raise errors.ServiceUnavailable("secret_store_unavailable", "down")
         return data
 
-    def add_version(self, secret_id: str, data: bytes) -> None:
+    def add_version(self, secret_id: str, data: bytes) -> str:
         if self.down:
             raise errors.ServiceUnavailable("secret_store_unavailable", "down")
-        self.secrets[secret_id] = data
+        with self._lock:
+            versions = self.versions.setdefault(secret_id, {})
+            number = max(versions, default=0) + 1
+            versions[number] = data
+            self.secrets[secret_id] = data
+            return str(number)
 
-    def destroy(self, secret_id: str) -> bool:
-        return self.secrets.pop(secret_id, None) is not None
+    def latest_version(self, secret_id: str) -> str | None:
+        versions = self.versions.get(secret_id)
+        return str(max(versions)) if versions else None
+
+    def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
+        with self._lock:
+            versions = self.versions.get(secret_id, {})
+            doomed = [n for n, data in versions.items() if data is not None and (before is None or n < int(before))]
+            for number in doomed:
+                versions[number] = None
+            latest_gone = before is None and self.secrets.pop(secret_id, None) is not None
+            return bool(doomed) or latest_gone
+
+    def destroy_version(self, secret_id: str, version: str) -> None:
+        with self._lock:
+            versions = self.versions.get(secret_id, {})
+            if int(version) in versions:
+                versions[int(version)] = None
+
+    def live(self, secret_id: str) -> list[int]:
+        return sorted(n for n, data in self.versions.get(secret_id, {}).items() if data is not None)
 
     @property
     def total_accesses(self) -> int:
@@ -111,8 +144,9 @@ def test_a_put_is_seen_at_once_on_the_same_instance() -> None:
     store = make_store(backend)
     assert store.get("dev-1").consumer_key == "key-dev-1"
     rotated = DarajaSecret("rotated-key", "rotated-secret", "rotated-passkey")
-    store.put("dev-1", rotated)
-    assert store.get("dev-1") == rotated
+    version = store.put("dev-1", rotated)
+    assert version == "1"
+    assert store.get("dev-1", version) == rotated
     assert backend.secrets[CredentialStore.secret_id("dev-1")] == rotated.to_json()
     assert backend.total_accesses == 1
 
@@ -120,8 +154,8 @@ def test_a_put_is_seen_at_once_on_the_same_instance() -> None:
 def test_a_first_put_is_served_from_the_cache() -> None:
     backend = MemoryBackend()
     store = make_store(backend)
-    store.put("dev-1", secret_for("dev-1"))
-    assert store.get("dev-1") == secret_for("dev-1")
+    version = store.put("dev-1", secret_for("dev-1"))
+    assert store.get("dev-1", version) == secret_for("dev-1")
     assert backend.total_accesses == 0
 
 
@@ -356,3 +390,62 @@ def test_the_payload_round_trips_as_json() -> None:
     secret = DarajaSecret("k", "s", "p")
     assert DarajaSecret.from_json(secret.to_json()) == secret
     assert secret.to_json() == b'{"consumer_key":"k","consumer_secret":"s","passkey":"p"}'
+
+
+# ---------------------------------------------------------------------------------------- versions (rotation)
+def test_each_version_is_its_own_entry_so_another_instances_put_is_used_at_once() -> None:
+    backend = MemoryBackend()
+    clock = FakeClock()
+    here, elsewhere = make_store(backend, clock), make_store(backend, clock)
+    old = here.put("dev-1", secret_for("old"))
+    assert here.get("dev-1", old) == secret_for("old")
+    new = elsewhere.put("dev-1", secret_for("new"))
+    # The registry now names `new`: this instance misses on it at once instead of serving its cached `old`.
+    assert here.get("dev-1", new) == secret_for("new")
+    assert here.get("dev-1", old) == secret_for("old")
+    assert backend.total_accesses == 1
+
+
+def test_a_retired_version_is_unavailable_and_never_cached() -> None:
+    backend = MemoryBackend()
+    store = make_store(backend)
+    first = store.put("dev-1", secret_for("first"))
+    second = store.put("dev-1", secret_for("second"))
+    assert first is not None and second is not None
+    store.retire("dev-1", second)
+    assert backend.live(CredentialStore.secret_id("dev-1")) == [2]
+    with pytest.raises(SecretVersionUnavailable) as raised:
+        store.get("dev-1", first)
+    assert isinstance(raised.value, errors.CredentialsNotConfigured)
+    with pytest.raises(SecretVersionUnavailable):
+        store.get("dev-1", first)
+    assert backend.total_accesses == 2, "a retired version is asked for again, never remembered"
+    assert store.get("dev-1", second) == secret_for("second")
+
+
+def test_retire_keeps_newer_versions_and_discard_only_its_own() -> None:
+    backend = MemoryBackend()
+    store = make_store(backend)
+    secret_id = CredentialStore.secret_id("dev-1")
+    versions = [store.put("dev-1", secret_for(f"v{n}")) for n in range(1, 5)]
+    store.retire("dev-1", "2")  # a PUT whose set-up (version 2) landed while 3 and 4 are still landing
+    assert backend.live(secret_id) == [2, 3, 4]
+    store.discard("dev-1", "3")  # the PUT of version 3 lost against 4
+    assert backend.live(secret_id) == [2, 4]
+    store.retire("dev-1", "4")
+    assert backend.live(secret_id) == [4]
+    assert store.get("dev-1", versions[-1]) == secret_for("v4")
+
+
+def test_delete_through_a_version_leaves_newer_ones() -> None:
+    backend = MemoryBackend()
+    store = make_store(backend)
+    secret_id = CredentialStore.secret_id("dev-1")
+    for n in range(3):
+        store.put("dev-1", secret_for(f"v{n}"))
+    assert store.latest_version("dev-1") == "3"
+    assert store.delete("dev-1", through="2") is True
+    assert backend.live(secret_id) == [3]
+    assert store.delete("dev-1", through="2") is False
+    assert store.delete("dev-1") is True
+    assert backend.live(secret_id) == []

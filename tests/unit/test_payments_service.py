@@ -53,6 +53,7 @@ def sha256(text: str) -> str:
 def ready() -> World:
     world = make_world()
     world.gateway.credentials.put(ALICE, CREDENTIALS)
+    world.repo.calls.clear()  # count only what the test itself does
     return world
 
 
@@ -134,7 +135,9 @@ def test_the_intent_is_stored_in_one_commit_before_daraja_is_called(ready: World
     assert intent.checkout_request_id is None
     assert intent.push_lease_until == T0 + timedelta(seconds=ready.settings.push_lease_s)
     assert intent.next_check_at == intent.push_lease_until
-    assert seen["route"] == CallbackRoute(ALICE.uid, intent.id)
+    # The route, server-only, is where the payer's full number lives; the payment shows it masked.
+    assert seen["route"] == CallbackRoute(ALICE.uid, intent.id, MSISDN)
+    assert intent.phone == MASKED
     assert seen["routes"] == 1
     if key is None:
         assert seen["claims"] == {}
@@ -185,7 +188,7 @@ def test_a_push_records_a_pending_payment_and_hands_daraja_a_token_url(ready: Wo
     assert order.callback_url == f"{CALLBACK_BASE}/{token}"
     assert plausible_callback_token(token)
     # Only the token's hash is stored, and it routes to this payment.
-    assert ready.repo.routes == {sha256(token): CallbackRoute(ALICE.uid, payment.id)}
+    assert ready.repo.routes == {sha256(token): CallbackRoute(ALICE.uid, payment.id, MSISDN)}
     assert token not in json.dumps(payment_to_document(payment), default=str)
 
     view = payment_view(payment)
@@ -260,7 +263,8 @@ def test_a_refused_push_ends_failed_and_releases_the_key(
     assert (refused.result_code, refused.result_desc) == (result_code, failure.message)
     assert (refused.settled_by, refused.settled_at) == ("push", T0)
     assert refused.checkout_request_id is None and refused.next_check_at is None
-    assert ready.repo.calls["commit"] == 2
+    # The intent, the phone's release (nobody was prompted, so the phone is free at once) and the refusal.
+    assert ready.repo.calls["commit"] == 3
     assert ready.repo.idempotency == {}, "nobody was prompted: the key is released"
 
     retried = push(ready, "order-1")
@@ -701,9 +705,9 @@ def test_list_limit_defaults_to_20(ready: World, monkeypatch: pytest.MonkeyPatch
     asked: list[tuple[Any, ...]] = []
     real = ready.repo.list_payments
 
-    def spy(uid: str, status: str | None, limit: int, page_token: str | None) -> Any:
+    def spy(uid: str, status: str | None, limit: int, page_token: str | None, environment: str | None = None) -> Any:
         asked.append((uid, status, limit, page_token))
-        return real(uid, status, limit, page_token)
+        return real(uid, status, limit, page_token, environment)
 
     monkeypatch.setattr(ready.repo, "list_payments", spy)
 

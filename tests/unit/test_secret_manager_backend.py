@@ -48,18 +48,39 @@ def test_the_latest_version_wins(backend: SecretManagerBackend) -> None:
     assert backend.access_latest("s1") == b"second"
 
 
-def test_destroy_removes_every_version(backend: SecretManagerBackend, emulator: SecretManagerEmulatorServer) -> None:
+def test_destroy_versions_destroys_every_version_and_keeps_the_secret(
+    backend: SecretManagerBackend, emulator: SecretManagerEmulatorServer
+) -> None:
     backend.add_version("s1", b"first")
     backend.add_version("s1", b"second")
-    assert backend.destroy("s1") is True
+    assert backend.destroy_versions("s1") is True
     assert backend.access_latest("s1") is None
-    assert emulator.store.list_secrets(f"projects/{PROJECT_ID}", 100, "").items == []
-    assert backend.destroy("s1") is False
+    assert backend.access_version("s1", "1") is None and backend.access_version("s1", "2") is None
+    assert backend.destroy_versions("s1") is False
+    # The secret stays, so its version numbers go on growing: a re-created secret would count from 1 again, and
+    # the registry's ordering of set-ups by version would refuse every new PUT.
+    assert [s.name for s in emulator.store.list_secrets(f"projects/{PROJECT_ID}", 100, "").items] == [
+        f"projects/{PROJECT_ID}/secrets/s1"
+    ]
+    assert backend.add_version("s1", b"third") == "3"
+    assert backend.latest_version("s1") == "3"
 
 
 def test_a_missing_secret_is_none(backend: SecretManagerBackend) -> None:
     assert backend.access_latest("never-written") is None
-    assert backend.destroy("never-written") is False
+    assert backend.access_version("never-written", "1") is None
+    assert backend.latest_version("never-written") is None
+    assert backend.destroy_versions("never-written") is False
+    backend.destroy_version("never-written", "1")  # nothing to do, no error
+
+
+def test_versions_are_read_by_number(backend: SecretManagerBackend) -> None:
+    assert [backend.add_version("s1", b"v%d" % n) for n in (1, 2)] == ["1", "2"]
+    assert backend.access_version("s1", "1") == b"v1"
+    assert backend.access_version("s1", "2") == b"v2"
+    assert backend.access_version("s1", "3") is None
+    for bad in ("latest", "0", "-1", "1/../2", "", "x" * 30):
+        assert backend.access_version("s1", bad) is None, "only a version number ever reaches a resource name"
 
 
 def test_a_disabled_latest_version_is_not_configured(
@@ -139,7 +160,7 @@ def test_missing_credentials_for_the_real_service_are_service_unavailable(
     assert '"exception": "DefaultCredentialsError"' in capsys.readouterr().out
 
 
-def test_a_new_version_destroys_the_replaced_ones(
+def test_a_new_version_keeps_the_others_until_told_which_to_destroy(
     backend: SecretManagerBackend, emulator: SecretManagerEmulatorServer
 ) -> None:
     from google.api_core.client_options import ClientOptions
@@ -147,14 +168,23 @@ def test_a_new_version_destroys_the_replaced_ones(
     from google.cloud import secretmanager
 
     secret_id = "daraja-credentials-rotate"
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         backend.add_version(secret_id, b'{"v": %d}' % version)
     client = secretmanager.SecretManagerServiceClient(
         transport="rest",
         client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{emulator.port}"),
         credentials=AnonymousCredentials(),
     )
-    versions = list(client.list_secret_versions(parent=f"projects/{PROJECT_ID}/secrets/{secret_id}"))
-    states = sorted((v.name.rsplit("/", 1)[1], v.state.name) for v in versions)
-    assert states == [("1", "DESTROYED"), ("2", "DESTROYED"), ("3", "ENABLED")]
-    assert backend.access_latest(secret_id) == b'{"v": 3}'
+
+    def states() -> list[tuple[str, str]]:
+        versions = list(client.list_secret_versions(parent=f"projects/{PROJECT_ID}/secrets/{secret_id}"))
+        return sorted((v.name.rsplit("/", 1)[1], v.state.name) for v in versions)
+
+    # Adding never destroys: a concurrent PUT's version may be the one that lands.
+    assert [state for _, state in states()] == ["ENABLED"] * 4
+    backend.destroy_version(secret_id, "4")  # a PUT that lost destroys only its own
+    assert backend.destroy_versions(secret_id, before="3") is True  # the one that landed, only older ones
+    assert states() == [("1", "DESTROYED"), ("2", "DESTROYED"), ("3", "ENABLED"), ("4", "DESTROYED")]
+    assert backend.access_latest(secret_id) is None, "latest is 4, destroyed"
+    assert backend.access_version(secret_id, "3") == b'{"v": 3}'
+    assert backend.destroy_versions(secret_id, before="3") is False

@@ -205,7 +205,7 @@ def test_a_success_for_the_wrong_amount_is_flagged_and_stays_pending(ready: Worl
     assert flagged.flags == (FLAG_AMOUNT_MISMATCH,)
     assert flagged.mpesa_receipt_number is None
     assert flagged.reported_outcome is not None and flagged.reported_outcome.amount == "1"
-    assert (ALICE.uid, MSISDN) not in ready.repo.payers
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].payment_count == 0, "nothing counted for the payer"
     assert actions(ready, payment) == ["flag"]
 
 
@@ -269,7 +269,7 @@ def test_a_checkout_mismatch_is_refused_and_quarantined(ready: World) -> None:
     assert (raised.value.code, raised.value.http_status) == ("checkout_request_mismatch", 403)
     assert stored(ready, payment) == before
     assert ready.repo.audits == {}
-    assert (ALICE.uid, MSISDN) not in ready.repo.payers
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].payment_count == 0, "nothing counted for the payer"
     [quarantined] = ready.repo.quarantine
     assert quarantined.reason == "checkout_request_mismatch"
     assert quarantined.checkout_request_id == "ws_CO_not_this_one"
@@ -512,7 +512,7 @@ def test_a_non_final_query_answer_leaves_the_payment_pending(ready: World, code:
     assert len(ready.daraja.query_calls) == 1
     assert read.query_attempts == 1
     assert actions(ready, payment) == ["ignore"]
-    assert (ALICE.uid, MSISDN) not in ready.repo.payers
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].payment_count == 0, "nothing counted for the payer"
 
 
 def test_a_query_answer_never_overwrites_a_recorded_success(ready: World) -> None:
@@ -545,7 +545,7 @@ def test_a_query_uses_the_payments_own_environment_and_secret(ready: World) -> N
     assert (app.environment, app.shortcode) == ("sandbox", "174379")
     assert app.secret.consumer_key == CREDENTIALS["consumer_key"]
     assert app.secret.passkey == PASSKEY
-    production_payment = pay(ready)
+    production_payment = pay(ready, environment="production")
     assert (production_payment.environment, production_payment.shortcode) == ("production", "600555")
 
 

@@ -57,9 +57,11 @@ class StkPushRequest:
     description: str
     # Left out of the hash so the frozen request stays hashable; equality still compares it.
     metadata: dict[str, MetadataValue] = field(default_factory=dict, hash=False)
+    # The credential set to push with; None: the API key's, else the only one, else sandbox.
+    environment: str | None = None
 
 
-_STK_PUSH_FIELDS: Final = ("phone", "amount", "account_reference", "description", "metadata")
+_STK_PUSH_FIELDS: Final = ("phone", "amount", "account_reference", "description", "metadata", "environment")
 
 
 def parse_stk_push_request(body: object, max_amount: int) -> StkPushRequest:
@@ -78,7 +80,17 @@ def parse_stk_push_request(body: object, max_amount: int) -> StkPushRequest:
         _required(fields, "description"), _DESCRIPTION, "invalid_description", _DESCRIPTION_MESSAGE, "description"
     )
     metadata = _parse_metadata(fields.get("metadata"))
-    return StkPushRequest(phone, amount, account_reference, description, metadata)
+    environment = parse_environment(fields.get("environment"))
+    return StkPushRequest(phone, amount, account_reference, description, metadata, environment)
+
+
+def parse_environment(value: object) -> str | None:
+    """An optional ``environment`` (body field or query parameter): "sandbox", "production", or absent."""
+    if value is None or value == "":
+        return None
+    if value not in ENVIRONMENTS:
+        raise ValidationError("invalid_environment", 'environment must be "sandbox" or "production"', "environment")
+    return str(value)
 
 
 def canonical_fingerprint(request: StkPushRequest) -> str:
@@ -90,6 +102,9 @@ def canonical_fingerprint(request: StkPushRequest) -> str:
         "description": request.description,
         "metadata": request.metadata,
     }
+    if request.environment is not None:
+        # Only when given, so the fingerprints of requests that name no environment stay what they were.
+        canonical["environment"] = request.environment
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

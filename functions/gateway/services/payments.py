@@ -203,9 +203,8 @@ class Payments(UseCase):
                 versions = self._repo.commit(writes)
             except WriteConflict:
                 if key_hash is not None:
-                    earlier = self._existing_claim(uid, key_hash, fingerprint)
-                    if earlier is not None:
-                        return earlier
+                    # Answered from the claim if there is one; else the caller reads everything again and retries.
+                    return self._existing_claim(uid, key_hash, fingerprint)
                 if time.monotonic() > deadline:
                     raise errors.RateLimited(
                         "pushes_per_second", "too many pushes at once for this developer; retry shortly", 1
