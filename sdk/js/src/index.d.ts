@@ -228,8 +228,16 @@ export interface WaitOptions {
 export interface GatewayOptions {
   /** e.g. `https://us-central1-PROJECT.cloudfunctions.net` or the emulator's `http://127.0.0.1:5001/PROJECT/us-central1`. */
   baseUrl: string;
-  /** Called before every attempt, e.g. `() => auth.currentUser!.getIdToken()`, so refreshed tokens are used. */
-  getIdToken: () => string | Promise<string>;
+  /**
+   * Called before every attempt, e.g. `() => auth.currentUser!.getIdToken()`, so refreshed tokens are used. Give this
+   * (browsers, signed-in users) or `apiKey` (servers), not both.
+   */
+  getIdToken?: () => string | Promise<string>;
+  /**
+   * A secret API key for servers: `mpg_test_…` acts only in sandbox, `mpg_live_…` only in production. It never
+   * expires; revoke it with `apiKeys.revoke` from a signed-in Gateway.
+   */
+  apiKey?: string;
   /** Per attempt, including reading the body. Default 30000. */
   timeoutMs?: number;
   /** Retries after the first attempt, for network errors, timeouts, 429 and 5xx. Default 3. */
@@ -258,6 +266,36 @@ export interface RequestOptions {
   query?: Record<string, string | number | undefined | null>;
   body?: unknown;
   headers?: Record<string, string>;
+}
+
+export interface ApiKey {
+  object: 'api_key';
+  id: string;
+  name: string;
+  environment: 'sandbox' | 'production';
+  /** Prefix and last four characters, e.g. `mpg_test_...x9Qa`. */
+  hint: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+  /** The secret key: only on what `apiKeys.create` resolves to, shown this once. */
+  key?: string;
+  raw: Record<string, any>;
+}
+
+export interface CreateApiKeyInput {
+  name: string;
+  environment: 'sandbox' | 'production';
+}
+
+/** Secret API keys for servers; managing them needs a Gateway built with `getIdToken` (a key gets 403). */
+export declare class ApiKeys {
+  private constructor();
+  create(input: CreateApiKeyInput): Promise<ApiKey>;
+  list(): Promise<ApiKey[]>;
+  get(id: string): Promise<ApiKey>;
+  /** Every gateway instance refuses the key within 5 seconds. */
+  revoke(id: string): Promise<ApiKey>;
 }
 
 export declare class Credentials {
@@ -297,6 +335,9 @@ export declare class Gateway {
   readonly retryMaxDelayMs: number;
   readonly credentials: Credentials;
   readonly payments: Payments;
+  readonly apiKeys: ApiKeys;
+  /** `sandbox` or `production` for an API key (the only environment it acts in); null with `getIdToken`. */
+  readonly environment: 'sandbox' | 'production' | null;
   /** Send one call with retries; resolves to the parsed JSON body of the 2xx answer. */
   request(request: RequestOptions): Promise<any>;
 }

@@ -316,7 +316,8 @@ function requireText(value, name) {
 /**
  * @typedef {object} GatewayOptions
  * @property {string} baseUrl      e.g. `https://us-central1-PROJECT.cloudfunctions.net`
- * @property {() => (string|Promise<string>)} getIdToken  called before every attempt
+ * @property {() => (string|Promise<string>)} [getIdToken]  called before every attempt (browsers, signed-in users)
+ * @property {string} [apiKey]  a secret API key, `mpg_test_…` or `mpg_live_…` (servers); give this or getIdToken
  * @property {number} [timeoutMs=30000]   per attempt, including reading the body
  * @property {number} [maxRetries=3]      retries after the first attempt
  * @property {number} [maxInProgressWaitMs=75000]  total wait on 409 idempotency_in_progress (not counted in maxRetries)
@@ -340,9 +341,24 @@ export class Gateway {
   /** @param {GatewayOptions} options */
   constructor(options) {
     if (!options || typeof options !== 'object') throw new TypeError('new Gateway(options) needs an options object');
-    const { baseUrl, getIdToken } = options;
+    const { baseUrl, getIdToken, apiKey } = options;
     requireText(baseUrl, 'baseUrl');
-    if (typeof getIdToken !== 'function') throw new TypeError('getIdToken must be a function returning an ID token');
+    if ((getIdToken === undefined) === (apiKey === undefined)) {
+      throw new TypeError('give exactly one of apiKey (mpg_test_… / mpg_live_…) and getIdToken');
+    }
+    if (getIdToken !== undefined && typeof getIdToken !== 'function') {
+      throw new TypeError('getIdToken must be a function returning an ID token');
+    }
+    /** @type {'sandbox'|'production'|null} the only environment an API key acts in; null with getIdToken */
+    this.environment = null;
+    if (apiKey !== undefined) {
+      const prefix = typeof apiKey === 'string' ? apiKey.trim().slice(0, 9) : '';
+      // Never echo the value: it may be a secret pasted into the wrong place.
+      if (!(prefix in API_KEY_ENVIRONMENTS)) {
+        throw new TypeError('apiKey must be a secret API key starting with mpg_test_ or mpg_live_');
+      }
+      this.environment = API_KEY_ENVIRONMENTS[/** @type {'mpg_test_'|'mpg_live_'} */ (prefix)];
+    }
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw new TypeError('no fetch available: pass options.fetch');
     this.baseUrl = baseUrl.replace(/\/+$/, '');
@@ -353,6 +369,10 @@ export class Gateway {
     this.retryMaxDelayMs = options.retryMaxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS;
     /** @private */
     this._getIdToken = getIdToken;
+    /** @private */
+    this._apiKey = typeof apiKey === 'string' ? apiKey.trim() : null;
+    // A key is a long-lived secret: keep it out of console.log(gateway) and JSON.stringify(gateway).
+    Object.defineProperty(this, '_apiKey', { enumerable: false });
     // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
     /** @private */
     this._fetch = /** @type {typeof fetch} */ ((input, init) => fetchImpl(input, init));
@@ -362,6 +382,7 @@ export class Gateway {
     this._random = options.random ?? Math.random;
     this.credentials = new Credentials(this);
     this.payments = new Payments(this);
+    this.apiKeys = new ApiKeys(this);
   }
 
   /**
@@ -482,9 +503,10 @@ export class Gateway {
 
   /** @private */
   async _idToken() {
+    if (this._apiKey !== null) return this._apiKey;
     let token;
     try {
-      token = await this._getIdToken();
+      token = await /** @type {() => (string|Promise<string>)} */ (this._getIdToken)();
     } catch (cause) {
       throw new AuthenticationError('getIdToken failed; is a user signed in?', { code: 'id_token_unavailable', cause });
     }
@@ -595,6 +617,80 @@ function neverSent(cause) {
  * @property {boolean} deleted
  * @property {Record<string, any>} raw
  */
+
+const API_KEY_ENVIRONMENTS = Object.freeze({ mpg_test_: 'sandbox', mpg_live_: 'production' });
+
+/**
+ * A secret API key's record. `key`, the secret itself, is set only on what `apiKeys.create` resolves to: the gateway
+ * shows it once.
+ *
+ * @typedef {object} ApiKey
+ * @property {'api_key'} object
+ * @property {string} id
+ * @property {string} name
+ * @property {'sandbox'|'production'} environment
+ * @property {string} hint          prefix and last four characters, e.g. `mpg_test_...x9Qa`
+ * @property {string} createdAt
+ * @property {string|null} lastUsedAt
+ * @property {string|null} revokedAt
+ * @property {string} [key]
+ * @property {Record<string, any>} raw
+ */
+
+/**
+ * Secret API keys for servers. Managing keys needs a Gateway built with `getIdToken`: one built with an `apiKey` is
+ * refused with PermissionDeniedError `api_key_not_allowed`.
+ */
+export class ApiKeys {
+  /** @param {Gateway} gateway */
+  constructor(gateway) {
+    /** @private */
+    this._gateway = gateway;
+  }
+
+  /**
+   * @param {{name: string, environment: 'sandbox'|'production'}} input
+   * @returns {Promise<ApiKey>} with `key`, shown this once
+   */
+  async create(input) {
+    requireText(input?.name, 'name');
+    const body = { name: input.name, environment: input.environment };
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'POST', fn: 'api_keys', body })));
+  }
+
+  /** @returns {Promise<ApiKey[]>} newest first, revoked keys included, never the secrets */
+  async list() {
+    const answer = await this._gateway.request({ method: 'GET', fn: 'api_keys' });
+    return Array.isArray(answer?.data) ? answer.data.map((/** @type {any} */ item) => fromApi(item)) : [];
+  }
+
+  /**
+   * @param {string} id
+   * @returns {Promise<ApiKey>}
+   */
+  async get(id) {
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: `api_keys/${keyId(id)}` })));
+  }
+
+  /**
+   * Revoke a key: every gateway instance refuses it within 5 seconds. Revoking it again is harmless.
+   *
+   * @param {string} id
+   * @returns {Promise<ApiKey>}
+   */
+  async revoke(id) {
+    return /** @type {any} */ (
+      fromApi(await this._gateway.request({ method: 'DELETE', fn: `api_keys/${keyId(id)}` }))
+    );
+  }
+}
+
+/** @param {unknown} value */
+function keyId(value) {
+  const text = requireText(value, 'id');
+  if (!/^key_[0-9A-Za-z]+$/.test(text)) throw new TypeError('id must be an API key id such as key_0123456789ABCDEFabcdefgh');
+  return text;
+}
 
 export class Credentials {
   /** @param {Gateway} gateway */

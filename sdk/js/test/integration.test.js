@@ -20,6 +20,7 @@ import {
   IdempotencyError,
   InvalidRequestError,
   NotFoundError,
+  PermissionDeniedError,
   WaitTimeoutError,
 } from '@mpesa-gateway/sdk';
 
@@ -511,5 +512,52 @@ describe('the SDK against the local stack', () => {
     const read = await gw.credentials.get();
     assert.equal(read.object, 'developer_credentials');
     assert.equal(sent.at(-1), `Bearer ${refreshed}`);
+  });
+});
+
+describe('API keys against the local stack', () => {
+  after(async () => {
+    // The first suite's hook already deleted the apps made before this one; deleting one twice rejects.
+    await Promise.all(apps.map((app) => deleteApp(app).catch(() => {})));
+  });
+
+  test('a server with a test key pushes with the sandbox keys, cannot mint keys, and is refused once revoked', async () => {
+    const { daraja, gw: signedIn } = await readyDeveloper();
+    const created = await signedIn.apiKeys.create({ name: 'js server', environment: 'sandbox' });
+    assert.match(created.key, /^mpg_test_[0-9A-Za-z]{46}$/);
+
+    const server = new Gateway({ baseUrl: FUNCTIONS_URL, apiKey: created.key, retryBaseDelayMs: 100 });
+    assert.equal(server.environment, 'sandbox');
+    const payment = await server.payments.create(order());
+    assert.equal(payment.environment, 'sandbox');
+    const pushes = await stkPushesTo(daraja.shortcode);
+    assert.deepEqual(
+      pushes.map((push) => push.consumer_key),
+      [daraja.consumerKey],
+    );
+
+    const denied = await rejection(server.apiKeys.create({ name: 'escalate', environment: 'production' }));
+    assert.ok(denied instanceof PermissionDeniedError);
+    assert.equal(denied.code, 'api_key_not_allowed');
+    assert.deepEqual(
+      (await signedIn.apiKeys.list()).map((key) => key.id),
+      [created.id],
+    );
+
+    await signedIn.apiKeys.revoke(created.id);
+    const started = Date.now();
+    for (;;) {
+      const outcome = await server.payments.listPage().then(
+        () => null,
+        (error) => error,
+      );
+      if (outcome) {
+        assert.ok(outcome instanceof AuthenticationError);
+        assert.equal(outcome.code, 'api_key_revoked');
+        break;
+      }
+      assert.ok(Date.now() - started < 5_000, 'the revoked key still worked after 5 s');
+      await sleep(100);
+    }
   });
 });

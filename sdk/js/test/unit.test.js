@@ -905,3 +905,112 @@ describe('refusals: paymentId and never a new key', () => {
     assert.equal(calls[0].headers.get('Idempotency-Key'), null);
   });
 });
+
+describe('API keys', () => {
+  const TEST_KEY = `mpg_test_${'a'.repeat(46)}`;
+  const LIVE_KEY = `mpg_live_${'b'.repeat(46)}`;
+  const keyBody = (fields = {}) => ({
+    object: 'api_key',
+    id: 'key_0123456789ABCDEFabcdefgh',
+    name: 'shop',
+    environment: 'sandbox',
+    hint: 'mpg_test_...aaaa',
+    created_at: '2026-12-01T10:00:00.000Z',
+    last_used_at: null,
+    revoked_at: null,
+    ...fields,
+  });
+
+  test('new Gateway({ apiKey }) sends the key as the bearer on every attempt and knows its environment', async () => {
+    for (const [key, environment] of [
+      [TEST_KEY, 'sandbox'],
+      [LIVE_KEY, 'production'],
+    ]) {
+      const { fetch, calls } = scriptedFetch(reply(503, envelope('api_error', 'x')), reply(200, { object: 'list', data: [] }));
+      const gw = new Gateway({ baseUrl: BASE_URL, apiKey: key, fetch, sleep: async () => {} });
+      assert.equal(gw.environment, environment);
+      await gw.payments.listPage();
+      assert.deepEqual(
+        calls.map((call) => call.headers.get('Authorization')),
+        [`Bearer ${key}`, `Bearer ${key}`],
+      );
+    }
+  });
+
+  test('exactly one credential, and a value that is not a key is refused without echoing it', () => {
+    const { fetch } = scriptedFetch();
+    assert.throws(() => new Gateway({ baseUrl: BASE_URL, fetch }), TypeError);
+    assert.throws(
+      () => new Gateway({ baseUrl: BASE_URL, fetch, apiKey: TEST_KEY, getIdToken: () => 't' }),
+      TypeError,
+    );
+    for (const bad of ['', 'sk_test_secret123', 'eyJ.x.y', 42]) {
+      assert.throws(
+        () => new Gateway({ baseUrl: BASE_URL, fetch, apiKey: bad }),
+        (error) => error instanceof TypeError && !(bad && error.message.includes(String(bad))),
+      );
+    }
+    assert.equal(new Gateway({ baseUrl: BASE_URL, fetch, getIdToken: () => 't' }).environment, null);
+  });
+
+  test('the key stays out of JSON and enumerable properties', () => {
+    const { fetch } = scriptedFetch();
+    const gw = new Gateway({ baseUrl: BASE_URL, fetch, apiKey: TEST_KEY });
+    assert.ok(!Object.keys(gw).includes('_apiKey'));
+    // The resources point back at the gateway (a cycle): leave them out of the copy.
+    const shown = JSON.stringify({ ...gw, apiKeys: null, credentials: null, payments: null });
+    assert.ok(!shown.includes(TEST_KEY));
+  });
+
+  test('apiKeys.create, list, get and revoke', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(201, keyBody({ key: TEST_KEY })),
+      reply(200, { object: 'list', data: [keyBody()], has_more: false }),
+      reply(200, keyBody({ last_used_at: '2026-12-01T10:05:00.000Z' })),
+      reply(200, keyBody({ revoked_at: '2026-12-01T10:06:00.000Z' })),
+    );
+    const gw = new Gateway({ baseUrl: BASE_URL, fetch, getIdToken: () => 'id-token' });
+    const created = await gw.apiKeys.create({ name: 'shop', environment: 'sandbox' });
+    assert.equal(created.key, TEST_KEY);
+    assert.equal(created.createdAt, '2026-12-01T10:00:00.000Z');
+    assert.deepEqual(calls[0].body, { name: 'shop', environment: 'sandbox' });
+    const listed = await gw.apiKeys.list();
+    assert.deepEqual(listed.map((key) => key.id), [created.id]);
+    assert.equal(listed[0].key, undefined);
+    assert.equal((await gw.apiKeys.get(created.id)).lastUsedAt, '2026-12-01T10:05:00.000Z');
+    assert.equal((await gw.apiKeys.revoke(created.id)).revokedAt, '2026-12-01T10:06:00.000Z');
+    assert.deepEqual(
+      calls.map((call) => [call.method, call.url.pathname]),
+      [
+        ['POST', '/demo/us-central1/api_keys'],
+        ['GET', '/demo/us-central1/api_keys'],
+        ['GET', `/demo/us-central1/api_keys/${created.id}`],
+        ['DELETE', `/demo/us-central1/api_keys/${created.id}`],
+      ],
+    );
+    assert.ok(calls.every((call) => call.headers.get('Authorization') === 'Bearer id-token'));
+  });
+
+  test('a bad key id is refused before any request', async () => {
+    const { fetch, calls } = scriptedFetch();
+    const gw = new Gateway({ baseUrl: BASE_URL, fetch, getIdToken: () => 't' });
+    for (const bad of ['', 'key_../x', 'pay_1', 'key_a/b']) {
+      await assert.rejects(gw.apiKeys.revoke(bad), TypeError);
+    }
+    assert.equal(calls.length, 0);
+  });
+
+  test('api_key_revoked is an AuthenticationError and api_key_not_allowed a PermissionDeniedError, neither retried', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(401, envelope('authentication_error', 'api_key_revoked')),
+      reply(403, envelope('permission_error', 'api_key_not_allowed')),
+    );
+    const gw = new Gateway({ baseUrl: BASE_URL, fetch, apiKey: TEST_KEY, sleep: async () => {} });
+    await assert.rejects(gw.payments.listPage(), (error) => error instanceof AuthenticationError && error.code === 'api_key_revoked');
+    await assert.rejects(
+      gw.apiKeys.create({ name: 'more', environment: 'production' }),
+      (error) => error instanceof PermissionDeniedError && error.code === 'api_key_not_allowed',
+    );
+    assert.equal(calls.length, 2);
+  });
+});
