@@ -7,6 +7,7 @@ import {
   NotFoundError,
   TERMINAL_STATUSES,
   WaitTimeoutError,
+  type ApiKey,
   type Payment,
   type PaymentFlag,
   type PaymentStatus,
@@ -65,4 +66,14 @@ export async function usage(): Promise<string> {
     if (error instanceof GatewayError) return error.requestId ?? '';
     throw error;
   }
+}
+
+// A server holds a secret API key instead of a user session; a signed-in Gateway manages the keys.
+export async function serverWithApiKey(signedIn: Gateway, baseUrl: string): Promise<string> {
+  const created: ApiKey = await signedIn.apiKeys.create({ name: 'shop backend', environment: 'sandbox' });
+  const listed: ApiKey[] = await signedIn.apiKeys.list();
+  const server = new Gateway({ baseUrl, apiKey: created.key ?? '' });
+  const environment: 'sandbox' | 'production' | null = server.environment;
+  const revoked = await signedIn.apiKeys.revoke(created.id);
+  return `${listed.length} ${environment} ${revoked.revokedAt ?? ''} ${created.hint} ${created.lastUsedAt ?? ''}`;
 }
