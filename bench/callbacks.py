@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import os
 import secrets
 import string
@@ -42,6 +41,7 @@ from bench.common import (
     firestore_client,
     free_port,
     functions_framework,
+    ms,
     percentile,
     progress,
     session,
@@ -54,6 +54,9 @@ from bench.report import Figure, Run
 
 PHASE = "callbacks"
 CONCURRENCY = 16
+FLOOR_BLOCKS = 4  # timed callbacks and raw commits alternate in blocks, so both see the same machine load
+TARGET_FLOOR_RATIO = 0.5  # settled callbacks/s / raw settlement commits/s (issue 14)
+JUNK_ROUNDS = 40  # one junk, one unknown-token and one real callback each, one at a time (issue 10 item 7)
 RACING_PAIRS = 100  # extra payments whose callback is sent twice at once (contended pairs are slow: lock waits)
 LATE_EVERY = 20  # every 20th of the timed payments gets its callback once more, after all have settled
 FIRESTORE_EMULATOR_CMDLINE = "google.cloud_firestore"  # a flag on the emulator's java command line
@@ -120,7 +123,7 @@ def _record(client: Any, uid: str, items: list[Pending]) -> None:
         ).accept(item.checkout_request_id, item.merchant_request_id, now, rules)
         batch.create(payments.document(payment.id), payment_to_document(payment))
         route_id = hashlib.sha256(item.token.encode()).hexdigest()
-        route = {"uid": uid, "payment_id": payment.id, "created_at": now}
+        route = {"uid": uid, "payment_id": payment.id, "msisdn": item.phone, "created_at": now}  # as the push stores it
         batch.create(client.collection(CALLBACK_TOKENS).document(route_id), route)
     batch.commit()
 
@@ -186,8 +189,18 @@ def _verify(client: Any, uid: str, items: list[Pending], answered_200: Counter[s
     }
 
 
+JUNK_SEGMENT = "wp-login.php"  # what a scanner sends: cannot be one of our tokens (length, alphabet)
+SAFARICOM_ADDRESS = "196.201.214.200"  # one of Safaricom's published callback sources
+
+
 def _count_rpcs(client: Any, phones: PhoneNumbers, run_tag: str) -> dict[str, Any]:
-    """A first callback and a duplicate of it, through Settlement in process: the Firestore RPCs each one sends."""
+    """Callbacks through the real HTTP edge (gateway.api.mpesa_callback, in process) with a gateway whose Firestore
+    channel is counted: a first callback, a duplicate of it, a junk path segment and a well-formed unknown token.
+    The counted gateway is put where the composition root keeps its instance (gateway.container), as a fresh
+    instance would build it."""
+    import flask
+
+    from gateway import api, container
     from gateway.daraja import DarajaClient
     from gateway.repository import PaymentRepository
     from gateway.secrets import CredentialStore, SecretManagerBackend
@@ -202,26 +215,124 @@ def _count_rpcs(client: Any, phones: PhoneNumbers, run_tag: str) -> dict[str, An
     gateway = Gateway.build(
         current, repository, CredentialStore(current, SecretManagerBackend(current)), DarajaClient(current)
     )
-    first: list[Trace] = []
-    again: list[Trace] = []
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # the gateway's JSON log lines
-        for item in items:
-            body = item.callback()
-            raw = json.dumps(body).encode()
-            for traces in (first, again):
-                with trace() as traced:
-                    gateway.settlement.handle_callback(item.token, body, raw, "127.0.0.1")
-                traces.append(traced)
+    app = flask.Flask("bench-callbacks")
+    kinds: dict[str, list[tuple[Trace, int]]] = {"first": [], "duplicate": [], "junk": [], "unknown": []}
 
-    def summary(traces: list[Trace]) -> dict[str, Any]:
+    def post(token: str, body: dict[str, Any]) -> tuple[Trace, int]:
+        context = app.test_request_context(
+            f"/mpesa_callback/{token}", method="POST", json=body, environ_base={"REMOTE_ADDR": SAFARICOM_ADDRESS}
+        )
+        with context, trace() as traced:
+            answer = api.mpesa_callback(flask.request)
+        return traced, answer.status_code
+
+    previous = container._gateway
+    container._gateway = gateway
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # the gateway's JSON log lines
+            for item in items:
+                body = item.callback()
+                kinds["first"].append(post(item.token, body))
+                kinds["duplicate"].append(post(item.token, body))
+                kinds["junk"].append(post(JUNK_SEGMENT, body))
+                kinds["unknown"].append(post(secrets.token_urlsafe(24), body))
+    finally:
+        container._gateway = previous
+
+    def summary(answers: list[tuple[Trace, int]]) -> dict[str, Any]:
+        traces = [traced for traced, _ in answers]
         return {
+            "statuses": dict(Counter(status for _, status in answers)),
             "reads_per_callback": sum(t.reads for t in traces) / len(traces),
+            "documents_read_per_callback": sum(t.documents_read for t in traces) / len(traces),
             "commits_per_callback": sum(t.commits for t in traces) / len(traces),
             "writes_per_callback": sum(sum(t.commit_sizes) for t in traces) / len(traces),
+            "documents": dict(Counter(d for t in traces for d in t.documents)),
             "call_orders": dict(Counter(" > ".join(t.events) for t in traces).most_common(3)),
         }
 
-    return {"uid": uid, "callbacks": len(items), "first": summary(first), "duplicate": summary(again)}
+    return {"uid": uid, "callbacks": len(items), **{kind: summary(answers) for kind, answers in kinds.items()}}
+
+
+class RawSettles:
+    """The floor of settling: conditional batch commits straight to the Firestore emulator, shaped like a
+    settlement's (the payment updated only if unchanged since it was read, the payer, an audit copy), with no read.
+    Their documents live under bench_floor/{run} and are deleted after."""
+
+    def __init__(self, client: Any, count: int) -> None:
+        from bench.warm_push import RawCommits
+
+        self._client = client
+        self._root = client.collection("bench_floor").document(f"cb-{uuid.uuid4().hex[:12]}")
+        self._made: list[Any] = []
+        self._ready: list[tuple[Any, Any]] = []  # (payment, its update_time)
+        document = RawCommits._payment_document()
+        for start in range(0, count, RECORD_BATCH):
+            batch = client.batch()
+            refs = [self._root.collection("payments").document(f"p{i:06d}") for i in range(start, start + RECORD_BATCH)]
+            for ref in refs:
+                batch.create(ref, document)
+            written = batch.commit()
+            self._ready += [(ref, result.update_time) for ref, result in zip(refs, written, strict=True)]
+            self._made += refs
+
+    def settle(self, count: int) -> float:
+        """Commit `count` settlements, CONCURRENCY at a time; returns the elapsed seconds."""
+        from google.cloud import firestore
+
+        targets, self._ready = self._ready[:count], self._ready[count:]
+
+        def commit(target: tuple[Any, Any]) -> None:
+            payment, update_time = target
+            payer = self._root.collection("payers").document(payment.id)
+            audit = payment.collection("callbacks").document("0")
+            batch = self._client.batch()
+            option = self._client.write_option(last_update_time=update_time)
+            batch.update(payment, {"status": "succeeded", "updated_at": firestore.SERVER_TIMESTAMP}, option=option)
+            batch.set(payer, {"payments": 1, "last_paid_at": firestore.SERVER_TIMESTAMP}, merge=True)
+            batch.create(audit, {"action": "settle", "raw": "{}", "received_at": firestore.SERVER_TIMESTAMP})
+            batch.commit()
+            self._made += [payer, audit]
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(commit, targets))
+        return time.perf_counter() - started
+
+    def delete(self) -> None:
+        for start in range(0, len(self._made), 450):
+            batch = self._client.batch()
+            for ref in self._made[start : start + 450]:
+                batch.delete(ref)
+            batch.commit()
+
+
+def _junk_latency(base_url: str, real: list[Pending]) -> dict[str, dict[str, Any]]:
+    """One at a time, interleaved: a junk path segment, a well-formed unknown token, a real callback."""
+    kinds: dict[str, list[float]] = {"junk": [], "unknown": [], "real": []}
+    statuses: dict[str, Counter[int]] = {kind: Counter() for kind in kinds}
+    real_statuses: list[int] = []
+    with session() as http:
+        for i, item in enumerate(real):
+            calls = {
+                "junk": JUNK_SEGMENT,
+                "unknown": secrets.token_urlsafe(24),
+                "real": item.token,
+            }
+            order = list(calls)
+            for kind in order[i % 3 :] + order[: i % 3]:
+                started = time.perf_counter()
+                answer = http.post(f"{base_url}/{calls[kind]}", json=item.callback(), timeout=60)
+                kinds[kind].append(time.perf_counter() - started)
+                statuses[kind][answer.status_code] += 1
+                if kind == "real":
+                    real_statuses.append(answer.status_code)
+    measured: dict[str, dict[str, Any]] = {
+        kind: {"p50_s": percentile(v, 50), "p95_s": percentile(v, 95), "statuses": dict(statuses[kind])}
+        for kind, v in kinds.items()
+    }
+    measured["real"]["status_per_item"] = real_statuses
+    return measured
 
 
 def _pending(tag: str, i: int, phones: PhoneNumbers) -> Pending:
@@ -241,11 +352,14 @@ def run(result: Run, count: int = 2000) -> None:
     uid = f"bench-cb-{uuid.uuid4().hex[:16]}"
     phones = PhoneNumbers()
     run_tag = secrets.token_hex(4).upper()
-    items = [_pending(run_tag, i, phones) for i in range(WARMUP + count + RACING_PAIRS)]
-    warmup, timed, racing = items[:WARMUP], items[WARMUP : WARMUP + count], items[WARMUP + count :]
+    items = [_pending(run_tag, i, phones) for i in range(WARMUP + count + RACING_PAIRS + JUNK_ROUNDS)]
+    warmup, timed = items[:WARMUP], items[WARMUP : WARMUP + count]
+    racing = items[WARMUP + count : WARMUP + count + RACING_PAIRS]
+    junk_real = items[WARMUP + count + RACING_PAIRS :]
     late = timed[::LATE_EVERY]
     client = firestore_client()
     children: list[Child] = []
+    raw: RawSettles | None = None
     try:
         port = free_port()
         server = functions_framework("ff-mpesa_callback", "mpesa_callback", port, DARAJA_URL, "http://127.0.0.1:9")
@@ -256,13 +370,35 @@ def run(result: Run, count: int = 2000) -> None:
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             list(pool.map(lambda chunk: _record(client, uid, chunk), chunks))
         recorded_s = time.perf_counter() - started
+        raw = RawSettles(client, count)
         server.wait_http(server.url)
         base_url = server.url.rstrip("/")
         warmup_answers, _ = _post_all(base_url, warmup, "warm-up")  # pays for the instance's lazy client set-up
-        progress(PHASE, f"recorded in {recorded_s:.1f} s; posting {count} callbacks, {CONCURRENCY} at a time")
-        cpu_before = cpu_seconds(server.process.pid), cpu_seconds(FIRESTORE_EMULATOR_CMDLINE)
-        timed_answers, elapsed = _post_all(base_url, timed, "posted")
-        cpu = (cpu_seconds(server.process.pid) - cpu_before[0], cpu_seconds(FIRESTORE_EMULATOR_CMDLINE) - cpu_before[1])
+        progress(
+            PHASE,
+            f"recorded in {recorded_s:.1f} s; {count} callbacks and {count} raw settlement commits, {CONCURRENCY} at "
+            f"a time, in {FLOOR_BLOCKS} alternating blocks",
+        )
+        timed_answers: list[tuple[float, int]] = []
+        elapsed = raw_elapsed = 0.0
+        cpu = (0.0, 0.0)
+        block = count // FLOOR_BLOCKS
+        for i in range(FLOOR_BLOCKS):
+            chunk = timed[i * block : (i + 1) * block if i < FLOOR_BLOCKS - 1 else count]
+            if i % 2:
+                raw_elapsed += raw.settle(len(chunk))
+            cpu_before = cpu_seconds(server.process.pid), cpu_seconds(FIRESTORE_EMULATOR_CMDLINE)
+            answers, took = _post_all(base_url, chunk, f"block {i + 1}/{FLOOR_BLOCKS}")
+            cpu = (
+                cpu[0] + cpu_seconds(server.process.pid) - cpu_before[0],
+                cpu[1] + cpu_seconds(FIRESTORE_EMULATOR_CMDLINE) - cpu_before[1],
+            )
+            timed_answers += answers
+            elapsed += took
+            if not i % 2:
+                raw_elapsed += raw.settle(len(chunk))
+        progress(PHASE, f"{JUNK_ROUNDS} rounds of a junk path, an unknown token and a real callback, one at a time")
+        junk = _junk_latency(base_url, junk_real)
         progress(PHASE, f"{len(late)} late duplicates, then {RACING_PAIRS} racing pairs")
         late_answers, _ = _post_all(base_url, late, "late duplicates")
         racing_answers, _ = _post_all(base_url, [item for item in racing for _ in range(2)], "racing pairs")
@@ -272,6 +408,7 @@ def run(result: Run, count: int = 2000) -> None:
             (timed, timed_answers),
             (late, late_answers),
             ([item for item in racing for _ in range(2)], racing_answers),
+            (junk_real, [(0.0, status) for status in junk["real"]["status_per_item"]]),
         ):
             for item, (_, status) in zip(posted, answers, strict=True):
                 answered_200[item.payment_id] += status == 200
@@ -281,6 +418,8 @@ def run(result: Run, count: int = 2000) -> None:
         counted = _count_rpcs(client, phones, run_tag)
     finally:
         cleanup = settle_or_remove(client, [uid], PHASE, timeout_s=5.0)
+        if raw is not None:
+            raw.delete()
         stop_all(children)
     server_log = server.log_path.read_text(errors="replace")
     aborted = sum(1 for line in server_log.splitlines() if '"unhandled_exception"' in line and '"Aborted"' in line)
@@ -325,18 +464,62 @@ def run(result: Run, count: int = 2000) -> None:
     result.figures.append(
         Figure(PHASE, "callback latency p50 / p95", f"{p50 * 1000:.0f} ms / {p95 * 1000:.0f} ms", value=p95)
     )
+    raw_rate = count / raw_elapsed
+    ratio = throughput / raw_rate
+    result.details["callbacks"]["raw_settlements"] = {"count": count, "elapsed_s": raw_elapsed, "per_s": raw_rate}
+    result.figures.append(
+        Figure.against(
+            PHASE,
+            f"settled callbacks/s / raw settlement commits/s, concurrency {CONCURRENCY}",
+            ratio,
+            f"{ratio:.2f} ({throughput:.0f}/s vs {raw_rate:.0f}/s)",
+            f">= {TARGET_FLOOR_RATIO}",
+            ratio >= TARGET_FLOOR_RATIO,
+            f"the floor: {count} conditional batch commits shaped like a settlement (payment with an update_time "
+            "precondition, payer, audit copy) sent straight to the Firestore emulator by the bench, "
+            f"{CONCURRENCY} at a time, in blocks alternating with the callbacks'; a callback also reads its route, "
+            "payment and payer and runs through functions-framework"
+            + ("" if ratio >= TARGET_FLOOR_RATIO else f"; MISS: {throughput:.0f}/s is {ratio:.2f} of the floor"),
+        )
+    )
     once, dup = counted["first"], counted["duplicate"]
+
+    def cost(kind: dict[str, Any]) -> str:
+        return (
+            f"{kind['documents_read_per_callback']:.0f} document reads in {kind['reads_per_callback']:.0f} round "
+            f"trips + {kind['commits_per_callback']:.0f} commit ({kind['writes_per_callback']:.0f} writes)"
+        )
+
     result.figures.append(
         Figure(
             PHASE,
-            f"Firestore per callback (in process, {counted['callbacks']} + duplicates)",
-            f"{once['reads_per_callback']:.2f} reads + {once['commits_per_callback']:.2f} commit "
-            f"({once['writes_per_callback']:.0f} writes); a duplicate {dup['reads_per_callback']:.2f} reads + "
-            f"{dup['commits_per_callback']:.2f} commit ({dup['writes_per_callback']:.0f} write)",
+            f"Firestore operations per callback (in process, {counted['callbacks']} + duplicates)",
+            f"first {cost(once)}; a duplicate {cost(dup)}",
             value=once["reads_per_callback"] + once["commits_per_callback"],
-            note="counted on the wire by a gRPC interceptor; a first callback reads its route, the payment and the "
-            "payer, then commits payment, payer and audit copy; a duplicate reads route and payment and commits "
-            "its audit copy",
+            note="counted on the wire by a gRPC interceptor, through gateway.api.mpesa_callback; first: "
+            + ", ".join(f"{d} x{n / counted['callbacks']:.0f}" for d, n in once["documents"].items())
+            + "; duplicate: "
+            + ", ".join(f"{d} x{n / counted['callbacks']:.0f}" for d, n in dup["documents"].items()),
+        )
+    )
+    bad, unknown = counted["junk"], counted["unknown"]
+    junk_free = bad["reads_per_callback"] == 0 and bad["commits_per_callback"] == 0
+    result.details["callbacks"]["junk"] = junk
+    result.figures.append(
+        Figure.against(
+            PHASE,
+            f"refused junk callback vs a real one ({JUNK_ROUNDS} each, one at a time)",
+            bad["reads_per_callback"] + bad["commits_per_callback"],
+            f"junk path segment {ms(junk['junk']['p50_s'])} / {ms(junk['junk']['p95_s'])}, {cost(bad)}, "
+            f"{junk['junk']['statuses']}; unknown well-formed token {ms(junk['unknown']['p50_s'])} / "
+            f"{ms(junk['unknown']['p95_s'])}, {cost(unknown)}, {junk['unknown']['statuses']}; real callback "
+            f"{ms(junk['real']['p50_s'])} / {ms(junk['real']['p95_s'])}, {cost(once)}",
+            "junk: no read, no write",
+            junk_free,
+            f"p50 / p95 over HTTP to functions-framework, interleaved; operations counted in process. The junk path "
+            f"segment ({JUNK_SEGMENT!r}) is refused by its shape before any read; an unknown token costs the read of "
+            "its route and the quarantine write (kept 90 days for an operator)",
+            check=True,
         )
     )
     distinct_ok = statuses["timed"] == {200: count} and statuses["warm-up"] == {200: WARMUP}

@@ -16,7 +16,7 @@ from bench.report import Figure, Run
 PHASE = "cold start"
 HELLO_DIR = ROOT / "bench" / "hello"
 HEAVY_MODULES = ("google.cloud.firestore", "google.cloud.secretmanager", "firebase_admin", "grpc")
-TARGET_RATIO = 1.3
+TARGET_RATIO = 1.1  # issue 14: cold import of main.py vs the hello world
 
 _TIME_IMPORT = "import time; t=time.perf_counter(); import main; print(time.perf_counter()-t)"
 _LIST_MODULES = f"import json, sys, main; print(json.dumps({{m: m in sys.modules for m in {HEAVY_MODULES!r}}}))"

@@ -120,7 +120,8 @@ class _Total:
 
 # ------------------------------------------------------------------------------------------- Secret Manager
 class CountingBackend:
-    """A SecretBackend around the real one (or any other), counting every access on the way through."""
+    """A SecretBackend around the real one (or any other), counting every call on the way through; a read of a
+    payload (the latest version or a named one) is a "secret:access", which is what Secret Manager bills."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -135,14 +136,29 @@ class CountingBackend:
         data: bytes | None = self._inner.access_latest(secret_id)
         return data
 
-    def add_version(self, secret_id: str, data: bytes) -> None:
-        self._total.add("secret:add_version")
-        self._inner.add_version(secret_id, data)
+    def access_version(self, secret_id: str, version: str) -> bytes | None:
+        self._total.add("secret:access")
+        data: bytes | None = self._inner.access_version(secret_id, version)
+        return data
 
-    def destroy(self, secret_id: str) -> bool:
+    def add_version(self, secret_id: str, data: bytes) -> str | None:
+        self._total.add("secret:add_version")
+        added: str | None = self._inner.add_version(secret_id, data)
+        return added
+
+    def latest_version(self, secret_id: str) -> str | None:
+        self._total.add("secret:latest_version")
+        latest: str | None = self._inner.latest_version(secret_id)
+        return latest
+
+    def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
         self._total.add("secret:destroy")
-        destroyed: bool = self._inner.destroy(secret_id)
+        destroyed: bool = self._inner.destroy_versions(secret_id, before)
         return destroyed
+
+    def destroy_version(self, secret_id: str, version: str) -> None:
+        self._total.add("secret:destroy")
+        self._inner.destroy_version(secret_id, version)
 
 
 # ------------------------------------------------------------------------------------------- Daraja over HTTP

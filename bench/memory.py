@@ -50,10 +50,20 @@ def measure(developers: int = DEVELOPERS) -> dict[str, Any]:
             InMemorySecrets.accesses += 1
             return payload
 
-        def add_version(self, secret_id: str, data: bytes) -> None:
+        def access_version(self, secret_id: str, version: str) -> bytes | None:
+            InMemorySecrets.accesses += 1
+            return payload
+
+        def add_version(self, secret_id: str, data: bytes) -> str | None:
             raise NotImplementedError
 
-        def destroy(self, secret_id: str) -> bool:
+        def latest_version(self, secret_id: str) -> str | None:
+            return "1"
+
+        def destroy_versions(self, secret_id: str, before: str | None = None) -> bool:
+            raise NotImplementedError
+
+        def destroy_version(self, secret_id: str, version: str) -> None:
             raise NotImplementedError
 
     def canned(body: bytes) -> requests.Response:

@@ -57,7 +57,9 @@ BENCH_PUSH_LIMITS = (("production", 10_000.0, 10_000_000), ("sandbox", 10_000.0,
 def settings(callback_base_url: str | None = None) -> Any:
     from gateway.settings import Settings
 
-    raised = {"push_limits": BENCH_PUSH_LIMITS} if "push_limits" in Settings.__dataclass_fields__ else {}
+    raised: dict[str, Any] = (
+        {"push_limits": BENCH_PUSH_LIMITS} if "push_limits" in Settings.__dataclass_fields__ else {}
+    )
     return Settings(
         project_id=PROJECT_ID,
         functions_emulator=True,
@@ -254,7 +256,9 @@ def _reads_figure(m: dict[str, Any]) -> Figure:
         f"{value:.2f} documents in {m['warm_reads_per_push']:.2f} round trips",
         "0",
         value == 0,
-        "" if value == 0 else f"every warm push reads {', '.join(read)} before its intent commit (counted on the "
+        ""
+        if value == 0
+        else f"every warm push reads {', '.join(read)} before its intent commit (counted on the "
         "wire); issue 14 asks for a per-instance set-up cache and checks folded into the commit's preconditions",
     )
 

@@ -58,6 +58,7 @@ from bench.common import (
     sign_up,
     stop_all,
 )
+from bench.paid_calls import BENCH_PUSH_LIMITS
 from bench.report import ERROR, Figure, Run
 from scripts.stack_admin import set_scenario
 
@@ -207,6 +208,12 @@ def _accounts(http: requests.Session, count: int) -> list[Account]:
         if put.status_code != 200:
             raise RuntimeError(f"PUT developer_credentials failed: {put.status_code} {put.text[:300]}")
         made.append(Account(uid, id_token, app))
+    # The bench pushes faster than a sandbox developer may (2/s): each gets the budget an operator can grant in the
+    # registry entry, so every push is an admitted one. The limiter still reads and writes its shard.
+    client = firestore_client()
+    for account in made:
+        limits = {env: {"per_second": per_second, "per_day": per_day} for env, per_second, per_day in BENCH_PUSH_LIMITS}
+        client.collection("developers").document(account.uid).set({"limits": limits}, merge=True)
     return made
 
 
