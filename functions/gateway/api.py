@@ -14,6 +14,7 @@ import flask
 from gateway import container, errors
 from gateway.http import ApiResponse, Call, serve
 from gateway.services.settlement import ACCEPTED_ANSWER
+from gateway.services.webhooks import NotDue
 from gateway.views import (
     api_key_view,
     credentials_list_view,
@@ -269,7 +270,13 @@ def deliver_webhook(data: object) -> str:
         isinstance(data.get(name), str) and data.get(name) for name in ("uid", "event_id", "endpoint_id")
     ):
         return "malformed"  # retrying would never help
-    return container.webhooks().deliveries.attempt(data["uid"], data["event_id"], data["endpoint_id"])
+    try:
+        return container.webhooks().deliveries.attempt(data["uid"], data["event_id"], data["endpoint_id"])
+    except NotDue:
+        # An answer of 503 makes the queue retry the task later, without logging it as an unhandled error.
+        from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
+
+        raise HttpsError(FunctionsErrorCode.UNAVAILABLE, "the delivery's next attempt is not due yet") from None
 
 
 def path_segments(path: str, function_name: str, max_depth: int) -> list[str]:
