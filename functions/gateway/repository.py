@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from gateway import errors
+from gateway.domain.callback import is_checkout_request_id
 from gateway.domain.daraja_setup import Setups, entries_of, setups_of
 from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import PhoneLock, PushBucket, PushShard, SlidingWindow
@@ -554,6 +555,8 @@ class PaymentRepository:
     def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         from google.cloud import firestore
 
+        if not is_checkout_request_id(checkout_request_id):
+            return None  # matches no payment; Firestore would refuse a long one with INVALID_ARGUMENT (a 500)
         query = (
             self._developer(uid)
             .collection("payments")

@@ -217,6 +217,12 @@ def test_find_by_checkout_request_id_is_tenant_scoped(store: PaymentStore) -> No
     assert store.find_payment_by_checkout(owner, "ws_CO_nothing") is None
 
 
+@pytest.mark.parametrize("checkout", ["9" * 5000, "ws_CO_" + "a" * 1600, "ws_CO_1/2", ""])
+def test_find_by_a_value_that_cannot_be_a_checkout_request_id_finds_nothing(store: PaymentStore, checkout: str) -> None:
+    # Found by the HTTP fuzz run: Firestore refuses to query a value of more than 1,500 bytes (INVALID_ARGUMENT).
+    assert store.find_payment_by_checkout(uid(), checkout) is None
+
+
 def test_lists_are_newest_first_filtered_and_paged(store: PaymentStore) -> None:
     owner = uid()
     payments = [new_payment(created_at=T0 + timedelta(seconds=i)) for i in range(5)]

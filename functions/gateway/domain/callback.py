@@ -66,6 +66,13 @@ class StkQueryOutcome:
         return PaymentOutcome(result_code=self.result_code, result_desc=self.result_desc)
 
 
+def is_checkout_request_id(value: str) -> bool:
+    """Whether `value` can be a CheckoutRequestID at all, by the rule callbacks are held to (short printable ASCII,
+    no "/"). A lookup by anything else finds nothing, without asking the database (which refuses, for one, to query
+    a value of more than 1,500 bytes)."""
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
 def parse_stk_callback(body: object) -> StkCallback:
     """Parse ``{"Body": {"stkCallback": {...}}}`` or raise ``malformed_callback``."""
     return _CallbackParser("malformed_callback").parse(body)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.domain.callback import StkCallback, parse_query_result, parse_stk_callback
+from gateway.domain.callback import StkCallback, is_checkout_request_id, parse_query_result, parse_stk_callback
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import PaymentStatus, decide_settlement, status_for_result_code
 
@@ -437,3 +437,19 @@ def test_malformed_query_answers(body: object) -> None:
     with pytest.raises(ValidationError) as caught:
         parse_query_result(body)
     assert caught.value.code == "malformed_query_result"
+
+
+@pytest.mark.parametrize("value", ["ws_CO_191220191020363925", "x", "a" * 200, "!-.0~"])
+def test_a_checkout_request_id_is_a_short_printable_identifier(value: str) -> None:
+    assert is_checkout_request_id(value)
+    # Whatever the callback parser accepts as a CheckoutRequestID, a lookup by it is attempted.
+    body = copy.deepcopy(SAMPLE)
+    body["Body"]["stkCallback"]["CheckoutRequestID"] = value
+    assert parse_stk_callback(body).checkout_request_id == value
+
+
+# Found by the HTTP fuzz run: GET payment_status?checkout_request_id=<thousands of characters> was a 500 (Firestore
+# refuses to query a value of more than 1,500 bytes). Such values are looked up nowhere.
+@pytest.mark.parametrize("value", ["", "a" * 201, "9" * 5000, "ws_CO_1/2", "ws CO", "ws_CO_\u00e9", "ws_CO_\n"])
+def test_anything_else_cannot_be_a_checkout_request_id(value: str) -> None:
+    assert not is_checkout_request_id(value.encode().decode("unicode_escape"))
