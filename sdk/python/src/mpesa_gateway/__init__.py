@@ -42,6 +42,7 @@ from mpesa_gateway.models import (
     PaymentFlag,
     PaymentStatus,
 )
+from mpesa_gateway.webhooks import WebhookEvent, WebhookVerificationError, verify_webhook
 
 __all__ = [
     "FLAG_OUTCOME_UNKNOWN",
@@ -70,9 +71,12 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "WaitTimeout",
+    "WebhookEvent",
+    "WebhookVerificationError",
     "__version__",
     "error_from_response",
     "firebase_password_token_provider",
     "firebase_sign_in",
     "firebase_sign_up",
+    "verify_webhook",
 ]
