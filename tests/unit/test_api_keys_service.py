@@ -257,3 +257,40 @@ def test_without_a_key_resolver_keys_are_refused() -> None:
     with pytest.raises(errors.AuthenticationError) as caught:
         authenticate("Bearer mpg_test_whatever")
     assert caught.value.code == "invalid_api_key"
+
+
+# ---------------------------------------------------------------------------------------------- settings and paths
+def test_the_cache_ttl_is_settable_up_to_5_seconds() -> None:
+    from gateway.settings import SettingsError
+
+    env = {"GCLOUD_PROJECT": "unit"}
+    assert Settings.from_env(env).api_key_cache_ttl_s == 4.0
+    assert Settings.from_env({**env, "API_KEY_CACHE_TTL_SECONDS": "1.5"}).api_key_cache_ttl_s == 1.5
+    with pytest.raises(SettingsError, match="API_KEY_CACHE_TTL_SECONDS"):
+        Settings.from_env({**env, "API_KEY_CACHE_TTL_SECONDS": "5.1"})
+    assert Settings.from_env({**env, "MAX_API_KEYS_PER_DEVELOPER": "3"}).max_api_keys_per_developer == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/demo-mpesa-gateway/us-central1/api_keys/key_abc", "key_abc"),  # the emulator
+        ("/demo-mpesa-gateway/us-central1/api_keys", None),
+        ("/demo-mpesa-gateway/us-central1/api_keys/", None),
+        ("/key_abc", "key_abc"),  # deployed: the function sees only what follows its name
+        ("/", None),
+        ("", None),
+        ("/api_keys/key_abc", "key_abc"),  # behind a Hosting rewrite
+    ],
+)
+def test_the_key_id_comes_from_the_path(path: str, expected: str | None) -> None:
+    from gateway.api import path_id
+
+    assert path_id(path, "api_keys") == expected
+
+
+def test_a_deeper_path_names_nothing() -> None:
+    from gateway.api import path_id
+
+    with pytest.raises(errors.NotFound):
+        path_id("/x/us-central1/api_keys/key_abc/more", "api_keys")
