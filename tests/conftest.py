@@ -10,7 +10,7 @@ import pytest
 
 from tests import support
 
-STACK_TIERS = ("tests/integration", "tests/e2e", "tests/faults")
+STACK_TIERS = ("tests/integration", "tests/e2e", "tests/faults", "tests/browser")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,8 +20,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests import ledger
+    from tests import fuzz, ledger
 
+    for line in fuzz.LINES:  # the fuzz run's requests and 5xx answers, per endpoint
+        terminalreporter.write_line(line)
     if ledger.LINES:
         # The widest check is the e2e tier's, over every paid prompt of the run so far.
         widest = max(ledger.LINES, key=lambda line: int(line.split()[1]))
