@@ -20,7 +20,7 @@ import flask
 
 from gateway import errors
 from gateway.domain.errors import ValidationError
-from gateway.logs import Event, log_event
+from gateway.logs import Event, bind_request_fields, clear_request_fields, log_event
 from gateway.settings import get_settings
 
 _LONG_DIGITS = re.compile(r"[0-9]{9,}")
@@ -72,6 +72,9 @@ class Call:
             if self._authenticate is None:
                 raise RuntimeError("this endpoint is not authenticated")
             self._developer = self._authenticate(self.request.headers.get("Authorization"))
+            if self._developer.api_key_id is not None:
+                # Every later log line of this request names the key that made it (its id, never the key).
+                bind_request_fields(api_key_id=self._developer.api_key_id)
         return self._developer
 
     def query(self, name: str) -> str | None:
@@ -182,6 +185,7 @@ def serve(
     """Run one handler inside the error boundary and render its answer as JSON."""
     request_id = new_request_id()
     call = Call(request, request_id, max_body_bytes, authenticate)
+    clear_request_fields()  # a worker thread serves many requests: nothing of the previous one carries over
     try:
         get_settings().assert_safe()  # every function, the unauthenticated callback too, refuses an unsafe setup
         if call.method not in methods:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, TextIO
 
@@ -55,6 +56,20 @@ class Event(StrEnum):
     API_KEY_USE_MARK_FAILED = "api_key_use_mark_failed"
 
 
+# Fields every log line of the current request carries (the API key id that authenticated it), set by the request
+# boundary. A ContextVar, so concurrent requests on other threads never see each other's.
+_request_fields: ContextVar[dict[str, Any] | None] = ContextVar("request_fields", default=None)
+
+
+def bind_request_fields(**fields: Any) -> None:
+    """Add fields to every later log line of this request (until `clear_request_fields`)."""
+    _request_fields.set({**(_request_fields.get() or {}), **fields})
+
+
+def clear_request_fields() -> None:
+    _request_fields.set(None)
+
+
 def _sensitive(key: str) -> bool:
     lowered = key.lower()
     return any(part in lowered for part in _REDACTED_NAME_PARTS)
@@ -62,7 +77,7 @@ def _sensitive(key: str) -> bool:
 
 def log_event(event: Event, severity: str = "INFO", *, stream: TextIO | None = None, **fields: Any) -> None:
     record: dict[str, Any] = {"severity": severity, "event": event.value, "message": event.value}
-    for key, value in fields.items():
+    for key, value in {**(_request_fields.get() or {}), **fields}.items():
         if value is None:
             continue
         record[key] = "[redacted]" if _sensitive(key) else value

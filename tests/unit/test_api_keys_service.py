@@ -294,3 +294,30 @@ def test_a_deeper_path_names_nothing() -> None:
 
     with pytest.raises(errors.NotFound):
         path_id("/x/us-central1/api_keys/key_abc/more", "api_keys")
+
+
+def test_every_log_line_of_a_request_made_with_a_key_names_the_key_id(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import flask
+
+    from gateway import http
+    from gateway.http import ApiResponse, Call, serve
+    from gateway.logs import Event, log_event
+
+    monkeypatch.setattr(http, "get_settings", lambda: Settings(project_id="unit"))
+    app = flask.Flask(__name__)
+
+    def handler(call: Call) -> ApiResponse:
+        log_event(Event.STK_PUSH_SENT, uid=call.developer.uid)
+        return ApiResponse(200, {})
+
+    callers = [
+        Developer("alice", None, "sandbox", "key_" + "A" * 24),
+        Developer("alice", None),  # an ID token: the next request must not inherit the key id
+    ]
+    for developer in callers:
+        with app.test_request_context("/fn", method="GET"):
+            serve(flask.request, methods=("GET",), handler=handler, max_body_bytes=64, authenticate=lambda _: developer)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "stk_push_sent" in line]
+    assert [line.get("api_key_id") for line in lines] == ["key_" + "A" * 24, None]
