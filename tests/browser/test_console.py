@@ -224,6 +224,7 @@ def test_the_whole_story_in_the_browser(
     page.locator(f"tr[data-payment-id='{payment_id}'][data-status='succeeded']").wait_for(timeout=20_000)
     assert page.evaluate("() => window.__sameDocument") is True, "the page was reloaded"
     assert "KES 1,250" in row.inner_text()
+    assert f"{phone[:4]}******{phone[-2:]}" in row.inner_text()  # the masked phone the API shows
     assert row.locator("time").get_attribute("title").endswith(" UTC")
     assert phone not in page.content() and phone[3:] not in page.content()
     assert_accessible(page)

@@ -6,6 +6,7 @@ import { alertBox, clear, field, formatKes, h, select, statusBadge, timeEl, toDa
 
 const STATUSES = ["pending", "succeeded", "failed", "cancelled", "timed_out", "unconfirmed"];
 const PAGE_SIZE = 50;
+const EVENTS_SCANNED = 100;
 
 export function render(ctx) {
   const uid = ctx.user.uid;
@@ -136,28 +137,33 @@ function showDetail(ctx, panel, id) {
   const unsubscribePayment = onSnapshot(
     doc(ctx.db, "developers", ctx.user.uid, "payments", id),
     (snapshot) => {
+      const before = payment?.status;
       payment = snapshot.data() || null;
+      // A new status means a new event: read them again once the gateway has written it.
+      if (before && payment && payment.status !== before) setTimeout(loadEvents, 500);
       if (payment) draw();
       else clear(panel).append(alertBox("This payment does not exist."), close);
     },
     (error) => clear(panel).append(alertBox(`This payment cannot be read: ${error.code || error.message}`), close),
   );
-  // The payment's events (written with each change, developers/{uid}/events) where the rules let the owner read
-  // them; without them the timeline is built from the payment's own times.
-  const unsubscribeEvents = onSnapshot(
-    query(collection(ctx.db, "developers", ctx.user.uid, "events"), where("data.id", "==", id)),
-    (snapshot) => {
-      events = snapshot.docs.map((d) => d.data());
-      draw();
-    },
-    () => {},
-  );
+  // The payment's events (written with each change; server-only in Firestore, so read through the events API) among
+  // the latest ones; without them the timeline is built from the payment's own times.
   let stopped = false;
+  const loadEvents = async () => {
+    try {
+      const answer = await ctx.api("events", { query: { limit: EVENTS_SCANNED } });
+      if (stopped) return;
+      events = (answer.data || []).filter((event) => event.data?.id === id);
+      draw();
+    } catch {
+      // No events API (or not reachable): the payment's own times still tell the story.
+    }
+  };
+  loadEvents();
   function stop() {
     if (stopped) return;
     stopped = true;
     unsubscribePayment();
-    unsubscribeEvents();
     panel.hidden = true;
     clear(panel);
   }
