@@ -19,8 +19,16 @@ def put(developer: support.SignedUpDeveloper, body: Any) -> requests.Response:
     return requests.put(URL, json=body, headers=developer.headers, timeout=30)
 
 
-def get(developer: support.SignedUpDeveloper) -> requests.Response:
-    return requests.get(URL, headers=developer.headers, timeout=30)
+def get(developer: support.SignedUpDeveloper, environment: str = "sandbox") -> requests.Response:
+    return requests.get(URL, params={"environment": environment}, headers=developer.headers, timeout=30)
+
+
+def listed(developer: support.SignedUpDeveloper) -> dict[str, Any]:
+    response = requests.get(URL, headers=developer.headers, timeout=30)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["object"] == "list"
+    return body
 
 
 def assert_error(response: requests.Response, status: int, code: str, param: str | None = None) -> dict[str, Any]:
@@ -126,10 +134,42 @@ def test_put_replaces_and_delete_destroys(alice: support.SignedUpDeveloper) -> N
     deleted = requests.delete(URL, headers=alice.headers, timeout=30)
     assert deleted.status_code == 200 and deleted.json() == {"object": "developer_credentials", "deleted": True}
     assert_error(get(alice), 404, "credentials_not_configured")
+    assert listed(alice)["data"] == []
 
 
-def test_get_without_credentials_is_404(alice: support.SignedUpDeveloper) -> None:
-    assert_error(get(alice), 404, "credentials_not_configured")
+def test_get_without_credentials_is_404_and_the_list_is_empty(alice: support.SignedUpDeveloper) -> None:
+    assert_error(get(alice), 404, "credentials_not_configured", "environment")
+    assert_error(get(alice, "production"), 404, "credentials_not_configured", "environment")
+    assert listed(alice) == {"object": "list", "data": []}
+
+
+def test_an_unknown_environment_is_400(alice: support.SignedUpDeveloper) -> None:
+    assert_error(get(alice, "staging"), 400, "invalid_environment", "environment")
+    response = requests.delete(URL, params={"environment": "live"}, headers=alice.headers, timeout=30)
+    assert_error(response, 400, "invalid_environment", "environment")
+
+
+def test_both_environments_side_by_side_listed_read_and_deleted_one_at_a_time(
+    alice: support.SignedUpDeveloper,
+) -> None:
+    sandbox, production = support.register_simulator_app(), support.register_simulator_app()
+    assert put(alice, sandbox.credentials_body()).status_code == 200
+    assert put(alice, {**production.credentials_body(), "environment": "production"}).status_code == 200
+
+    body = listed(alice)
+    assert [(view["environment"], view["shortcode"]) for view in body["data"]] == [
+        ("sandbox", sandbox.shortcode),
+        ("production", production.shortcode),
+    ]
+    assert all(view["object"] == "developer_credentials" for view in body["data"])
+    assert get(alice, "production").json()["shortcode"] == production.shortcode
+    assert "secret_version" not in json.dumps(body), "bookkeeping stays inside"
+
+    deleted = requests.delete(URL, params={"environment": "production"}, headers=alice.headers, timeout=30)
+    assert deleted.json() == {"object": "developer_credentials", "deleted": True}
+    assert [view["environment"] for view in listed(alice)["data"]] == ["sandbox"]
+    assert_error(get(alice, "production"), 404, "credentials_not_configured")
+    assert get(alice).json()["shortcode"] == sandbox.shortcode
 
 
 def test_keys_rejected_by_daraja_are_422_and_nothing_is_stored(alice: support.SignedUpDeveloper) -> None:
@@ -205,9 +245,7 @@ def test_body_over_16_kb_is_413(alice: support.SignedUpDeveloper) -> None:
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2", b"null"])
 def test_invalid_json_is_400(alice: support.SignedUpDeveloper, raw: bytes) -> None:
-    response = requests.put(
-        URL, data=raw, headers={**alice.headers, "Content-Type": "application/json"}, timeout=30
-    )
+    response = requests.put(URL, data=raw, headers={**alice.headers, "Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] in ("invalid_json", "invalid_body")
 
