@@ -67,6 +67,16 @@ def test_lists_every_function_and_method(document: dict[str, Any]) -> None:
         ("/api_keys", "post"),
         ("/api_keys/{id}", "get"),
         ("/api_keys/{id}", "delete"),
+        ("/webhook_endpoints", "get"),
+        ("/webhook_endpoints", "post"),
+        ("/webhook_endpoints/{id}", "get"),
+        ("/webhook_endpoints/{id}", "patch"),
+        ("/webhook_endpoints/{id}", "delete"),
+        ("/webhook_endpoints/{id}/rotate_secret", "post"),
+        ("/events", "get"),
+        ("/events/{id}", "get"),
+        ("/events/{id}/deliveries", "get"),
+        ("/events/{id}/redeliver", "post"),
     }
     assert document["paths"]["/mpesa_callback/{callback_token}"]["post"]["security"] == []
 
