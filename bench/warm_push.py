@@ -454,7 +454,7 @@ def _breakdown(result: Run, account: Account, direct: DirectDaraja, rounds: int 
     )
 
 
-def run(result: Run, count: int = 200, realistic_count: int = 30) -> None:
+def run(result: Run, count: int = 160, realistic_count: int = 24) -> None:
     children: list[Child] = []
     http = session()
     accounts: list[Account] = []
@@ -515,7 +515,7 @@ def run(result: Run, count: int = 200, realistic_count: int = 30) -> None:
             "push_ff": push_via(alone),
         }
         warm = Samples()
-        _rounds("warm-up", 2 * DEVELOPERS, instant, warm)  # every developer's secret and token cached on both paths
+        _rounds("warm-up", DEVELOPERS + 2, instant, warm)  # every developer's secret and token cached on both paths
         samples = Samples()
         progress(PHASE, f"{count} interleaved rounds with the instant simulator")
         _rounds("instant simulator", count, instant, samples)
