@@ -480,3 +480,49 @@ def test_cli_prints_address_and_exits_cleanly_on_signal(stop_signal: signal.Sign
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- what credential rotation relies on (gateway.secrets, gateway.domain.daraja_setup) ---------------------------
+
+
+def test_version_numbers_keep_growing_after_every_version_is_destroyed(client: Client) -> None:
+    """A DELETE destroys versions but keeps the secret, so the next PUT's version still orders after every earlier
+    one; only deleting the secret restarts the numbering (test above)."""
+    secret = create_secret(client, "rotated")
+    for data in (b"one", b"two"):
+        version = add_version(client, secret.name, data)
+        client.destroy_secret_version(name=version.name)
+    assert add_version(client, secret.name, b"three").name == f"{secret.name}/versions/3"
+
+
+def test_versions_are_read_by_number_whatever_the_others_states(client: Client) -> None:
+    secret = create_secret(client, "by-number")
+    older, current, newer = (add_version(client, secret.name, data) for data in (b"old", b"current", b"in flight"))
+    client.destroy_secret_version(name=older.name)
+    client.destroy_secret_version(name=newer.name)  # a PUT that lost destroyed its own, newer version
+
+    assert client.access_secret_version(name=current.name).payload.data == b"current"
+    for gone in (older.name, newer.name, f"{secret.name}/versions/latest"):
+        with pytest.raises(exceptions.BadRequest) as raised:
+            client.access_secret_version(name=gone)
+        assert google_status(raised.value) == "FAILED_PRECONDITION"
+    with pytest.raises(exceptions.NotFound):
+        client.access_secret_version(name=f"{secret.name}/versions/4")
+
+
+def test_concurrent_adds_get_distinct_increasing_numbers(client: Client) -> None:
+    secret = create_secret(client, "raced")
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def add(index: int) -> None:
+        version = add_version(client, secret.name, f"value-{index}".encode())
+        with lock:
+            names.append(version.name)
+
+    threads = [threading.Thread(target=add, args=(index,)) for index in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(int(name.rsplit("/", 1)[1]) for name in names) == list(range(1, 11))

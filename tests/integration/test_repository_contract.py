@@ -288,3 +288,88 @@ def test_the_ttl_policies_are_declared() -> None:
     overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in indexes["fieldOverrides"]}
     assert overrides[("idempotency_keys", "expires_at")]["ttl"] is True
     assert overrides[("quarantined_callbacks", "expires_at")]["ttl"] is True
+
+
+# --------------------------------------------------------------------------------- Daraja set-ups by environment
+def daraja_setup(environment: str, version: str | None, shortcode: str = "174379") -> dict[str, Any]:
+    return {
+        "environment": environment,
+        "shortcode": shortcode,
+        "transaction_type": "CustomerPayBillOnline",
+        "party_b": shortcode,
+        "consumer_key_hint": "ckey...1234",
+        "verified_at": T0,
+        "updated_at": T0,
+        "secret_version": version,
+    }
+
+
+def test_daraja_setups_are_written_whole_and_the_old_layout_is_migrated(store: PaymentStore) -> None:
+    from gateway.domain.daraja_setup import with_setup
+
+    owner = uid()
+    assert store.daraja_setups(owner) == {}
+    record = store.ensure_developer(owner, "dev@example.com")
+    assert record["daraja"] is None
+    # A registry entry of the single-set layout, as the gateway used to write it.
+    old = {k: v for k, v in daraja_setup("sandbox", None).items() if k != "secret_version"}
+    if isinstance(store, FakeRepository):
+        store.developers[owner]["daraja"] = old
+    else:
+        store.client.collection("developers").document(owner).update({"daraja": old})
+    assert store.daraja_setups(owner) == {"sandbox": {**old, "secret_version": None}}
+
+    seen: list[dict[str, Any]] = []
+
+    def add_production(entries: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(entries)
+        return with_setup(entries, daraja_setup("production", "1", "600555"))
+
+    written = store.update_daraja(owner, "dev@example.com", add_production)
+
+    assert seen == [{"sandbox": {**old, "secret_version": None}}], "change sees the migrated entries"
+    assert written is not None and set(written) == {"sandbox", "production"}
+    stored = store.ensure_developer(owner, None)["daraja"]
+    assert set(stored) == {"sandbox", "production"}, "no key of the old layout is left at the top"
+    assert store.daraja_setups(owner)["production"] == daraja_setup("production", "1", "600555")
+    # A change that declines writes nothing.
+    assert (
+        store.update_daraja(owner, None, lambda entries: with_setup(entries, daraja_setup("production", "1"))) is None
+    )
+    assert store.daraja_setups(owner)["production"]["shortcode"] == "600555"
+
+
+def test_update_daraja_creates_a_missing_registry_entry(store: PaymentStore) -> None:
+    owner = uid()
+    written = store.update_daraja(owner, "new@example.com", lambda entries: {"sandbox": daraja_setup("sandbox", "3")})
+    assert written == {"sandbox": daraja_setup("sandbox", "3")}
+    record = store.ensure_developer(owner, None)
+    assert record["email"] == "new@example.com" and record["uid"] == owner
+    assert store.daraja_setups(owner) == {"sandbox": daraja_setup("sandbox", "3")}
+
+
+def test_concurrent_daraja_updates_end_with_the_newest_version(store: PaymentStore) -> None:
+    """Each writer decides on what it read and writes only if nobody wrote since: the newest version always lands."""
+    import threading
+
+    from gateway.domain.daraja_setup import with_setup
+
+    owner = uid()
+    store.ensure_developer(owner, None)
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def write(version: int) -> None:
+        start.wait()
+        try:
+            store.update_daraja(owner, None, lambda e: with_setup(e, daraja_setup("sandbox", str(version))))
+        except BaseException as failure:
+            failures.append(failure)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert store.daraja_setups(owner)["sandbox"]["secret_version"] == "8"
