@@ -30,8 +30,8 @@ def _require_text(value: object, name: str) -> str:
 
 
 class CredentialsResource:
-    """The developer's Daraja app. The gateway stores the secret and passkey in Secret Manager and only ever
-    answers a masked view."""
+    """The developer's Daraja apps, one per environment (a sandbox set and a production set side by side). The
+    gateway stores each secret and passkey in Secret Manager and only ever answers a masked view."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -47,8 +47,9 @@ class CredentialsResource:
         transaction_type: TransactionType = "CustomerPayBillOnline",
         party_b: str | None = None,
     ) -> Credentials:
-        """Store (or replace) the credentials; the gateway first proves them by minting a Daraja token, so rejected
-        keys raise InvalidRequestError (422, daraja_credentials_rejected)."""
+        """Store (or replace) this environment's credentials; the other environment's set stays. The gateway first
+        proves them by minting a Daraja token, so rejected keys raise InvalidRequestError (422,
+        daraja_credentials_rejected). Every instance of the gateway uses the new keys from the next push on."""
         body: dict[str, Any] = {
             "environment": environment,
             "consumer_key": consumer_key,
@@ -62,13 +63,43 @@ class CredentialsResource:
         answer = self._gateway.request("PUT", "developer_credentials", json_body=body)
         return Credentials.from_api(answer.body)
 
-    def get(self) -> Credentials:
-        """The masked view; NotFoundError (credentials_not_configured) when none are stored."""
-        return Credentials.from_api(self._gateway.request("GET", "developer_credentials").body)
+    def get(self, environment: Environment | None = None) -> Credentials:
+        """One environment's masked view. Without `environment`: the set a push that names none uses (the only one
+        stored, or sandbox when both are). NotFoundError (credentials_not_configured) when there is none."""
+        if environment is not None:
+            answer = self._gateway.request("GET", "developer_credentials", params={"environment": environment})
+            return Credentials.from_api(answer.body)
+        body = self._gateway.request("GET", "developer_credentials").body
+        if body.get("object") != "list":
+            return Credentials.from_api(body)  # a gateway from before per-environment sets answers one object
+        stored = _credential_sets(body)
+        if not stored:
+            raise errors.NotFoundError(
+                "no Daraja credentials are registered; store them with credentials.set() first",
+                404,
+                "credentials_not_configured",
+                type="invalid_request_error",
+                raw=body,
+            )
+        return next((c for c in stored if c.environment == "sandbox"), stored[0])
 
-    def delete(self) -> bool:
-        """Forget the credentials; True when there were some to delete."""
-        return bool(self._gateway.request("DELETE", "developer_credentials").body.get("deleted"))
+    def list(self) -> list[Credentials]:
+        """Every environment's masked view, sandbox first; an empty list when none are stored."""
+        body = self._gateway.request("GET", "developer_credentials").body
+        if body.get("object") != "list":
+            return [Credentials.from_api(body)]
+        return _credential_sets(body)
+
+    def delete(self, environment: Environment | None = None) -> bool:
+        """Forget one environment's credentials, or both when `environment` is None (an API key: its own
+        environment's); True when there were some to delete."""
+        params: dict[str, str | int | None] = {"environment": environment}
+        return bool(self._gateway.request("DELETE", "developer_credentials", params=params).body.get("deleted"))
+
+
+def _credential_sets(body: Mapping[str, Any]) -> list[Credentials]:
+    data = body.get("data")
+    return [Credentials.from_api(item) for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
 
 
 class ApiKeysResource:
@@ -117,8 +148,14 @@ class PaymentsResource:
         description: str,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        environment: Environment | None = None,
     ) -> Payment:
         """Send an STK Push prompt to `phone`; returns the pending payment.
+
+        `environment` picks the credential set to push with. Left out, the gateway uses an API key's own
+        environment, else the only set stored, else sandbox: a push never moves real money unless it asks to. A
+        test key asked for production (or a live key for sandbox) raises PermissionDeniedError
+        (environment_mismatch).
 
         Daraja's acceptance answers 201. When Daraja's answer never came the gateway answers 202: the payment is
         returned all the same, `pending` with `payment.outcome_unknown` true and no `checkout_request_id` yet. The
@@ -137,6 +174,8 @@ class PaymentsResource:
         }
         if metadata is not None:
             body["metadata"] = dict(metadata)
+        if environment is not None:
+            body["environment"] = environment
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         try:
             answer = self._gateway.request("POST", "stk_push", json_body=body, idempotency_key=key)
@@ -155,19 +194,33 @@ class PaymentsResource:
         answer = self._gateway.request("GET", "payment_status", params={"checkout_request_id": checkout_request_id})
         return Payment.from_api(answer.body)
 
-    def list_page(self, status: str | None = None, limit: int = 20, page_token: str | None = None) -> Page:
-        """One page, newest first. `limit` is the page size (1..100)."""
-        params: dict[str, str | int | None] = {"status": status, "limit": limit, "page_token": page_token}
+    def list_page(
+        self,
+        status: str | None = None,
+        limit: int = 20,
+        page_token: str | None = None,
+        environment: Environment | None = None,
+    ) -> Page:
+        """One page, newest first. `limit` is the page size (1..100); `environment` keeps one environment's
+        payments (an API key only ever sees its own)."""
+        params: dict[str, str | int | None] = {
+            "status": status,
+            "limit": limit,
+            "page_token": page_token,
+            "environment": environment,
+        }
         return Page.from_api(self._gateway.request("GET", "payment_status", params=params).body)
 
-    def list(self, status: str | None = None, limit: int = 20) -> Iterator[Payment]:
+    def list(
+        self, status: str | None = None, limit: int = 20, environment: Environment | None = None
+    ) -> Iterator[Payment]:
         """Every payment, newest first, fetching the next page only when the loop needs it.
 
         `limit` is the page size, not a cap on the total: `break` to stop early.
         """
         page_token: str | None = None
         while True:
-            page = self.list_page(status=status, limit=limit, page_token=page_token)
+            page = self.list_page(status=status, limit=limit, page_token=page_token, environment=environment)
             yield from page.data
             if not page.has_more or not page.next_page_token:
                 return
