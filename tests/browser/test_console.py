@@ -22,7 +22,7 @@ import requests
 
 from scripts import stack_config
 from tests import support
-from tests.browser.conftest import ROOT, console_url, screenshot
+from tests.browser.conftest import DESKTOP, ROOT, console_url, screenshot
 
 PASSWORD = "correct-horse-battery"
 PHONE_WIDTH = {"width": 375, "height": 812}
@@ -203,6 +203,7 @@ def test_the_whole_story_in_the_browser(
     assert page.locator("#new-webhook-secret").inner_text().startswith("whsec_")
     page.locator("li[data-endpoint-id]", has_text=hook_url).wait_for()
     assert_accessible(page)
+    screenshot(page, "webhooks")  # replaced by the one with deliveries, by the next test, when it passes
 
     # A test payment: the row appears pending and turns succeeded live, in the same document.
     phone = support.unique_phone()
@@ -229,6 +230,13 @@ def test_the_whole_story_in_the_browser(
     assert phone not in page.content() and phone[3:] not in page.content()
     assert_accessible(page)
     screenshot(page, "payments")
+    # The same live table on a 375 px phone: rows become cards, nothing is wider than the screen.
+    page.set_viewport_size(PHONE_WIDTH)
+    assert overflow_px(page) <= 0
+    label = row.locator("td[data-label='Amount']").evaluate("el => getComputedStyle(el, '::before').content")
+    assert label == '"Amount"'
+    screenshot(page, "payments-375px")
+    page.set_viewport_size(DESKTOP)
 
     # Filters query Firestore again; the detail view follows the payment live.
     page.get_by_label("Status").select_option("failed")
@@ -349,8 +357,8 @@ def test_the_console_fits_a_375px_phone(new_page: Any) -> None:
         assert_accessible(page)
     # Table rows become cards whose cells carry their column's name.
     go(page, "Payments", "Payments")
+    page.get_by_text("No payments yet.").wait_for()
     assert page.locator("thead").evaluate("el => getComputedStyle(el).position") == "absolute"
-    screenshot(page, "payments-375px")
 
 
 def test_the_bundle_holds_no_key_or_secret() -> None:
