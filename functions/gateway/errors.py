@@ -103,6 +103,17 @@ class IdempotencyConflict(GatewayError):
 
 
 
+class RateLimited(GatewayError):
+    """An abuse limit: always with `Retry-After`, and `limit` naming which one (pushes_per_second, pushes_per_day,
+    phone_busy, phone_prompts, credential_puts)."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, limit: str, message: str, retry_after_s: int) -> None:
+        super().__init__("rate_limited", message, retry_after_s=retry_after_s, limit=limit)
+
+
 class DarajaError(GatewayError):
     """Daraja refused or failed a call. `daraja_code` is Daraja's own errorCode, kept for the developer."""
 

@@ -410,11 +410,14 @@ def test_push_without_credentials_is_a_clear_4xx() -> None:
     assert response.status_code == 404 and response.json()["error"]["code"] == "credentials_not_configured"
 
 
-def test_daraja_rejection_carries_darajas_code(tenant_a: Tenant) -> None:
+def test_daraja_rejection_carries_darajas_code(tenant_a: Tenant, tenant_b: Tenant) -> None:
     phone = support.unique_phone()
     support.set_scenario(phone, result_code=0, delay_ms=60_000, callbacks=0)
     assert tenant_a.push(phone).status_code == 201
-    busy = tenant_a.push(phone, amount=11)  # a second prompt while the first is open
+    # A second prompt from the same developer is refused by our own phone lock before Daraja is called; another
+    # developer's push to the same phone reaches Daraja, which refuses a second live prompt on a phone.
+    assert tenant_a.push(phone, amount=11).status_code == 429
+    busy = tenant_b.push(phone, amount=11)
     assert busy.status_code == 409, busy.text
     error = busy.json()["error"]
     assert error["type"] == "daraja_error" and error["code"] == "payer_busy"

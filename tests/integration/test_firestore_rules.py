@@ -3,7 +3,7 @@
 Requests go to the emulator's REST API exactly as a web or mobile client's would, with `Authorization: Bearer <ID
 token>` (Auth emulator tokens, plus one hand-made unsigned token). Data is seeded through the emulator's admin
 path (`Authorization: Bearer owner`, which bypasses rules; verified below). For every collection the gateway uses:
-owner reads pass only where the rules allow (developer doc, payments, payers), other users and anonymous clients
+owner reads pass only where the rules allow (developer doc, payments), other users and anonymous clients
 read nothing, and no client can create, update or delete anything, the owner included.
 
 Every run uses fresh users and ids, and deletes only the documents it wrote.
@@ -37,8 +37,10 @@ COLLECTIONS = [
     "callback_token",
     "quarantined_callback",
     "api_key",
+    "limit",
 ]
-READABLE_BY_OWNER = {"developer", "payment", "payer"}
+# payers/{msisdn} is server-only: its id is a full phone number, which clients never see (the API masks it).
+READABLE_BY_OWNER = {"developer", "payment"}
 ACTORS = ["owner", "other", "anonymous"]
 
 
@@ -143,6 +145,7 @@ def world() -> Iterator[World]:
         "callback_token": f"callback_tokens/rules_{tag}",
         "quarantined_callback": f"quarantined_callbacks/rules_{tag}",
         "api_key": f"api_keys/rules_{tag}",
+        "limit": f"{dev}/limits/push-0",
     }
     fresh = {
         "developer": f"developers/{newcomer.uid}",
@@ -153,6 +156,7 @@ def world() -> Iterator[World]:
         "callback_token": f"callback_tokens/new_{tag}",
         "quarantined_callback": f"quarantined_callbacks/new_{tag}",
         "api_key": f"api_keys/new_{tag}",
+        "limit": f"{dev}/limits/credential_puts",
     }
     contents = {
         "developer": {"email": owner.email, "shortcode": "174379"},
@@ -164,6 +168,7 @@ def world() -> Iterator[World]:
         "quarantined_callback": {"reason": "unknown_callback_token", "raw_body": "{}"},
         # Even the owner of a key may not read its record: the hash is the key's only stored trace.
         "api_key": {"uid": owner.uid, "key_id": f"key_{tag}", "environment": "sandbox", "hint": "mpg_test_...abcd"},
+        "limit": {"day": "2026-12-01", "day_count": 3},
     }
     seeded = list(existing.values())
     for collection, path in existing.items():
@@ -253,16 +258,16 @@ def run_query(parent: str, collection_id: str, token: str | None, all_descendant
     return requests.post(url, json=query, headers=headers_for(token), timeout=10)
 
 
-def test_the_owner_can_list_their_payments_and_payers(world: World) -> None:
+def test_the_owner_can_list_their_payments_but_not_their_payers(world: World) -> None:
     dev = f"developers/{world.owner.uid}"
     payments = run_query(dev, "payments", world.owner.id_token)
     assert payments.status_code == 200, payments.text
     names = [row["document"]["name"] for row in payments.json() if "document" in row]
     assert names == [f"projects/{PROJECT_ID}/databases/(default)/documents/{world.existing['payment']}"]
 
-    payers = requests.get(f"{DOCUMENTS}/{dev}/payers", headers=world.owner.headers, timeout=10)
-    assert payers.status_code == 200, payers.text
-    assert len(payers.json()["documents"]) == 1
+    # Listing payers would show full phone numbers as document ids.
+    assert_denied(requests.get(f"{DOCUMENTS}/{dev}/payers", headers=world.owner.headers, timeout=10))
+    assert_denied(run_query(dev, "payers", world.owner.id_token))
 
 
 @pytest.mark.parametrize("actor", ["other", "anonymous"])
@@ -281,6 +286,8 @@ def test_listing_another_developers_payments_is_denied(world: World, actor: str)
         "../../callback_tokens",
         "../../quarantined_callbacks",
         "../../api_keys",
+        "payers",
+        "limits",
     ],
 )
 def test_the_owner_cannot_list_server_only_collections(world: World, collection_path: str) -> None:

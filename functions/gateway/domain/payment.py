@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal
 
 from gateway.domain.errors import ValidationError
+from gateway.domain.limits import PhoneLimits, PhoneLock, RateLimited, SlidingWindow, admit_prompt, release_prompt
+from gateway.domain.phone import mask_msisdn
 
 
 class PaymentStatus(StrEnum):
@@ -137,7 +139,7 @@ class SettlementDecision:
 def decide_settlement(
     current_status: PaymentStatus,
     expected_amount: int,
-    expected_msisdn: str,
+    expected_msisdn: str | None,
     outcome: PaymentOutcome,
     source: OutcomeSource = "callback",
 ) -> SettlementDecision:
@@ -177,7 +179,8 @@ def decide_settlement(
         flags.append(FLAG_MISSING_AMOUNT)
     elif outcome.amount != expected_amount:
         flags.append(FLAG_AMOUNT_MISMATCH)
-    # Some sandbox callbacks omit PhoneNumber; its absence is not evidence of anything.
+    # Some sandbox callbacks omit PhoneNumber; its absence is not evidence of anything. A payment whose full number
+    # cannot be known (its route is gone) cannot vouch for the payer either: a human looks.
     if outcome.phone is not None and outcome.phone != expected_msisdn:
         flags.append(FLAG_PHONE_MISMATCH)
     if outcome.mpesa_receipt_number is None:
@@ -263,7 +266,9 @@ class Payment:
     id: str
     status: PaymentStatus
     amount: int
-    msisdn: str
+    # The full number is known to the server only: at creation, and when loaded with the payment's callback route
+    # (server-only). The payment's own document, which the developer's browser may read, holds only `phone`, masked.
+    msisdn: str | None
     account_reference: str
     description: str
     metadata: Mapping[str, Any]
@@ -288,6 +293,8 @@ class Payment:
     next_check_at: datetime | None = None
     query_attempts: int = 0
     last_queried_at: datetime | None = None
+    phone: str = ""  # masked, as every reader sees it
+    route_id: str | None = None  # sha256 of the callback URL token: names the server-only route document
 
     # ------------------------------------------------------------------------------------------ creation
     @classmethod
@@ -304,6 +311,7 @@ class Payment:
         shortcode: str,
         now: datetime,
         policy: PaymentPolicy,
+        route_id: str | None = None,
     ) -> Payment:
         """The intent, stored before Daraja is called: pending, no CheckoutRequestID, and a lease on the push."""
         lease_until = now + timedelta(seconds=policy.push_lease_s)
@@ -312,6 +320,8 @@ class Payment:
             status=PaymentStatus.PENDING,
             amount=amount,
             msisdn=msisdn,
+            phone=mask_msisdn(msisdn),
+            route_id=route_id,
             account_reference=account_reference,
             description=description,
             metadata=dict(metadata),
@@ -394,6 +404,12 @@ class Payment:
         return self.created_at + timedelta(seconds=policy.unconfirmed_after_s)
 
     # ------------------------------------------------------------------------------------------ results
+    def with_msisdn(self, msisdn: str | None) -> Payment:
+        """The payment with its full number, from the server-only route, when its document did not carry it."""
+        if self.msisdn is not None or msisdn is None:
+            return self
+        return replace(self, msisdn=msisdn)
+
     def answers_to(self, checkout_request_id: str) -> bool:
         """Whether a callback naming this CheckoutRequestID may settle the payment its URL token routed it to: yes
         while we do not know the payment's own id yet (the callback came first), else only for that id."""
@@ -558,7 +574,9 @@ def _decide_after_unconfirmed(payment: Payment, outcome: PaymentOutcome, source:
 
 @dataclass(frozen=True)
 class Payer:
-    """What one developer knows about one payer: counted once per payment that settles from a result."""
+    """What one developer knows about one payer's phone: results counted once per payment that settles, and the
+    phone's prompt limits (the recent prompts, and the payment whose prompt may be on the phone now). Kept in a
+    server-only document: it names the full number."""
 
     msisdn: str
     first_seen_at: datetime
@@ -566,10 +584,24 @@ class Payer:
     payment_count: int = 0
     succeeded_count: int = 0
     total_paid: int = 0
+    recent_prompts: SlidingWindow = field(default_factory=SlidingWindow)
+    in_flight: PhoneLock | None = None
 
     @classmethod
     def first_seen(cls, msisdn: str, now: datetime) -> Payer:
         return cls(msisdn=msisdn, first_seen_at=now, last_seen_at=now)
+
+    def admit(self, payment_id: str, limits: PhoneLimits, now: datetime) -> Payer | RateLimited:
+        """One more prompt for `payment_id`, or why not now."""
+        admitted = admit_prompt(self.recent_prompts, self.in_flight, payment_id, limits, now)
+        if isinstance(admitted, RateLimited):
+            return admitted
+        window, lock = admitted
+        return replace(self, recent_prompts=window, in_flight=lock, last_seen_at=now)
+
+    def release(self, payment_id: str) -> Payer:
+        """`payment_id` no longer holds the phone: it settled, or Daraja refused it before anyone was prompted."""
+        return replace(self, in_flight=release_prompt(self.in_flight, payment_id))
 
     def count(self, settlement: Settlement, now: datetime) -> Payer:
         before, after = settlement.before, settlement.after
@@ -577,8 +609,13 @@ class Payer:
             return self
         newly_succeeded = after.status is PaymentStatus.SUCCEEDED and before.status is not PaymentStatus.SUCCEEDED
         paid = min(after.amount, _INT64_MAX - self.total_paid) if newly_succeeded else 0
+        # A payment that left pending no longer holds the phone: its prompt is over.
+        in_flight = self.in_flight
+        if after.status is not PaymentStatus.PENDING:
+            in_flight = release_prompt(in_flight, after.id)
         return replace(
             self,
+            in_flight=in_flight,
             last_seen_at=now,
             payment_count=self.payment_count + 1,
             succeeded_count=self.succeeded_count + (1 if newly_succeeded else 0),

@@ -196,6 +196,7 @@ def test_initiate_stores_the_intent_before_daraja_is_called() -> None:
         status=PENDING,
         amount=AMOUNT,
         msisdn=MSISDN,
+        phone=MSISDN[:4] + "******" + MSISDN[-2:],
         account_reference="INV-42",
         description="Order 42",
         metadata={"order": "42"},
