@@ -75,9 +75,7 @@ def test_list_pages_can_keep_one_environment() -> None:
 
 
 def test_both_sets_against_the_stack(stack: None) -> None:
-    from test_sdk_integration import gateway, register_app, sign_up, unique_phone
-
-    from sdk_stack import DARAJA_URL
+    from sdk_stack import DARAJA_URL, gateway, register_app, sign_up, unique_phone
 
     gw = gateway(sign_up().id_token)
     assert gw.credentials.list() == []
