@@ -689,6 +689,8 @@ class PaymentRepository:
                     "type": write.type,
                     "created_at": write.created_at,
                     "payment_id": write.payment_id,
+                    # Top-level so an environment-bound API key's listing can filter on it (indexed).
+                    "environment": write.data.get("environment"),
                     "data": dict(write.data),
                 },
             )

@@ -210,11 +210,13 @@ class WebhookStore:
         return (snapshot.to_dict() or {}) if snapshot.exists else None
 
     def list_events(
-        self, uid: str, event_type: str | None, limit: int, page_token: str | None
+        self, uid: str, event_type: str | None, environment: str | None, limit: int, page_token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         from google.cloud import firestore
 
         query = self._developer(uid).collection("events")
+        if environment is not None:
+            query = query.where(filter=firestore.FieldFilter("environment", "==", environment))
         if event_type is not None:
             query = query.where(filter=firestore.FieldFilter("type", "==", event_type))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(

@@ -62,10 +62,16 @@ class Rig:
                     time.sleep(min(early.wait_s, 2.0))
         raise AssertionError(f"more than {max_tasks} tasks: {self.queue.tasks}")
 
-    def event(self, uid: str, event_type: str = "payment.succeeded") -> str:
+    def event(self, uid: str, event_type: str = "payment.succeeded", environment: str = "sandbox") -> str:
         """An event as a payment commit writes it (repository.AddEvent), then the trigger's fan-out."""
         event_id = "evt_" + secrets.token_hex(12)
-        data = {"object": "payment", "id": "pay_" + secrets.token_hex(6), "status": "succeeded", "amount": 10}
+        data = {
+            "object": "payment",
+            "id": "pay_" + secrets.token_hex(6),
+            "status": "succeeded",
+            "amount": 10,
+            "environment": environment,
+        }
         self.repository.commit([AddEvent(uid, event_id, event_type, datetime.now(UTC), data["id"], data)])
         self.webhooks.deliveries.fan_out(uid, event_id)
         return event_id
@@ -252,3 +258,20 @@ def test_endpoint_rules(rig: Rig) -> None:
     with pytest.raises(errors.Unprocessable):
         rig.webhooks.endpoints.create(alice, {"url": rig.receiver.new_url()})
     assert len(rig.webhooks.endpoints.all(alice)) == rig.settings.webhook_max_endpoints
+
+
+def test_an_api_key_sees_the_events_of_its_environment_only(rig: Rig) -> None:
+    owner = developer()
+    sandbox, production = rig.event(owner.uid, environment="sandbox"), rig.event(owner.uid, environment="production")
+    everything, _ = rig.webhooks.events.page(owner, None, None, None)
+    assert [event["id"] for event in everything] == [production, sandbox]
+    test_key = Developer(owner.uid, environment="sandbox")
+    seen, _ = rig.webhooks.events.page(test_key, None, None, None)
+    assert [event["id"] for event in seen] == [sandbox]
+    assert rig.webhooks.events.get(test_key, sandbox)["id"] == sandbox
+    with pytest.raises(errors.NotFound):
+        rig.webhooks.events.get(test_key, production)
+    paged, token = rig.webhooks.events.page(owner, "payment.succeeded", "1", None)
+    assert [event["id"] for event in paged] == [production] and token is not None
+    rest, end = rig.webhooks.events.page(owner, "payment.succeeded", "1", token)
+    assert [event["id"] for event in rest] == [sandbox] and end is None

@@ -198,11 +198,16 @@ class Events:
             raise errors.InvalidRequest("invalid_type", f"type must be one of {', '.join(sorted(EVENT_TYPES))}", "type")
         from gateway.services.payments import parse_limit
 
-        return self._store.list_events(developer.uid, event_type, parse_limit(limit_raw), page_token or None)
+        # An API key acts in one environment: it sees that environment's events only, as with payments.
+        return self._store.list_events(
+            developer.uid, event_type, developer.environment, parse_limit(limit_raw), page_token or None
+        )
 
     def get(self, developer: Developer, event_id: str) -> dict[str, Any]:
         event = self._store.load_event(developer.uid, event_id)
-        if event is None:
+        if event is None or (
+            developer.environment is not None and (event.get("data") or {}).get("environment") != developer.environment
+        ):
             raise errors.NotFound("event_not_found", "no such event", "id")
         return event
 
