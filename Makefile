@@ -12,6 +12,7 @@ help:
 	@echo "make test   install everything, start the local stack, run all test tiers, stop the stack"
 	@echo "make test-unit  the tests that need nothing running: stack-free tiers and the SDKs' unit tests"
 	@echo "make demo   install everything, start the stack if needed, run the end-to-end walk-through"
+	@echo "            (KEEP=1 leaves the stack running so the console at http://127.0.0.1:5000 shows it)"
 	@echo "make dev    start the whole local stack in the foreground (Ctrl-C stops it)"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  benchmarks; writes bench/results/latest.json"
@@ -91,7 +92,9 @@ test: install chromium
 		echo "==> JavaScript SDK tests" && (cd sdk/js && node --test --test-reporter=dot test/) && \
 		npm --prefix sdk/js run --silent typecheck'
 
+# KEEP=1 leaves the stack running afterwards, so the console (printed at the end) shows the demo's payments.
 demo: install
+	@if [ "$(KEEP)" = 1 ]; then $(PY) scripts/stack.py background; fi
 	@$(PY) scripts/stack.py ensure -- $(PY) scripts/demo.py
 
 lint: $(STAMP_DIR)/venv.stamp

@@ -42,6 +42,7 @@ from scripts.stack_admin import ADDRESSES  # noqa: E402
 FUNCTIONS_URL = ADDRESSES.functions_url
 DARAJA_URL = ADDRESSES.daraja_url
 AUTH_HOST = ADDRESSES.auth_host
+CONSOLE_URL = f"{ADDRESSES.hosting_url}/"
 AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
 API_KEY = "demo-api-key"  # the Auth emulator accepts any API key
 WAIT_TIMEOUT_S = 30.0
@@ -90,6 +91,7 @@ class Developer:
     gateway: Gateway
     shortcode: str = ""
     payments: dict[str, Payment] = field(default_factory=dict)  # label -> latest view
+    password: str = ""  # a throw-away Auth emulator account's, printed so the console can be signed into
 
 
 @dataclass
@@ -111,7 +113,7 @@ def sign_up(story: Story, name: str) -> Developer:
     provider = firebase_password_token_provider(API_KEY, email, password, AUTH_URL)
     gateway = Gateway(FUNCTIONS_URL, provider, timeout=(3.05, 30.0), max_retries=3)
     story.check(bool(user.uid), f"{name} signed up as {email} (uid {user.uid[:8]}…)")
-    return Developer(name, email, user.uid, gateway)
+    return Developer(name, email, user.uid, gateway, password=password)
 
 
 def store_credentials(story: Story, developer: Developer, shortcode: str) -> None:
@@ -263,6 +265,10 @@ def run(story: Story) -> None:
         )
     for title, seconds in story.timings:
         print(f"   {seconds:5.1f} s  {title}", flush=True)
+
+    print(f"\nThe console: {CONSOLE_URL}  (`make demo KEEP=1` leaves the stack running to open it)", flush=True)
+    for developer in (amina, brian):
+        print(f"   sign in as {developer.name:<6} {developer.email}  password {developer.password}", flush=True)
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ Usage:
     python scripts/stack.py run -- CMD ARGS...   # start, run CMD with the stack's env, stop, exit with CMD's code
     python scripts/stack.py ensure -- CMD...     # like run, but reuses a stack that is already up
     python scripts/stack.py status               # which services answer
+    python scripts/stack.py background           # start `dev` detached and return once it is up (make demo KEEP=1)
 
 Why this exists: `firebase emulators:start` alone leaves Python gunicorn workers behind on Ctrl-C, downloads a
 Firestore jar these machines cannot fetch, and refuses Java < 21. Every child here runs in its own process
@@ -465,14 +466,47 @@ def dev() -> int:
         stack.stop()
 
 
+def background() -> int:
+    """`make demo KEEP=1`: a `dev` stack that outlives the caller, in its own session, logging to .stack/dev.log.
+    Returns once it is up (or at once if a stack already answers); SIGTERM to the printed pid stops it cleanly."""
+    if stack_is_up():
+        log("a stack is already running; leaving it as it is")
+        return 0
+    STATE_DIR.mkdir(exist_ok=True)
+    log_path = STATE_DIR / "dev.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "dev"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT_S + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            print(log_path.read_text(errors="replace")[-4000:], flush=True)
+            return 1
+        if "The local stack is up" in log_path.read_text(errors="replace"):
+            log(f"the stack keeps running in the background (pid {process.pid}, log {log_path.relative_to(ROOT)})")
+            log(f"stop it with: kill -TERM {process.pid}")
+            return 0
+        time.sleep(0.5)
+    process.terminate()
+    return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["dev", "run", "ensure", "status", "env"])
+    parser.add_argument("mode", choices=["dev", "run", "ensure", "status", "env", "background"])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = [part for part in args.command if part != "--"] if args.command else []
     if args.mode == "dev":
         return dev()
+    if args.mode == "background":
+        return background()
     if args.mode == "status":
         for name, endpoint in ENDPOINTS.items():
             print(f"{name:<20} {endpoint.port:<6} {'up' if port_open(endpoint) else 'down'}")
