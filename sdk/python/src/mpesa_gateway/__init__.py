@@ -42,7 +42,7 @@ from mpesa_gateway.models import (
     PaymentFlag,
     PaymentStatus,
 )
-from mpesa_gateway.webhooks import WebhookEvent, WebhookVerificationError, verify_webhook
+from mpesa_gateway.webhooks import Event, WebhookEndpoint, WebhookEvent, WebhookVerificationError, verify_webhook
 
 __all__ = [
     "FLAG_OUTCOME_UNKNOWN",
@@ -56,6 +56,7 @@ __all__ = [
     "Credentials",
     "DarajaError",
     "DarajaRateLimitError",
+    "Event",
     "FirebasePasswordTokenProvider",
     "FirebaseUser",
     "Gateway",
@@ -71,6 +72,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "WaitTimeout",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",

@@ -30,6 +30,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from mpesa_gateway import errors
 from mpesa_gateway._version import __version__
 from mpesa_gateway.resources import ApiKeysResource, CredentialsResource, PaymentsResource
+from mpesa_gateway.webhooks import EventsResource, WebhookEndpointsResource
 
 USER_AGENT = f"mpesa-gateway-python/{__version__}"
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)
@@ -132,6 +133,8 @@ class Gateway:
         self.credentials = CredentialsResource(self)
         self.payments = PaymentsResource(self)
         self.api_keys = ApiKeysResource(self)
+        self.webhook_endpoints = WebhookEndpointsResource(self)
+        self.events = EventsResource(self)
 
     def __enter__(self) -> Gateway:
         return self

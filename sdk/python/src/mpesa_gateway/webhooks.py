@@ -99,3 +99,132 @@ def verify_webhook(
     return WebhookEvent(
         id=msg_id, type=str(payload.get("type")), timestamp=str(payload.get("timestamp")), data=payload["data"]
     )
+
+
+# ------------------------------------------------------------------------------------------------ management
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A receiver of events. `secret` (whsec_…) is set only on what `create` and `rotate_secret` return."""
+
+    id: str
+    url: str
+    description: str
+    enabled_events: tuple[str, ...]
+    status: str
+    disabled_reason: str | None
+    secret: str | None = field(default=None, repr=False, compare=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> WebhookEndpoint:
+        events = body.get("enabled_events")
+        return cls(
+            id=str(body["id"]),
+            url=str(body.get("url") or ""),
+            description=str(body.get("description") or ""),
+            enabled_events=tuple(str(e) for e in events) if isinstance(events, list) else ("*",),
+            status=str(body.get("status") or ""),
+            disabled_reason=None if body.get("disabled_reason") is None else str(body["disabled_reason"]),
+            secret=None if body.get("secret") is None else str(body["secret"]),
+            raw=body,
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    created_at: str
+    data: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def payment(self) -> Payment:
+        return Payment.from_api(self.data)
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> Event:
+        data = body.get("data")
+        return cls(
+            str(body["id"]), str(body["type"]), str(body.get("created_at")), data if isinstance(data, dict) else {}
+        )
+
+
+def _path_id(value: object, prefix: str) -> str:
+    if not isinstance(value, str) or not value.startswith(prefix) or not value[len(prefix) :].isalnum():
+        raise ValueError(f"expected an id starting with {prefix}")
+    return value
+
+
+class WebhookEndpointsResource:
+    """`gateway.webhook_endpoints`: register receivers, change them, rotate their secrets."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    def create(
+        self, url: str, enabled_events: list[str] | None = None, description: str | None = None
+    ) -> WebhookEndpoint:
+        body: dict[str, Any] = {"url": url}
+        if enabled_events is not None:
+            body["enabled_events"] = enabled_events
+        if description is not None:
+            body["description"] = description
+        return WebhookEndpoint.from_api(self._gateway.request("POST", "webhook_endpoints", json_body=body).body)
+
+    def list(self) -> list[WebhookEndpoint]:
+        items = self._gateway.request("GET", "webhook_endpoints").body.get("data")
+        return [WebhookEndpoint.from_api(item) for item in items] if isinstance(items, list) else []
+
+    def get(self, id: str) -> WebhookEndpoint:  # noqa: A002 - the API's parameter name
+        path = f"webhook_endpoints/{_path_id(id, 'we_')}"
+        return WebhookEndpoint.from_api(self._gateway.request("GET", path).body)
+
+    def update(self, id: str, **changes: Any) -> WebhookEndpoint:  # noqa: A002 - the API's parameter name
+        """Change `url`, `enabled_events`, `description` or `status` ("enabled" / "disabled")."""
+        path = f"webhook_endpoints/{_path_id(id, 'we_')}"
+        return WebhookEndpoint.from_api(self._gateway.request("PATCH", path, json_body=changes).body)
+
+    def delete(self, id: str) -> bool:  # noqa: A002 - the API's parameter name
+        path = f"webhook_endpoints/{_path_id(id, 'we_')}"
+        return bool(self._gateway.request("DELETE", path).body.get("deleted"))
+
+    def rotate_secret(self, id: str) -> WebhookEndpoint:  # noqa: A002 - the API's parameter name
+        """A new secret (on the returned endpoint); for 24 hours deliveries are signed with both."""
+        path = f"webhook_endpoints/{_path_id(id, 'we_')}/rotate_secret"
+        return WebhookEndpoint.from_api(self._gateway.request("POST", path).body)
+
+
+class EventsResource:
+    """`gateway.events`: what happened to your payments, newest first, and replays."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    def list_page(
+        self,
+        type: str | None = None,  # noqa: A002 - the API's parameter name
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[Event], str | None]:
+        """One page of events and the token of the next page (None at the end)."""
+        params = {"type": type, "limit": limit, "page_token": page_token}
+        body = self._gateway.request("GET", "events", params=params).body
+        items = body.get("data")
+        events = [Event.from_api(item) for item in items] if isinstance(items, list) else []
+        token = body.get("next_page_token")
+        return events, token if isinstance(token, str) else None
+
+    def get(self, id: str) -> Event:  # noqa: A002 - the API's parameter name
+        return Event.from_api(self._gateway.request("GET", f"events/{_path_id(id, 'evt_')}").body)
+
+    def deliveries(self, id: str) -> list[Mapping[str, Any]]:  # noqa: A002 - the API's parameter name
+        """The delivery log: per endpoint, its status and every attempt."""
+        items = self._gateway.request("GET", f"events/{_path_id(id, 'evt_')}/deliveries").body.get("data")
+        return list(items) if isinstance(items, list) else []
+
+    def redeliver(self, id: str, endpoint_id: str | None = None) -> list[str]:  # noqa: A002
+        """Send the event again (to one endpoint, or every enabled one subscribed); returns the endpoint ids."""
+        body = {} if endpoint_id is None else {"endpoint_id": _path_id(endpoint_id, "we_")}
+        answer = self._gateway.request("POST", f"events/{_path_id(id, 'evt_')}/redeliver", json_body=body).body
+        ids = answer.get("endpoint_ids")
+        return [str(i) for i in ids] if isinstance(ids, list) else []
