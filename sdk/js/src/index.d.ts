@@ -197,6 +197,11 @@ export interface CreatePaymentInput {
   metadata?: Record<string, MetadataValue>;
   /** Generated (a UUID) when absent; the same key is sent on every retry of this call. */
   idempotencyKey?: string;
+  /**
+   * The credential set to push with. Absent: an API key's own environment, else the only set stored, else sandbox.
+   * A test key asking for production (or a live key for sandbox) is a PermissionDeniedError `environment_mismatch`.
+   */
+  environment?: Environment;
 }
 
 export interface ListPaymentsInput {
@@ -205,6 +210,8 @@ export interface ListPaymentsInput {
   limit?: number;
   /** Start from this page. */
   pageToken?: string;
+  /** Only this environment's payments (an API key only ever sees its own). */
+  environment?: Environment;
 }
 
 export interface PaymentPage {
@@ -302,9 +309,15 @@ export declare class Credentials {
   private constructor();
   /** Verify the credentials with Daraja and store them. Rejected keys are an InvalidRequestError (422). */
   set(input: CredentialsInput): Promise<DeveloperCredentials>;
-  /** Rejects with NotFoundError `credentials_not_configured` when none are stored. */
-  get(): Promise<DeveloperCredentials>;
-  delete(): Promise<DeletedCredentials>;
+  /**
+   * One environment's set; without one, the set a push that names none uses (the only one, or sandbox when both
+   * are stored). Rejects with NotFoundError `credentials_not_configured` when there is none.
+   */
+  get(environment?: Environment): Promise<DeveloperCredentials>;
+  /** Every environment's set, sandbox first; empty when none are stored. */
+  list(): Promise<DeveloperCredentials[]>;
+  /** One environment's set, or both when none is named (an API key: its own environment's). */
+  delete(environment?: Environment): Promise<DeletedCredentials>;
 }
 
 export declare class Payments {

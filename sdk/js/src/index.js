@@ -718,15 +718,54 @@ export class Credentials {
     return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'PUT', fn: 'developer_credentials', body })));
   }
 
-  /** @returns {Promise<DeveloperCredentials>} rejects with NotFoundError `credentials_not_configured` when none */
-  async get() {
-    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'developer_credentials' })));
+  /**
+   * One environment's masked view. Without an environment: the set a push that names none uses (the only one
+   * stored, or sandbox when both are). Rejects with NotFoundError `credentials_not_configured` when there is none.
+   *
+   * @param {'sandbox'|'production'} [environment]
+   * @returns {Promise<DeveloperCredentials>}
+   */
+  async get(environment) {
+    if (environment !== undefined) {
+      const query = { environment };
+      return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'developer_credentials', query })));
+    }
+    const body = await this._gateway.request({ method: 'GET', fn: 'developer_credentials' });
+    if (body.object !== 'list') return /** @type {any} */ (fromApi(body)); // a gateway from before per-environment sets
+    const stored = credentialSets(body);
+    // None stored: the gateway's own 404 (credentials_not_configured, with its request id) is the answer.
+    if (stored.length === 0) return this.get('sandbox');
+    return stored.find((set) => set.environment === 'sandbox') ?? stored[0];
   }
 
-  /** @returns {Promise<DeletedCredentials>} */
-  async delete() {
-    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'DELETE', fn: 'developer_credentials' })));
+  /**
+   * Every environment's masked view, sandbox first; an empty array when none are stored.
+   *
+   * @returns {Promise<DeveloperCredentials[]>}
+   */
+  async list() {
+    const body = await this._gateway.request({ method: 'GET', fn: 'developer_credentials' });
+    return body.object === 'list' ? credentialSets(body) : [/** @type {any} */ (fromApi(body))];
   }
+
+  /**
+   * Forget one environment's credentials, or both when none is named (an API key: its own environment's).
+   *
+   * @param {'sandbox'|'production'} [environment]
+   * @returns {Promise<DeletedCredentials>}
+   */
+  async delete(environment) {
+    const query = environment === undefined ? undefined : { environment };
+    return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'DELETE', fn: 'developer_credentials', query })));
+  }
+}
+
+/**
+ * @param {Record<string, any>} body   a `{object: 'list', data: [...]}` answer
+ * @returns {DeveloperCredentials[]}
+ */
+function credentialSets(body) {
+  return Array.isArray(body.data) ? body.data.map((item) => /** @type {any} */ (fromApi(item))) : [];
 }
 
 /**
@@ -795,6 +834,8 @@ function paymentFromApi(body) {
  * @property {string} description
  * @property {Record<string, string|number|boolean|null>} [metadata]
  * @property {string} [idempotencyKey]   one is generated when absent; it is reused on every retry
+ * @property {'sandbox'|'production'} [environment]   the credential set to push with; absent: an API key's own, else
+ *   the only set stored, else sandbox
  */
 
 /**
@@ -802,6 +843,7 @@ function paymentFromApi(body) {
  * @property {PaymentStatus} [status]
  * @property {number} [limit]       page size, 1..100 (the API's default is 20)
  * @property {string} [pageToken]   start from this page
+ * @property {'sandbox'|'production'} [environment]   only this environment's payments
  */
 
 /**
@@ -846,6 +888,7 @@ export class Payments {
       account_reference: input.accountReference,
       description: input.description,
       metadata: input.metadata,
+      environment: input.environment,
     });
     /** @type {any} */
     let created;
@@ -896,7 +939,7 @@ export class Payments {
     const body = await this._gateway.request({
       method: 'GET',
       fn: 'payment_status',
-      query: { status: input.status, limit: input.limit, page_token: input.pageToken },
+      query: { status: input.status, limit: input.limit, page_token: input.pageToken, environment: input.environment },
     });
     const data = Array.isArray(body.data) ? body.data.map(paymentFromApi) : [];
     return { data, hasMore: Boolean(body.has_more), nextPageToken: body.next_page_token ?? null, raw: body };

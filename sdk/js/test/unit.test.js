@@ -1014,3 +1014,68 @@ describe('API keys', () => {
     assert.equal(calls.length, 2);
   });
 });
+
+describe('credentials per environment', () => {
+  const view = (environment, shortcode) => ({ object: 'developer_credentials', environment, shortcode });
+
+  test('get(environment) asks for that set; get() is the set a push uses', async () => {
+    const both = { object: 'list', data: [view('sandbox', '174379'), view('production', '600555')] };
+    const { fetch, calls } = scriptedFetch(
+      reply(200, view('production', '600555')),
+      reply(200, both),
+      reply(200, { object: 'list', data: [view('production', '600555')] }),
+    );
+    const { gw } = gateway(fetch);
+    assert.equal((await gw.credentials.get('production')).shortcode, '600555');
+    assert.equal((await gw.credentials.get()).environment, 'sandbox');
+    assert.equal((await gw.credentials.get()).environment, 'production');
+    assert.deepEqual(
+      calls.map((call) => call.url.searchParams.get('environment')),
+      ['production', null, null],
+    );
+  });
+
+  test("get() without any set is the gateway's own NotFoundError; list() is empty", async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(200, { object: 'list', data: [] }),
+      reply(404, envelope('invalid_request_error', 'credentials_not_configured', 'none', { param: 'environment' })),
+      reply(200, { object: 'list', data: [] }),
+    );
+    const { gw } = gateway(fetch);
+    await assert.rejects(gw.credentials.get(), (error) => error instanceof NotFoundError && error.code === 'credentials_not_configured' && Boolean(error.requestId));
+    assert.deepEqual(await gw.credentials.list(), []);
+    assert.deepEqual(calls.map((call) => call.url.searchParams.get('environment')), [null, 'sandbox', null]);
+  });
+
+  test('list() returns every set; delete(environment) names one', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reply(200, { object: 'list', data: [view('sandbox', '174379'), view('production', '600555')] }),
+      reply(200, { object: 'developer_credentials', deleted: true }),
+    );
+    const { gw } = gateway(fetch);
+    assert.deepEqual((await gw.credentials.list()).map((set) => set.environment), ['sandbox', 'production']);
+    assert.equal((await gw.credentials.delete('production')).deleted, true);
+    await gw.credentials.delete();
+    assert.deepEqual(
+      calls.slice(1).map((call) => [call.method, call.url.searchParams.get('environment')]),
+      [['DELETE', 'production'], ['DELETE', null]],
+    );
+  });
+
+  test('payments.create sends the environment only when given; listPage narrows by it', async () => {
+    const payment = { object: 'payment', id: 'pay_1', status: 'pending', amount: 10, environment: 'production' };
+    const { fetch, calls } = scriptedFetch(
+      reply(201, payment),
+      reply(201, payment),
+      reply(200, { object: 'list', data: [], has_more: false, next_page_token: null }),
+    );
+    const { gw } = gateway(fetch);
+    const input = { phone: '0712345678', amount: 10, accountReference: 'INV-1', description: 'Order 1' };
+    await gw.payments.create(input);
+    await gw.payments.create({ ...input, environment: 'production' });
+    await gw.payments.listPage({ environment: 'sandbox' });
+    assert.equal('environment' in calls[0].body, false);
+    assert.equal(calls[1].body.environment, 'production');
+    assert.equal(calls[2].url.searchParams.get('environment'), 'sandbox');
+  });
+});

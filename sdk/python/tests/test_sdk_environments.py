@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mpesa_gateway import NotFoundError
-from sdk_fakes import Reply, fake_gateway, payment_body
+from sdk_fakes import Reply, envelope, fake_gateway, payment_body
 
 
 def view(environment: str, shortcode: str) -> dict[str, object]:
@@ -39,11 +39,18 @@ def test_get_without_an_environment_is_the_set_a_push_uses(listed: list[dict[str
     assert query_of(adapter.requests[0].url) == {}
 
 
-def test_get_without_any_set_is_not_found() -> None:
-    gateway, _, _ = fake_gateway([Reply(200, {"object": "list", "data": []})])
+def test_get_without_any_set_is_the_gateways_own_not_found() -> None:
+    gateway, adapter, _ = fake_gateway(
+        [
+            Reply(200, {"object": "list", "data": []}),
+            Reply(404, envelope("invalid_request_error", "credentials_not_configured")),
+        ]
+    )
     with pytest.raises(NotFoundError) as raised:
         gateway.credentials.get()
     assert (raised.value.code, raised.value.http_status) == ("credentials_not_configured", 404)
+    assert raised.value.request_id is not None
+    assert [query_of(r.url) for r in adapter.requests] == [{}, {"environment": ["sandbox"]}]
 
 
 def test_list_returns_every_set_and_delete_names_one() -> None:

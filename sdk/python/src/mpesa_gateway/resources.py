@@ -74,13 +74,8 @@ class CredentialsResource:
             return Credentials.from_api(body)  # a gateway from before per-environment sets answers one object
         stored = _credential_sets(body)
         if not stored:
-            raise errors.NotFoundError(
-                "no Daraja credentials are registered; store them with credentials.set() first",
-                404,
-                "credentials_not_configured",
-                type="invalid_request_error",
-                raw=body,
-            )
+            # None stored: the gateway's own 404 (credentials_not_configured, with its request id) is the answer.
+            return self.get("sandbox")
         return next((c for c in stored if c.environment == "sandbox"), stored[0])
 
     def list(self) -> list[Credentials]:
