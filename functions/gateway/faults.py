@@ -4,7 +4,9 @@ moment no ordinary test can reach, between Daraja's acceptance and the commit th
 It is wired in by the composition root only when GATEWAY_FAULT_INJECTION is set, which the local-stack guard
 allows only on the local stack (a demo- project, or the emulator without a Cloud Run identity). A payment opts in
 through its metadata: {"fault": "fail_accept_commit"} makes that commit raise as a failing Firestore would;
-{"fault": "die_before_accept_commit"} ends the process as a crash or an instance shutdown would.
+{"fault": "die_before_accept_commit"} ends the process as a crash or an instance shutdown would;
+{"fault": "die_after_settle_commit"} ends it right after the commit that settles the payment (its events are in
+that commit: their delivery must not depend on this instance).
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ class FaultInjectingStore:
                 os._exit(70)
             if fault == "fail_accept_commit":
                 raise RuntimeError("injected fault: the commit after Daraja's acceptance failed")
-        return self._inner.commit(writes)
+        versions = self._inner.commit(writes)
+        if _settle_commit_fault(writes) == "die_after_settle_commit":
+            log_event(Event.FAULT_INJECTED, "WARNING", fault="die_after_settle_commit")
+            os._exit(70)
+        return versions
 
 
 def _accept_commit_fault(writes: Sequence[Write]) -> str | None:
@@ -46,4 +52,13 @@ def _accept_commit_fault(writes: Sequence[Write]) -> str | None:
                 fault = payment.metadata.get(FAULT_KEY)
                 if isinstance(fault, str):
                     return fault
+    return None
+
+
+def _settle_commit_fault(writes: Sequence[Write]) -> str | None:
+    for write in writes:
+        if isinstance(write, SavePayment) and write.version is not None and write.payment.status.is_terminal:
+            fault = write.payment.metadata.get(FAULT_KEY)
+            if isinstance(fault, str):
+                return fault
     return None

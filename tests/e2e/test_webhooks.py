@@ -207,3 +207,21 @@ def test_unknown_things_are_404_and_wrong_methods_405(tenant: Tenant) -> None:
         requests.get(EVENTS_URL, params={"type": "payment.paid"}, headers=tenant.headers, timeout=60).status_code == 400
     )
     assert requests.get(ENDPOINTS_URL, timeout=60).status_code == 401
+
+
+def test_the_event_is_delivered_when_the_settling_instance_dies_right_after_its_commit(
+    tenant: Tenant, receiver: WebhookReceiver
+) -> None:
+    """GATEWAY_FAULT_INJECTION (local stack only): metadata {"fault": "die_after_settle_commit"} ends the worker
+    process that handles the callback just after the commit that settles the payment. The event was in that
+    commit, and its delivery runs from the Firestore trigger and the task queue, not from that process."""
+    url = receiver.new_url()
+    endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
+    phone = support.unique_phone()
+    response = tenant.push("0" + phone[3:], amount=25, metadata={"fault": "die_after_settle_commit"})
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    [delivery] = receiver.wait_for(url, 1, timeout_s=60)
+    event = Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)
+    assert event["data"]["id"] == payment["id"] and event["data"]["status"] == "succeeded"
+    assert tenant.wait_settled(payment["id"])["status"] == "succeeded"
