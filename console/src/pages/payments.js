@@ -179,7 +179,7 @@ function fact(label, value) {
 function timeline(p, events) {
   const entries = [];
   if (events.length) {
-    for (const event of events) entries.push([event.created_at, eventText(event.type)]);
+    for (const event of events) entries.push([event.created_at, eventText(event)]);
   } else {
     entries.push([p.created_at, `Created: STK push of ${formatKes(p.amount)} sent to the payer`]);
     if (p.reported_outcome?.at) {
@@ -195,14 +195,17 @@ function timeline(p, events) {
   return entries.sort((a, b) => (toDate(a[0])?.getTime() || 0) - (toDate(b[0])?.getTime() || 0));
 }
 
-function eventText(type) {
+/** An event as a line of the timeline; `data` is the payment as the API showed it when the event was written. */
+function eventText({ type, data = {} }) {
+  const result = data.result_desc ? `: ${data.result_desc}` : "";
   const known = {
-    "payment.created": "Created: STK push sent to the payer",
-    "payment.succeeded": "Paid",
-    "payment.failed": "Failed",
-    "payment.cancelled": "Cancelled by the payer",
-    "payment.timed_out": "The payer did not answer in time",
-    "payment.flagged": "Flagged for a human to look at",
+    "payment.created": `Created: STK push of ${formatKes(data.amount)} sent to the payer`,
+    "payment.succeeded": `Paid${data.mpesa_receipt_number ? `, receipt ${data.mpesa_receipt_number}` : ""}`,
+    "payment.failed": `Failed${result}`,
+    "payment.cancelled": `Cancelled by the payer${result}`,
+    "payment.timed_out": `The payer did not answer in time${result}`,
+    "payment.unconfirmed": "Unconfirmed: Daraja never told us the outcome",
+    "payment.flagged": `Flagged for a human to look at${data.flags?.length ? ` (${data.flags.join(", ")})` : ""}`,
   };
-  return known[type] || type;
+  return `${known[type] || type} (${type})`;
 }
