@@ -207,7 +207,7 @@ def test_the_whole_story_in_the_browser(
 
     # A test payment: the row appears pending and turns succeeded live, in the same document.
     phone = support.unique_phone()
-    support.set_scenario(phone, result_code=0, delay_ms=2500)
+    support.set_scenario(phone, result_code=0, delay_ms=4000)  # time to see it pending first
     go(page, "Test payment", "Send a test payment")
     page.get_by_label("Phone number").fill(phone)
     page.get_by_label("Amount (KES)").fill("1250")
