@@ -120,19 +120,20 @@ class ConformanceSession:
         converter) answers its own text/html 404. The token's value does not matter to the gateway (only its hash
         is compared), so the newline becomes a space and the case still tests an unknown token.
         """
-        token = (case.path_parameters or {}).get("callback_token")
-        if isinstance(token, str):
-            # Generated path parameters may arrive already percent-encoded.
-            routable = re.sub("%0a", "%20", token.replace("\n", " "), flags=re.IGNORECASE)
-            if routable != token:
-                case.path_parameters["callback_token"] = routable
+        # Every path parameter (the callback token, and the ids of webhook_endpoints and events).
+        for name, token in list((case.path_parameters or {}).items()):
+            if isinstance(token, str):
+                # Generated path parameters may arrive already percent-encoded.
+                routable = re.sub("%0a", "%20", token.replace("\n", " "), flags=re.IGNORECASE)
+                if routable != token:
+                    case.path_parameters[name] = routable
 
 
-def _put_credentials(developer: support.SignedUpDeveloper) -> None:
+def _put_credentials(developer: support.SignedUpDeveloper, environment: str = "sandbox") -> None:
     app = support.register_simulator_app()
     response = requests.put(
         support.function_url("developer_credentials"),
-        json=app.credentials_body(),
+        json={**app.credentials_body(), "environment": environment},
         headers=developer.headers,
         timeout=REQUEST_TIMEOUT_S,
     )
@@ -150,7 +151,9 @@ def _push(developer: support.SignedUpDeveloper, phone: str) -> requests.Response
 def conformance(stack: None) -> Iterator[ConformanceSession]:
     developer = support.sign_up()
     deleting_developer = support.sign_up()
+    # Both environments' sets: generated requests may name either one.
     _put_credentials(developer)
+    _put_credentials(developer, "production")
     _put_credentials(deleting_developer)
     busy_phone = support.unique_phone()
     # The payer "answers" only after five minutes: until then every push to this phone is refused as payer_busy.
@@ -197,6 +200,9 @@ AUTHENTICATED = [
     ("/payment_status", "GET", {}),
     ("/api_keys", "GET", {}),
     ("/api_keys", "POST", {"body": {}}),
+    ("/webhook_endpoints", "GET", {}),
+    ("/webhook_endpoints", "POST", {"body": {}}),
+    ("/events", "GET", {}),
 ]
 
 
@@ -250,11 +256,19 @@ def test_api_keys_conform_from_creation_to_revocation(conformance: ConformanceSe
 def test_credentials_read_and_idempotent_delete_conform(conformance: ConformanceSession) -> None:
     developer = support.sign_up()
     headers = developer.headers
-    missing = _call(schema["/developer_credentials"]["GET"], send_headers=headers)
+    missing = _call(schema["/developer_credentials"]["GET"], send_headers=headers, query={"environment": "sandbox"})
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "credentials_not_configured"
+    empty = _call(schema["/developer_credentials"]["GET"], send_headers=headers)
+    assert empty.json() == {"object": "list", "data": []}
     _put_credentials(developer)
-    assert _call(schema["/developer_credentials"]["GET"], send_headers=headers).status_code == 200
+    assert _call(schema["/developer_credentials"]["GET"], send_headers=headers).json()["data"][0]["object"] == (
+        "developer_credentials"
+    )
+    one = _call(schema["/developer_credentials"]["GET"], send_headers=headers, query={"environment": "sandbox"})
+    assert one.json()["object"] == "developer_credentials"
+    wrong = _call(schema["/developer_credentials"]["GET"], send_headers=headers, query={"environment": "live"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_environment"
     first = _call(schema["/developer_credentials"]["DELETE"], send_headers=headers)
     again = _call(schema["/developer_credentials"]["DELETE"], send_headers=headers)
     assert (first.json()["deleted"], again.json()["deleted"]) == (True, False)
