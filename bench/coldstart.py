@@ -98,6 +98,23 @@ def run(result: Run, runs: int = 8) -> None:
     if by_framework:
         measured += f"; {', '.join(by_framework)} loaded by firebase_functions itself"
         note = f"{', '.join(by_framework)} is imported by firebase_functions in the hello world too, so not by our code"
+    if ours:
+        culprits = [
+            name
+            for name, _ in slowest[:4]
+            if json.loads(
+                _python(f"import json, sys, {name}; print(json.dumps({ours!r}[0] in sys.modules))", FUNCTIONS_DIR)
+            )
+        ]
+        note = "; ".join(
+            part
+            for part in (
+                note,
+                f"MISS: {ours[0]} is already loaded after importing "
+                f"{', '.join(culprits) or 'one of the imports of main.py'} alone (each tried in a fresh interpreter)",
+            )
+            if part
+        )
     result.figures.append(
         Figure.against(
             PHASE,

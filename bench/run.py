@@ -1,13 +1,18 @@
 """`make bench`: measure the gateway's figures against their baselines, print a table, save bench/results/latest.json.
 
 Run with the local stack up and its variables exported (`scripts/stack.py ensure -- .venv/bin/python bench/run.py`
-does both). Phases, in order (about 3-5 minutes on 2 cores):
-    coldstart   import time of functions/main.py vs a firebase-functions hello world; heavy clients left lazy
-    warm_push   stk_push via functions-framework vs the same push straight to Daraja (simulator as is, and slowed)
-    paid_calls  Secret Manager accesses, OAuth mints and Firestore RPCs per push over 1,000 pushes (in process,
-                counted from outside the production code: bench/counting.py)
-    callbacks   2,000 callbacks at concurrency 16 via functions-framework; exactly-once verified; Firestore RPCs
-                per callback counted in process
+does both). Phases, in order (about 3 minutes on 2 idle cores):
+    coldstart   import time of functions/main.py vs a firebase-functions hello world (bench/hello); heavy clients
+                left lazy; the slowest direct imports of main.py
+    warm_push   each figure against its floor, interleaved: stk_push through the Functions emulator vs the hello
+                world through the same emulator + the push straight to Daraja + two raw Firestore commits, with
+                the instant simulator and with Daraja answering in 300 ms; p95 / p50 and where the tail comes from
+                (the same push served by functions-framework alone, the parts of a push, an in-process profile)
+    paid_calls  Secret Manager accesses, OAuth mints and Firestore operations per push over 1,000 pushes (in
+                process, counted from outside the production code: bench/counting.py)
+    callbacks   2,000 callbacks at concurrency 16 via functions-framework against as many raw settlement commits
+                (alternating blocks); exactly-once verified; junk and unknown-token callbacks beside real ones;
+                Firestore operations per callback counted through the HTTP edge, in process
     memory      RSS and cache sizes after 100,000 developers, in a fresh process
 
     python bench/run.py [--only coldstart,memory] [--output PATH]
@@ -30,7 +35,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 from bench import callbacks, coldstart, memory, paid_calls, warm_push  # noqa: E402
 from bench.common import RESULTS_DIR, progress  # noqa: E402
-from bench.report import ERROR, Figure, Run, loadavg, machine, save, table  # noqa: E402
+from bench.report import ERROR, MISS, Figure, Run, loadavg, machine, save, table  # noqa: E402
 
 PHASES: dict[str, Callable[[Run], None]] = {
     "coldstart": coldstart.run,
@@ -82,6 +87,9 @@ def main() -> int:
         result.loadavg[name] = loadavg()
         progress(name, f"done in {result.phase_seconds[name]:.1f} s (load {result.loadavg[name]})")
     total_s = time.monotonic() - started
+    for figure in result.figures:  # every MISS says what was measured against what, at least
+        if figure.result == MISS and not figure.note:
+            figure.note = f"MISS: measured {figure.measured}, target {figure.target}"
 
     print()
     print(
