@@ -233,7 +233,7 @@ def payment_to_document(payment: Payment) -> dict[str, Any]:
         "result_desc": payment.result_desc,
         "mpesa_receipt_number": payment.mpesa_receipt_number,
         "transaction_date": payment.transaction_date,
-        "paid_msisdn": payment.paid_msisdn,
+        "paid_phone": payment.paid_phone,
         "flags": list(payment.flags),
         "reported_outcome": None
         if reported is None
@@ -280,7 +280,7 @@ def payment_from_document(data: Mapping[str, Any]) -> Payment:
         result_desc=data.get("result_desc"),
         mpesa_receipt_number=data.get("mpesa_receipt_number"),
         transaction_date=data.get("transaction_date"),
-        paid_msisdn=data.get("paid_msisdn"),
+        paid_phone=data.get("paid_phone") or (mask_msisdn(data["paid_msisdn"]) if data.get("paid_msisdn") else None),
         flags=tuple(data.get("flags") or ()),
         reported_outcome=None
         if not reported

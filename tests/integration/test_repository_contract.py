@@ -18,6 +18,7 @@ import pytest
 
 from gateway import errors
 from gateway.domain.idempotency import IdempotencyRecord
+from gateway.domain.limits import DeveloperLimits, PhoneLock, PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentPolicy, PaymentStatus, PushState, ReportedOutcome
 from gateway.repository import (
     AddAudit,
@@ -32,6 +33,8 @@ from gateway.repository import (
     SaveIdempotency,
     SavePayer,
     SavePayment,
+    SaveShard,
+    SaveWindow,
     WriteConflict,
     update_payment,
 )
@@ -69,7 +72,8 @@ def new_payment(created_at: datetime = T0, **changes: Any) -> Payment:
         now=created_at,
         policy=POLICY,
     )
-    return replace(payment, **changes)
+    # As the use cases hold a payment they loaded: the full number is in the server-only route, not the document.
+    return replace(payment, msisdn=None, **changes)
 
 
 def test_a_payment_round_trips_with_every_field(store: PaymentStore) -> None:
@@ -84,7 +88,7 @@ def test_a_payment_round_trips_with_every_field(store: PaymentStore) -> None:
         result_desc="ok",
         mpesa_receipt_number="RCT123",
         transaction_date="20261201093000",
-        paid_msisdn="254712345678",
+        paid_phone="2547******78",
         flags=("amount_mismatch", "settled_by_query"),
         reported_outcome=ReportedOutcome("callback", "0", "ok", str(2**64), "RCT0", T0),
         settled_at=T0 + timedelta(seconds=5),
@@ -96,7 +100,9 @@ def test_a_payment_round_trips_with_every_field(store: PaymentStore) -> None:
     store.commit([SavePayment(owner, payment)])
     loaded = store.load_payment(owner, payment.id)
     assert loaded is not None
+    # Every field; the full number was never in the document (only the server-only callback route keeps it).
     assert loaded.value == payment
+    assert loaded.value.phone == "2547******78"
     assert loaded.version is not None
 
 
@@ -188,6 +194,79 @@ def test_payers_round_trip_with_preconditions(store: PaymentStore) -> None:
     store.commit([SavePayer(owner, bumped, loaded.version)])
     with pytest.raises(WriteConflict):
         store.commit([SavePayer(owner, payer, loaded.version)])
+
+
+def test_a_payer_keeps_its_phone_lock_and_recent_prompts(store: PaymentStore) -> None:
+    owner = uid()
+    payer = Payer(
+        "254712345678",
+        T0,
+        T0,
+        recent_prompts=SlidingWindow((T0, T0 + timedelta(seconds=5))),
+        in_flight=PhoneLock("pay_1", T0 + timedelta(seconds=90)),
+    )
+    store.commit([SavePayer(owner, payer)])
+    loaded = store.load_payer(owner, payer.msisdn)
+    assert loaded is not None and loaded.value == payer
+    released = payer.release("pay_1")
+    store.commit([SavePayer(owner, released, loaded.version)])
+    again = store.load_payer(owner, payer.msisdn)
+    assert again is not None and again.value.in_flight is None
+
+
+def test_a_route_keeps_the_full_number_and_a_payment_document_only_the_masked_one(store: PaymentStore) -> None:
+    owner = uid()
+    token = secrets.token_hex(32)
+    payment = replace(new_payment(route_id=token), msisdn="254712345678")
+    store.commit([SavePayment(owner, payment), CreateCallbackRoute(token, CallbackRoute(owner, payment.id, "254712345678"), T0)])
+    route = store.load_callback_route(token)
+    assert route == CallbackRoute(owner, payment.id, "254712345678")
+    loaded = store.load_payment(owner, payment.id)
+    assert loaded is not None
+    assert loaded.value.msisdn is None, "the payment's own document does not hold the full number"
+    assert loaded.value.phone == "2547******78"
+    assert loaded.value.with_msisdn(route.msisdn) == replace(payment, msisdn="254712345678")
+
+
+def test_push_context_reads_registry_payer_and_shard_in_one_go(store: PaymentStore) -> None:
+    owner = uid()
+    empty = store.load_push_context(owner, "254712345678", 3)
+    assert (empty.developer, empty.payer, empty.shard, empty.shard_index) == (None, None, None, 3)
+    limits = DeveloperLimits(per_second=10, per_day=100, shards=10)
+    shard = PushShard().take("sandbox", limits, T0)
+    assert isinstance(shard, PushShard)
+    payer = Payer("254712345678", T0, T0)
+    store.commit([SaveShard(owner, 3, shard), SavePayer(owner, payer)])
+    store.ensure_developer(owner, "dev@example.com")
+
+    context = store.load_push_context(owner, "254712345678", 3)
+
+    assert context.developer is not None and context.developer["uid"] == owner
+    assert context.payer is not None and context.payer.value == payer
+    assert context.shard is not None and context.shard.value == shard
+    loaded = store.load_shard(owner, 3)
+    assert loaded is not None and loaded.value == shard
+    assert store.load_shard(owner, 4) is None
+    with pytest.raises(WriteConflict):
+        store.commit([SaveShard(owner, 3, shard)])  # a create finds it there
+    taken = shard.take("production", limits, T0)
+    assert isinstance(taken, PushShard)
+    store.commit([SaveShard(owner, 3, taken, context.shard.version)])
+    with pytest.raises(WriteConflict):
+        store.commit([SaveShard(owner, 3, taken, context.shard.version)])  # stale
+
+
+def test_windows_round_trip_with_preconditions(store: PaymentStore) -> None:
+    owner = uid()
+    assert store.load_window(owner, "credential_puts") is None
+    window = SlidingWindow((T0, T0 + timedelta(seconds=1)))
+    store.commit([SaveWindow(owner, "credential_puts", window)])
+    loaded = store.load_window(owner, "credential_puts")
+    assert loaded is not None and loaded.value == window
+    later = SlidingWindow((T0 + timedelta(seconds=2),))
+    store.commit([SaveWindow(owner, "credential_puts", later, loaded.version)])
+    with pytest.raises(WriteConflict):
+        store.commit([SaveWindow(owner, "credential_puts", later, loaded.version)])
 
 
 def test_audit_copies_and_quarantine_accept_any_raw_body(store: PaymentStore) -> None:

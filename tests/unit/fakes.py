@@ -49,6 +49,8 @@ from gateway.repository import (
     _decode_page_token,
     _encode_page_token,
     _usable_document_id,
+    payment_from_document,
+    payment_to_document,
 )
 from gateway.secrets import CredentialStore
 from gateway.services import Gateway
@@ -250,7 +252,9 @@ class FakeRepository:
     def _apply(self, write: Write) -> Any:
         version = next(self._versions)
         if isinstance(write, SavePayment):
-            self.payments[(write.uid, write.payment.id)] = (write.payment, version)
+            # Through the real document mapping, so the fake keeps exactly what Firestore would (no full number).
+            stored = payment_from_document(payment_to_document(write.payment))
+            self.payments[(write.uid, write.payment.id)] = (stored, version)
         elif isinstance(write, SavePayer):
             self.payers[(write.uid, write.payer.msisdn)] = (write.payer, version)
         elif isinstance(write, SaveShard):

@@ -31,6 +31,7 @@ from tests.unit.fakes import (
     BOB,
     BOB_CREDENTIALS,
     CREDENTIALS,
+    MASKED,
     MSISDN,
     ORDER,
     PASSKEY,
@@ -120,7 +121,7 @@ def test_a_success_callback_settles_with_the_receipt_and_counts_the_payer_once(r
     assert settled.status is PaymentStatus.SUCCEEDED
     assert settled.mpesa_receipt_number == "QKT1ABC2DE"
     assert settled.transaction_date == "20261129060102"
-    assert settled.paid_msisdn == MSISDN
+    assert settled.paid_phone == MASKED
     assert (settled.result_code, settled.result_desc) == ("0", "The service request is processed successfully.")
     assert (settled.settled_by, settled.settled_at) == ("callback", T0 + timedelta(seconds=12))
     assert settled.flags == () and settled.next_check_at is None

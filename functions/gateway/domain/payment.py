@@ -285,7 +285,7 @@ class Payment:
     result_desc: str | None = None
     mpesa_receipt_number: str | None = None
     transaction_date: str | None = None
-    paid_msisdn: str | None = None
+    paid_phone: str | None = None  # the number the success callback names, masked like `phone`
     flags: tuple[str, ...] = ()
     reported_outcome: ReportedOutcome | None = None
     settled_at: datetime | None = None
@@ -474,7 +474,7 @@ class Payment:
                 settled,
                 mpesa_receipt_number=outcome.mpesa_receipt_number,
                 transaction_date=outcome.transaction_date,
-                paid_msisdn=outcome.phone,
+                paid_phone=mask_msisdn(outcome.phone) if outcome.phone else None,
             )
         return Settlement(self, settled, decision)
 

@@ -39,6 +39,7 @@ from gateway.domain.payment import (
     is_legal_transition,
     status_for_result_code,
 )
+from gateway.domain.phone import mask_msisdn
 
 PENDING = PaymentStatus.PENDING
 SUCCEEDED = PaymentStatus.SUCCEEDED
@@ -213,7 +214,7 @@ def test_initiate_stores_the_intent_before_daraja_is_called() -> None:
         result_desc=None,
         mpesa_receipt_number=None,
         transaction_date=None,
-        paid_msisdn=None,
+        paid_phone=None,
         flags=(),
         reported_outcome=None,
         settled_at=None,
@@ -471,7 +472,7 @@ def test_matching_success_callback_settles_as_succeeded() -> None:
         result_desc="The service request is processed successfully.",
         mpesa_receipt_number=RECEIPT,
         transaction_date="20240301120105",
-        paid_msisdn=MSISDN,
+        paid_phone=MSISDN[:4] + "******" + MSISDN[-2:],
         settled_at=at(30),
         settled_by="callback",
         next_check_at=None,
@@ -482,10 +483,10 @@ def test_matching_success_callback_settles_as_succeeded() -> None:
     assert not settlement.after.needs_a_human
 
 
-def test_success_callback_without_a_phone_settles_with_no_paid_msisdn() -> None:
+def test_success_callback_without_a_phone_settles_with_no_paid_phone() -> None:
     settlement = accepted_payment().apply(success(phone=None), "callback", at(30))
     assert settlement.after.status is SUCCEEDED
-    assert settlement.after.paid_msisdn is None
+    assert settlement.after.paid_phone is None
 
 
 @pytest.mark.parametrize(("code", "status"), FAILURES)
@@ -502,7 +503,7 @@ def test_failure_callback_settles_with_the_mapped_status(code: str, status: Paym
         None,
         at(30),
     )
-    assert (after.mpesa_receipt_number, after.transaction_date, after.paid_msisdn) == (None, None, None)
+    assert (after.mpesa_receipt_number, after.transaction_date, after.paid_phone) == (None, None, None)
     assert after.flags == ()
     assert settlement.counts_for_payer
 
@@ -512,7 +513,7 @@ def test_failure_callback_ignores_amount_and_phone() -> None:
     settlement = accepted_payment().apply(outcome, "callback", at(30))
     assert settlement.after.status is CANCELLED
     assert settlement.after.flags == ()
-    assert settlement.after.paid_msisdn is None
+    assert settlement.after.paid_phone is None
     assert settlement.after.mpesa_receipt_number is None
 
 
@@ -537,7 +538,7 @@ def test_suspicious_success_callback_is_flagged_and_kept_for_a_human(
     )
     assert after.updated_at == at(30)
     # Nothing about the result is applied; the reconciler still looks at it.
-    assert (after.result_code, after.mpesa_receipt_number, after.paid_msisdn, after.settled_at) == (
+    assert (after.result_code, after.mpesa_receipt_number, after.paid_phone, after.settled_at) == (
         None,
         None,
         None,
@@ -785,7 +786,7 @@ def test_a_final_query_answer_settles_and_says_so(code: str) -> None:
 def test_a_query_success_has_no_receipt_or_phone() -> None:
     after = accepted_payment().apply(query_answer("0"), "query", at(130)).after
     assert after.status is SUCCEEDED
-    assert (after.mpesa_receipt_number, after.transaction_date, after.paid_msisdn) == (None, None, None)
+    assert (after.mpesa_receipt_number, after.transaction_date, after.paid_phone) == (None, None, None)
 
 
 def test_a_final_query_code_with_spaces_still_settles() -> None:
@@ -852,7 +853,7 @@ def test_a_late_success_callback_turns_unconfirmed_into_succeeded() -> None:
     assert is_legal_transition(before.status, after.status)
     assert after.flags == (FLAG_SUCCESS_AFTER_TERMINAL,)
     assert after.push_state is PushState.ACCEPTED
-    assert (after.mpesa_receipt_number, after.paid_msisdn, after.result_code) == (RECEIPT, MSISDN, "0")
+    assert (after.mpesa_receipt_number, after.paid_phone, after.result_code) == (RECEIPT, mask_msisdn(MSISDN), "0")
     assert (after.settled_at, after.settled_by, after.next_check_at) == (at(5000), "callback", None)
     assert after.checkout_request_id == CHECKOUT
     assert after.needs_a_human
