@@ -350,7 +350,8 @@ def _direct_figure(result: Run, label: str, samples: Samples, push: str, direct:
     g50, d50 = samples.p(push, 50), samples.p(direct, 50)
     ratio = g50 / d50
     name = f"stk_push p50 / direct Daraja p50, {label}"
-    measured = f"{ratio:.2f}x ({ms(g50)} vs {ms(d50)}; overhead {ms(g50 - d50)})"
+    g95, d95 = samples.p(push, 95), samples.p(direct, 95)
+    measured = f"{ratio:.2f}x ({ms(g50)} vs {ms(d50)}; overhead {ms(g50 - d50)}; p95 {ms(g95)} vs {ms(d95)})"
     if target is None:
         result.figures.append(
             Figure(PHASE, name, measured, value=ratio, note="superseded by the floor ratio above: a ~2 ms stub")
