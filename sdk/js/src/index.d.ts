@@ -267,7 +267,7 @@ export interface GatewayOptions {
 }
 
 export interface RequestOptions {
-  method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
   /** The function name, e.g. `stk_push`. */
   fn: string;
   query?: Record<string, string | number | undefined | null>;
@@ -349,8 +349,34 @@ export declare class Gateway {
   readonly credentials: Credentials;
   readonly payments: Payments;
   readonly apiKeys: ApiKeys;
+  readonly webhookEndpoints: WebhookEndpoints;
+  readonly events: Events;
   /** `sandbox` or `production` for an API key (the only environment it acts in); null with `getIdToken`. */
   readonly environment: 'sandbox' | 'production' | null;
   /** Send one call with retries; resolves to the parsed JSON body of the 2xx answer. */
   request(request: RequestOptions): Promise<any>;
+}
+
+/** Receivers of signed events; verify deliveries with `verifyWebhook` from '@mpesa-gateway/sdk/webhooks'. */
+export declare class WebhookEndpoints {
+  private constructor();
+  /** Resolves to the endpoint with its `secret` (whsec_…), shown this once. */
+  create(input: { url: string; enabledEvents?: string[]; description?: string }): Promise<any>;
+  list(): Promise<any[]>;
+  get(id: string): Promise<any>;
+  update(
+    id: string,
+    changes: { url?: string; enabledEvents?: string[]; description?: string; status?: 'enabled' | 'disabled' },
+  ): Promise<any>;
+  delete(id: string): Promise<boolean>;
+  /** A new secret; for 24 hours deliveries carry signatures with both the old and the new one. */
+  rotateSecret(id: string): Promise<any>;
+}
+
+export declare class Events {
+  private constructor();
+  listPage(input?: { type?: string; limit?: number; pageToken?: string }): Promise<{ data: any[]; nextPageToken: string | null }>;
+  get(id: string): Promise<any>;
+  deliveries(id: string): Promise<any[]>;
+  redeliver(id: string, input?: { endpointId?: string }): Promise<string[]>;
 }

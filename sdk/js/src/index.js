@@ -330,7 +330,7 @@ function requireText(value, name) {
 
 /**
  * @typedef {object} RequestOptions
- * @property {'GET'|'PUT'|'POST'|'DELETE'} method
+ * @property {'GET'|'PUT'|'POST'|'PATCH'|'DELETE'} method
  * @property {string} fn                            the function name, e.g. `stk_push`
  * @property {Record<string, string|number|undefined|null>} [query]
  * @property {any} [body]
@@ -383,6 +383,8 @@ export class Gateway {
     this.credentials = new Credentials(this);
     this.payments = new Payments(this);
     this.apiKeys = new ApiKeys(this);
+    this.webhookEndpoints = new WebhookEndpoints(this);
+    this.events = new Events(this);
   }
 
   /**
@@ -993,5 +995,115 @@ export class Payments {
       await sleep(Math.min(intervalMs, remainingMs));
       intervalMs = Math.min(maxIntervalMs, intervalMs * POLL_BACKOFF_FACTOR);
     }
+  }
+}
+
+/** @param {unknown} value @param {string} prefix */
+function prefixedId(value, prefix) {
+  const text = requireText(value, 'id');
+  if (!text.startsWith(prefix) || !/^[0-9A-Za-z]+$/.test(text.slice(prefix.length))) {
+    throw new TypeError(`id must start with ${prefix}`);
+  }
+  return text;
+}
+
+/** Receivers of signed events (Standard Webhooks); verify deliveries with '@mpesa-gateway/sdk/webhooks'. */
+export class WebhookEndpoints {
+  /** @param {Gateway} gateway */
+  constructor(gateway) {
+    /** @private */
+    this._gateway = gateway;
+  }
+
+  /**
+   * @param {{url: string, enabledEvents?: string[], description?: string}} input
+   * @returns {Promise<any>} the endpoint, with its `secret` (whsec_…) shown this once
+   */
+  async create(input) {
+    requireText(input?.url, 'url');
+    const body = withoutUndefined({
+      url: input.url,
+      enabled_events: input.enabledEvents,
+      description: input.description,
+    });
+    return fromApi(await this._gateway.request({ method: 'POST', fn: 'webhook_endpoints', body }));
+  }
+
+  /** @returns {Promise<any[]>} */
+  async list() {
+    const answer = await this._gateway.request({ method: 'GET', fn: 'webhook_endpoints' });
+    return Array.isArray(answer?.data) ? answer.data.map((/** @type {any} */ item) => fromApi(item)) : [];
+  }
+
+  /** @param {string} id */
+  async get(id) {
+    return fromApi(await this._gateway.request({ method: 'GET', fn: `webhook_endpoints/${prefixedId(id, 'we_')}` }));
+  }
+
+  /**
+   * @param {string} id
+   * @param {{url?: string, enabledEvents?: string[], description?: string, status?: 'enabled'|'disabled'}} changes
+   */
+  async update(id, changes) {
+    const body = withoutUndefined({
+      url: changes?.url,
+      enabled_events: changes?.enabledEvents,
+      description: changes?.description,
+      status: changes?.status,
+    });
+    const fn = `webhook_endpoints/${prefixedId(id, 'we_')}`;
+    return fromApi(await this._gateway.request({ method: 'PATCH', fn, body }));
+  }
+
+  /** @param {string} id @returns {Promise<boolean>} */
+  async delete(id) {
+    const answer = await this._gateway.request({ method: 'DELETE', fn: `webhook_endpoints/${prefixedId(id, 'we_')}` });
+    return answer?.deleted === true;
+  }
+
+  /** A new secret; for 24 hours deliveries carry signatures with both. @param {string} id */
+  async rotateSecret(id) {
+    const fn = `webhook_endpoints/${prefixedId(id, 'we_')}/rotate_secret`;
+    return fromApi(await this._gateway.request({ method: 'POST', fn }));
+  }
+}
+
+/** What happened to the developer's payments, newest first, with the delivery log and replays. */
+export class Events {
+  /** @param {Gateway} gateway */
+  constructor(gateway) {
+    /** @private */
+    this._gateway = gateway;
+  }
+
+  /** @param {{type?: string, limit?: number, pageToken?: string}} [input] */
+  async listPage(input = {}) {
+    const query = { type: input.type, limit: input.limit, page_token: input.pageToken };
+    const answer = await this._gateway.request({ method: 'GET', fn: 'events', query });
+    return {
+      data: Array.isArray(answer?.data) ? answer.data.map((/** @type {any} */ item) => fromApi(item)) : [],
+      nextPageToken: typeof answer?.next_page_token === 'string' ? answer.next_page_token : null,
+    };
+  }
+
+  /** @param {string} id */
+  async get(id) {
+    return fromApi(await this._gateway.request({ method: 'GET', fn: `events/${prefixedId(id, 'evt_')}` }));
+  }
+
+  /** Per endpoint: its status and every attempt. @param {string} id */
+  async deliveries(id) {
+    const answer = await this._gateway.request({ method: 'GET', fn: `events/${prefixedId(id, 'evt_')}/deliveries` });
+    return Array.isArray(answer?.data) ? answer.data.map((/** @type {any} */ item) => fromApi(item)) : [];
+  }
+
+  /**
+   * Send the event again, to one endpoint or every enabled one subscribed to its type.
+   * @param {string} id @param {{endpointId?: string}} [input] @returns {Promise<string[]>} the endpoint ids
+   */
+  async redeliver(id, input = {}) {
+    const body = input.endpointId === undefined ? {} : { endpoint_id: prefixedId(input.endpointId, 'we_') };
+    const answer = await this._gateway.request({ method: 'POST', fn: `events/${prefixedId(id, 'evt_')}/redeliver`, body });
+    return Array.isArray(answer?.endpoint_ids) ? answer.endpoint_ids.map(String) : [];
   }
 }

@@ -57,3 +57,35 @@ test('tampered, stale, unsigned and wrongly keyed deliveries are refused', () =>
     assert.throws(() => verifyWebhook(body, headers, secret), WebhookVerificationError);
   }
 });
+
+test('webhookEndpoints and events call the gateway functions', async () => {
+  const { Gateway } = await import('../src/index.js');
+  const calls = [];
+  const answers = {
+    'POST webhook_endpoints': { object: 'webhook_endpoint', id: 'we_1', url: 'https://x.test/h', secret: 'whsec_x', enabled_events: ['*'] },
+    'PATCH webhook_endpoints/we_1': { object: 'webhook_endpoint', id: 'we_1', status: 'disabled' },
+    'POST webhook_endpoints/we_1/rotate_secret': { object: 'webhook_endpoint', id: 'we_1', secret: 'whsec_y' },
+    'DELETE webhook_endpoints/we_1': { object: 'webhook_endpoint', id: 'we_1', deleted: true },
+    'GET events': { object: 'list', data: [{ object: 'event', id: 'evt_1', type: 'payment.succeeded', data: {} }], has_more: false, next_page_token: null },
+    'POST events/evt_1/redeliver': { object: 'redelivery', event_id: 'evt_1', endpoint_ids: ['we_1'] },
+  };
+  const fetch = async (url, init) => {
+    const path = new URL(url).pathname.split('/us-central1/')[1];
+    calls.push([init.method, path, init.body ? JSON.parse(init.body) : undefined, new URL(url).search]);
+    const body = answers[`${init.method} ${path}`];
+    return new Response(JSON.stringify(body), { status: 200, headers: { 'Content-Type': 'application/json' } });
+  };
+  const gw = new Gateway({ baseUrl: 'https://gateway.test/demo/us-central1', fetch, getIdToken: () => 't' });
+  const created = await gw.webhookEndpoints.create({ url: 'https://x.test/h', enabledEvents: ['payment.succeeded'] });
+  assert.equal(created.secret, 'whsec_x');
+  assert.equal((await gw.webhookEndpoints.update('we_1', { status: 'disabled' })).status, 'disabled');
+  assert.equal((await gw.webhookEndpoints.rotateSecret('we_1')).secret, 'whsec_y');
+  assert.equal(await gw.webhookEndpoints.delete('we_1'), true);
+  const page = await gw.events.listPage({ type: 'payment.succeeded', limit: 5 });
+  assert.deepEqual([page.data[0].id, page.nextPageToken], ['evt_1', null]);
+  assert.deepEqual(await gw.events.redeliver('evt_1', { endpointId: 'we_1' }), ['we_1']);
+  assert.deepEqual(calls.map(([method, path]) => `${method} ${path}`), Object.keys(answers));
+  assert.deepEqual(calls[0][2], { url: 'https://x.test/h', enabled_events: ['payment.succeeded'] });
+  assert.equal(calls[4][3], '?type=payment.succeeded&limit=5');
+  await assert.rejects(() => gw.events.get('../payment_status'), TypeError);
+});
