@@ -65,7 +65,7 @@ def test_a_settled_payment_reaches_the_receiver_signed(tenant: Tenant, receiver:
     assert secret.startswith("whsec_")
     payment = pay(tenant)
     assert tenant.wait_settled(payment["id"])["status"] == "succeeded"
-    received = receiver.wait_for(url, 2, timeout_s=30)
+    received = receiver.wait_for(url, 2, timeout_s=90)
     payloads = [Webhook(secret).verify(delivery.body, delivery.headers) for delivery in received]
     by_type = {payload["type"]: payload for payload in payloads}
     assert set(by_type) == {"payment.created", "payment.succeeded"}
@@ -97,7 +97,7 @@ def test_a_receiver_failing_twice_gets_the_event_on_the_third_attempt(
     receiver.script(url, (500, {}), (500, {}))
     endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
     payment = pay(tenant)
-    received = receiver.wait_for(url, 3, timeout_s=40)
+    received = receiver.wait_for(url, 3, timeout_s=90)
     assert [d.headers["webhook-id"] for d in received] == [received[0].headers["webhook-id"]] * 3
     for delivery in received:
         assert Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)["data"]["id"] == payment["id"]
@@ -113,7 +113,7 @@ def test_410_disables_the_endpoint(tenant: Tenant, receiver: WebhookReceiver) ->
     receiver.script(url, (410, {}))
     endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
     pay(tenant)
-    receiver.wait_for(url, 1, timeout_s=30)
+    receiver.wait_for(url, 1, timeout_s=90)
 
     def disabled() -> dict[str, Any] | None:
         read: dict[str, Any] = requests.get(
@@ -129,7 +129,7 @@ def test_redeliver_and_rotation(tenant: Tenant, receiver: WebhookReceiver) -> No
     url = receiver.new_url()
     endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
     pay(tenant)
-    [first] = receiver.wait_for(url, 1, timeout_s=30)
+    [first] = receiver.wait_for(url, 1, timeout_s=90)
     event_id = first.headers["webhook-id"]
     rotated = requests.post(f"{ENDPOINTS_URL}/{endpoint['id']}/rotate_secret", headers=tenant.headers, timeout=60)
     assert rotated.status_code == 200, rotated.text
@@ -140,7 +140,7 @@ def test_redeliver_and_rotation(tenant: Tenant, receiver: WebhookReceiver) -> No
     )
     assert resent.status_code == 202, resent.text
     assert resent.json()["endpoint_ids"] == [endpoint["id"]]
-    _, again = receiver.wait_for(url, 2, timeout_s=30)
+    _, again = receiver.wait_for(url, 2, timeout_s=90)
     assert again.headers["webhook-id"] == event_id
     # During the overlap both secrets sign: receivers on either one accept it.
     assert len(again.headers["webhook-signature"].split(" ")) == 2
@@ -158,7 +158,7 @@ def test_a_deleted_endpoint_gets_nothing_more(tenant: Tenant, receiver: WebhookR
     watcher = receiver.new_url()
     register(tenant, watcher, enabled_events=["payment.succeeded"])
     second = pay(tenant)
-    receiver.wait_for(watcher, 1, timeout_s=30)  # later events have gone out by now
+    receiver.wait_for(watcher, 1, timeout_s=90)  # later events have gone out by now
     assert second["id"] and receiver.deliveries(url) == []
 
 
@@ -169,7 +169,7 @@ def test_developers_see_and_receive_only_their_own_events(tenant: Tenant, receiv
     url = receiver.new_url()
     register(tenant, url, enabled_events=["payment.succeeded"])
     pay(tenant)
-    [delivery] = receiver.wait_for(url, 1, timeout_s=30)
+    [delivery] = receiver.wait_for(url, 1, timeout_s=90)
     event_id = delivery.headers["webhook-id"]
     for path in (event_id, f"{event_id}/deliveries"):
         response = requests.get(f"{EVENTS_URL}/{path}", headers=other.headers, timeout=60)
@@ -221,7 +221,7 @@ def test_the_event_is_delivered_when_the_settling_instance_dies_right_after_its_
     response = tenant.push("0" + phone[3:], amount=25, metadata={"fault": "die_after_settle_commit"})
     assert response.status_code == 201, response.text
     payment = response.json()
-    [delivery] = receiver.wait_for(url, 1, timeout_s=60)
+    [delivery] = receiver.wait_for(url, 1, timeout_s=90)
     event = Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)
     assert event["data"]["id"] == payment["id"] and event["data"]["status"] == "succeeded"
     assert tenant.wait_settled(payment["id"])["status"] == "succeeded"

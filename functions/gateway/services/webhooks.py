@@ -273,11 +273,14 @@ class Deliveries:
     # ------------------------------------------------------------------------------------------------ fan out
     def fan_out(self, uid: str, event_id: str) -> int:
         """One delivery per enabled, subscribed endpoint, each with its task. Safe to run twice for one event."""
+        endpoints = self._store.list_endpoints(uid)
+        if not any(loaded.value.status == "enabled" for loaded in endpoints):
+            return 0  # most developers have no endpoint: one read, and the event itself is not even loaded
         event = self._store.load_event(uid, event_id)
         if event is None:
             return 0
         queued = 0
-        for loaded in self._store.list_endpoints(uid):
+        for loaded in endpoints:
             endpoint = loaded.value
             if endpoint.status != "enabled" or not subscribed(endpoint.enabled_events, event["type"]):
                 continue
