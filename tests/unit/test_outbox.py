@@ -139,3 +139,21 @@ def test_a_failed_commit_stores_neither_the_change_nor_its_event(world: World) -
         callback(world, payment.id, stk_callback(payment.checkout_request_id or ""))
     assert world.repo.events == before
     assert world.payment(ALICE, payment.id).status is PaymentStatus.PENDING
+
+
+def test_no_use_case_saves_a_payment_around_the_outbox() -> None:
+    """Every payment save goes through services.common.save_payment / update_payment (which add its events): no
+    use case builds a SavePayment itself or calls the repository's update_payment directly."""
+    import re
+    from pathlib import Path
+
+    import gateway.services as services
+
+    for source in sorted(Path(services.__file__).parent.glob("*.py")):
+        if source.name == "common.py":
+            continue
+        text = source.read_text(encoding="utf-8")
+        assert not re.search(r"\bSavePayment\(", text), f"{source.name} builds a SavePayment: use save_payment"
+        assert not re.search(r"from gateway\.repository import[^)]*\bupdate_payment\b", text, re.S), (
+            f"{source.name} imports the repository's update_payment: use services.common.update_payment"
+        )
