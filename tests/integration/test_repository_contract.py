@@ -452,3 +452,18 @@ def test_concurrent_daraja_updates_end_with_the_newest_version(store: PaymentSto
         thread.join(timeout=60)
     assert failures == []
     assert store.daraja_setups(owner)["sandbox"]["secret_version"] == "8"
+
+
+def test_an_event_is_created_once_and_only_with_its_commit(store: PaymentStore) -> None:
+    """The outbox: an event id can be written once; a commit whose event cannot be written saves no payment."""
+    from gateway.repository import AddEvent
+
+    owner = uid()
+    payment = new_payment()
+    event = AddEvent(owner, "evt_" + secrets.token_hex(12), "payment.created", T0, payment.id, {"id": payment.id})
+    store.commit([SavePayment(owner, payment), event])
+    assert store.load_payment(owner, payment.id) is not None
+    other = new_payment()
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayment(owner, other), replace(event, payment_id=other.id)])
+    assert store.load_payment(owner, other.id) is None
