@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
@@ -46,6 +49,7 @@ class FirebaseAuthenticator:
         self._app_factory = app_factory or self._default_app
         self._app: Any = None
         self._lock = threading.Lock()
+        self._revocations = _RevocationCache(settings.revocation_cache_ttl_s, settings.revocation_cache_max_entries)
 
     def _default_app(self) -> Any:
         # firebase_admin is heavy to import; do it on the first authenticated request, once per instance.
@@ -97,9 +101,11 @@ class FirebaseAuthenticator:
         from firebase_admin import exceptions as firebase_exceptions
 
         try:
-            claims: dict[str, Any] = firebase_auth.verify_id_token(
-                token, app=self._firebase_app(), check_revoked=self._settings.check_revoked_tokens
-            )
+            # Signature and expiry are checked locally (Google's certificates are cached); revocation needs the
+            # user's record from Firebase Auth, which is cached per uid for REVOCATION_CHECK_CACHE_SECONDS.
+            claims: dict[str, Any] = firebase_auth.verify_id_token(token, app=self._firebase_app(), check_revoked=False)
+            if self._settings.check_revoked_tokens:
+                self._check_revoked(claims)
             return claims
         except firebase_auth.ExpiredIdTokenError:
             raise _rejected("token_expired", "the ID token has expired; get a fresh one and retry") from None
@@ -130,6 +136,61 @@ class FirebaseAuthenticator:
             raise errors.ServiceUnavailable(
                 "auth_unavailable", "could not verify the ID token; retry shortly"
             ) from None
+
+
+    def _check_revoked(self, claims: dict[str, Any]) -> None:
+        """What firebase-admin's `check_revoked=True` does (a disabled user, or a token issued before the user's
+        tokens were revoked), with the user's record cached per uid for a short, settable time: the revocation delay."""
+        from firebase_admin import auth as firebase_auth
+
+        uid = claims.get("uid") or claims.get("sub")
+        if not isinstance(uid, str):
+            return  # refused by the caller as an unusable subject
+        state = self._revocations.get(uid)
+        if state is None:
+            user = firebase_auth.get_user(uid, app=self._firebase_app())
+            state = _UserState(bool(user.disabled), int(user.tokens_valid_after_timestamp or 0))
+            self._revocations.put(uid, state)
+        if state.disabled:
+            raise firebase_auth.UserDisabledError("the user is disabled")
+        issued_at = claims.get("iat")
+        if isinstance(issued_at, int | float) and issued_at * 1000 < state.valid_after_ms:
+            raise firebase_auth.RevokedIdTokenError("the ID token has been revoked")
+
+
+@dataclass(frozen=True)
+class _UserState:
+    disabled: bool
+    valid_after_ms: int  # tokens issued before this (ms since the epoch) are revoked
+
+
+class _RevocationCache:
+    """uid -> what the revocation check needs, for `ttl_s`; bounded, least recently used out first."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, _UserState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, uid: str) -> _UserState | None:
+        if self._ttl_s <= 0:
+            return None
+        with self._lock:
+            found = self._entries.get(uid)
+            if found is None or time.monotonic() - found[0] >= self._ttl_s:
+                return None
+            self._entries.move_to_end(uid)
+            return found[1]
+
+    def put(self, uid: str, state: _UserState) -> None:
+        if self._ttl_s <= 0:
+            return
+        with self._lock:
+            self._entries[uid] = (time.monotonic(), state)
+            self._entries.move_to_end(uid)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
 
 
 def _bearer_api_key(authorization: str | None) -> str | None:

@@ -71,6 +71,10 @@ class Settings:
     # A push whose outcome stayed unknown, with no callback within this window, ends "unconfirmed".
     unconfirmed_after_s: float = 3600.0
     check_revoked_tokens: bool = True
+    # The revocation check reads the user's record from Firebase Auth; it is cached per uid for this long, which is
+    # therefore how long a revoked or disabled user's unexpired ID token still works (0: ask Auth on every call).
+    revocation_cache_ttl_s: float = 30.0
+    revocation_cache_max_entries: int = 10_000
     # Optional allow-list of Daraja's callback source IPs; empty disables the check.
     callback_allowed_ips: tuple[str, ...] = ()
     # How many proxies in front of us append to X-Forwarded-For (Google's front end appends one).
@@ -203,6 +207,7 @@ class Settings:
             push_lease_s=_number(source, "PUSH_LEASE_SECONDS", 60.0),
             unconfirmed_after_s=_number(source, "UNCONFIRMED_AFTER_SECONDS", 3600.0),
             check_revoked_tokens=source.get("CHECK_REVOKED_TOKENS", "true").lower() != "false",
+            revocation_cache_ttl_s=_number(source, "REVOCATION_CHECK_CACHE_SECONDS", 30.0),
             callback_allowed_ips=tuple(
                 ip.strip() for ip in source.get("CALLBACK_ALLOWED_IPS", "").split(",") if ip.strip()
             ),

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from firebase_admin import _token_gen, credentials
+from firebase_admin import auth as firebase_auth
 
 from gateway import errors
 from gateway.auth import FirebaseAuthenticator
@@ -776,3 +777,78 @@ def test_by_default_an_existing_default_app_is_reused(monkeypatch: pytest.Monkey
     with pytest.raises(errors.AuthenticationError) as caught:
         FirebaseAuthenticator(_settings())("Bearer abc.def.ghi")
     assert caught.value.code == "invalid_token"
+
+
+# --- revocation, cached per uid -------------------------------------------------------------------------------------
+
+
+class _Record:
+    def __init__(self, disabled: bool = False, valid_after_ms: int = 0) -> None:
+        self.disabled = disabled
+        self.tokens_valid_after_timestamp = valid_after_ms
+
+
+@pytest.fixture
+def user_records(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """firebase_admin.auth.get_user answered from this dict (uid -> _Record), counting the calls."""
+    records: dict[str, Any] = {"calls": 0}
+
+    def get_user(uid: str, app: Any = None) -> _Record:
+        records["calls"] += 1
+        record: _Record = records[uid]
+        return record
+
+    monkeypatch.setattr(firebase_auth, "get_user", get_user)
+    return records
+
+
+def _revocation_checking(app: firebase_admin.App, ttl_s: float) -> FirebaseAuthenticator:
+    return FirebaseAuthenticator(
+        _settings(check_revoked_tokens=True, revocation_cache_ttl_s=ttl_s), app_factory=lambda: app
+    )
+
+
+def test_the_revocation_check_reads_the_user_once_per_cache_period(
+    verifying_app: firebase_admin.App, keys: Keys, user_records: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_records["dev-123"] = _Record()
+    authenticator = _revocation_checking(verifying_app, ttl_s=30)
+    token = _signed(keys.signing)
+
+    for _ in range(5):
+        assert authenticator(f"Bearer {token}").uid == "dev-123"
+
+    assert user_records["calls"] == 1
+    # Revoked meanwhile: honoured once the cached record is older than the period.
+    user_records["dev-123"] = _Record(valid_after_ms=int(time.time() * 1000))
+    later = time.monotonic() + 31
+    monkeypatch.setattr("gateway.auth.time.monotonic", lambda: later)
+    with pytest.raises(errors.AuthenticationError) as raised:
+        authenticator(f"Bearer {token}")
+    assert raised.value.code == "token_revoked"
+    assert user_records["calls"] == 2
+
+
+def test_a_token_issued_after_the_revocation_is_accepted(
+    verifying_app: firebase_admin.App, keys: Keys, user_records: dict[str, Any]
+) -> None:
+    revoked_at = int(time.time()) - 60
+    user_records["dev-123"] = _Record(valid_after_ms=revoked_at * 1000)
+    authenticator = _revocation_checking(verifying_app, ttl_s=30)
+
+    assert authenticator(f"Bearer {_signed(keys.signing)}").uid == "dev-123"  # issued 10 s ago
+    with pytest.raises(errors.AuthenticationError) as raised:
+        authenticator(f"Bearer {_signed(keys.signing, iat=revoked_at - 1, auth_time=revoked_at - 1)}")
+    assert raised.value.code == "token_revoked"
+
+
+def test_a_disabled_user_is_refused_and_a_zero_period_asks_every_time(
+    verifying_app: firebase_admin.App, keys: Keys, user_records: dict[str, Any]
+) -> None:
+    user_records["dev-123"] = _Record(disabled=True)
+    authenticator = _revocation_checking(verifying_app, ttl_s=0)
+    for _ in range(2):
+        with pytest.raises(errors.AuthenticationError) as raised:
+            authenticator(f"Bearer {_signed(keys.signing)}")
+        assert raised.value.code == "user_disabled"
+    assert user_records["calls"] == 2
