@@ -68,7 +68,8 @@ def new_page(browser: Any) -> Iterator[Any]:
 def screenshot(page: Any, name: str) -> None:
     if os.environ.get("CONSOLE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        # Keys and signing secrets shown once are masked: a committed picture must not look like a leaked secret.
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, mask=[page.locator("code.secret")])
 
 
 def console_url(path: str = "") -> str:

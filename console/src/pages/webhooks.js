@@ -64,7 +64,9 @@ export function render(ctx) {
     event.preventDefault();
     clear(shown);
     submit.disabled = true;
-    const body = { url: url.value.trim(), enabled_events: boxes.filter((b) => b.checked).map((b) => b.value) };
+    const body = { url: url.value.trim() };
+    // Every box ticked means every event, including types added later: the API's default ("*").
+    if (!boxes.every((b) => b.checked)) body.enabled_events = boxes.filter((b) => b.checked).map((b) => b.value);
     if (description.value.trim()) body.description = description.value.trim();
     try {
       const endpoint = await ctx.api("webhook_endpoints", { method: "POST", body });
@@ -141,7 +143,7 @@ function endpointList(ctx, list, { reload, showSecret, fail }) {
         h("p", {}, h("strong", { class: "mono" }, endpoint.url), " ", h("span", { class: `badge ${enabled ? "ok" : "status-failed"}` }, endpoint.status)),
         endpoint.description ? h("p", { class: "muted" }, endpoint.description) : null,
         endpoint.disabled_reason ? h("p", { class: "muted" }, `Disabled: ${endpoint.disabled_reason}`) : null,
-        h("p", { class: "muted" }, (endpoint.enabled_events || []).join(", ")),
+        h("p", { class: "muted" }, eventsText(endpoint.enabled_events)),
         h(
           "div",
           { class: "actions" },
@@ -160,6 +162,10 @@ function endpointList(ctx, list, { reload, showSecret, fail }) {
       );
     }),
   );
+}
+
+function eventsText(enabled = []) {
+  return enabled.includes("*") ? "All events" : `Events: ${enabled.join(", ")}`;
 }
 
 function deliveryLog(ctx, events, deliveries, { reload, fail }) {
