@@ -270,7 +270,11 @@ def test_the_whole_story_in_the_browser(
     assert detail.locator(".badge[data-status='succeeded']").count() == 1
     screenshot(page, "payment-detail")
 
-    # Revoke the key: the list says so and the gateway refuses it.
+    # Revoke the key (which works until then): the list says so and the gateway refuses it.
+    status_with_key = requests.get(
+        f"{support.HOSTING_URL}/api/payment_status", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ).status_code
+    assert status_with_key == 200
     go(page, "API keys", "API keys")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke key shop backend").click()
