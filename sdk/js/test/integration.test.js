@@ -21,6 +21,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   PermissionDeniedError,
+  RateLimitError,
   WaitTimeoutError,
 } from '@mpesa-gateway/sdk';
 
@@ -348,12 +349,20 @@ describe('the SDK against the local stack', () => {
     assert.equal((await stkPushesTo(daraja.shortcode)).length, 1, 'a replay and a conflict prompt nobody');
   });
 
-  test('a second prompt to a busy payer is a DarajaError payer_busy', async () => {
+  test('a second prompt to a busy payer is a RateLimitError, then a DarajaError payer_busy', async () => {
     const { gw } = await readyDeveloper();
     const phone = uniquePhone();
     await simulator('POST', '/simulator/scenarios', { phone, result_code: 0, delay_ms: 5_000 });
     await gw.payments.create(order({ phone, accountReference: 'INV-1' }));
-    const error = await rejection(gw.payments.create(order({ phone, accountReference: 'INV-2' })));
+    // The gateway's own phone lock answers first, with a Retry-After longer than the SDK waits by default.
+    const limited = await rejection(gw.payments.create(order({ phone, accountReference: 'INV-2' })));
+    assert.equal(limited.constructor, RateLimitError);
+    assert.equal(limited.httpStatus, 429);
+    assert.equal(limited.code, 'rate_limited');
+    assert.ok(limited.retryAfterMs > 1000);
+    // Another developer's push to the same phone reaches Daraja, which refuses a second live prompt.
+    const other = await readyDeveloper();
+    const error = await rejection(other.gw.payments.create(order({ phone, accountReference: 'INV-3' })));
     assert.equal(error.constructor, DarajaError);
     assert.equal(error.type, 'daraja_error');
     assert.equal(error.code, 'payer_busy');

@@ -1,8 +1,8 @@
 """The Python SDK against the running stack: the real functions emulator, Auth emulator and Daraja simulator.
 
 Every call of the SDK, and every error class the real functions can produce. Not producible for real, so covered
-by test_sdk_unit.py over the fake transport instead: RateLimitError (the functions have no rate limiter and the
-Daraja simulator has no spike arrest), ServerError from an api_error 5xx (no way to make the healthy functions fail),
+by test_sdk_unit.py over the fake transport instead: Daraja's own rate limit (the simulator has no spike arrest),
+ServerError from an api_error 5xx (no way to make the healthy functions fail),
 PermissionDeniedError (403 comes only from mpesa_callback, which the SDK does not call) and 415.
 """
 
@@ -24,6 +24,7 @@ from mpesa_gateway import (
     InvalidRequestError,
     NotFoundError,
     Payment,
+    RateLimitError,
     WaitTimeout,
     firebase_password_token_provider,
     firebase_sign_in,
@@ -166,14 +167,22 @@ def test_reusing_a_key_with_another_body_is_an_idempotency_error_and_the_same_bo
     assert raised.value.code == "idempotency_conflict"
 
 
-def test_a_second_prompt_to_a_busy_payer_is_a_daraja_error() -> None:
+def test_a_second_prompt_to_a_busy_payer_is_a_rate_limit_then_a_daraja_error() -> None:
     token, _ = configured_developer()
     gw = gateway(token)
     phone = unique_phone()
     set_scenario(phone, 0, delay_ms=5000)  # the payer takes 5 s to answer, so the first prompt stays open
     gw.payments.create(phone, 10, "INV-1", "First")
-    with pytest.raises(DarajaError) as raised:
+    # The gateway's own phone lock answers first, with a Retry-After longer than the SDK waits by default.
+    with pytest.raises(RateLimitError) as limited:
         gw.payments.create(phone, 10, "INV-2", "Second")
+    assert (limited.value.http_status, limited.value.code) == (429, "rate_limited")
+    assert limited.value.retry_after is not None and limited.value.retry_after > 1
+    assert limited.value.raw["error"]["limit"] == "phone_busy"
+    # Another developer's push to the same phone reaches Daraja, which refuses a second live prompt.
+    other_token, _ = configured_developer()
+    with pytest.raises(DarajaError) as raised:
+        gateway(other_token).payments.create(phone, 10, "INV-3", "Third")
     assert raised.value.http_status == 409
     assert raised.value.code == "payer_busy"
     assert raised.value.daraja_code == "500.001.1001"
