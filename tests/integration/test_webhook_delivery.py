@@ -49,7 +49,7 @@ class Rig:
 
     def drain(self, max_tasks: int = 30) -> list[str]:
         """Run queued tasks as the queue would (an early task is tried again after its wait) until none is left."""
-        outcomes = []
+        outcomes: list[str] = []
         for _ in range(max_tasks):
             if not self.queue.tasks:
                 return outcomes
@@ -65,14 +65,15 @@ class Rig:
     def event(self, uid: str, event_type: str = "payment.succeeded", environment: str = "sandbox") -> str:
         """An event as a payment commit writes it (repository.AddEvent), then the trigger's fan-out."""
         event_id = "evt_" + secrets.token_hex(12)
-        data = {
+        payment_id = "pay_" + secrets.token_hex(6)
+        data: dict[str, Any] = {
             "object": "payment",
-            "id": "pay_" + secrets.token_hex(6),
+            "id": payment_id,
             "status": "succeeded",
             "amount": 10,
             "environment": environment,
         }
-        self.repository.commit([AddEvent(uid, event_id, event_type, datetime.now(UTC), data["id"], data)])
+        self.repository.commit([AddEvent(uid, event_id, event_type, datetime.now(UTC), payment_id, data)])
         self.webhooks.deliveries.fan_out(uid, event_id)
         return event_id
 
