@@ -10,9 +10,10 @@ The requests come from two generators, mixed per endpoint:
   unauthenticated `mpesa_callback` its body (Daraja-shaped with hostile leaves, or anything), its path token (real
   ones of pending payments, well-formed unknown ones, junk) and its headers (X-Forwarded-For, Content-Type, ...).
 
-Pushes with a usable phone number go to payers whose prompt the Daraja simulator keeps open, so valid pushes run
-the whole path (intent commit, Daraja call, answer commit) but are refused `payer_busy` (or 429 by the rate limits)
-instead of prompting anyone: the run adds no paid prompt to the ledger. Requests carry the ID tokens of a few fresh
+Pushes with a usable phone number go either to payers whose prompt the Daraja simulator keeps open (refused 429
+`phone_busy` once validated) or to fresh numbers spread over a hundred million values (so the per-phone limits do not
+answer first): those run the whole path (intent commit, Daraja call, answer commit, then the simulator's callback),
+and the e2e tier's last test traces each paid one in the ledger. Requests carry the ID tokens of a few fresh
 developers in turn, so per-developer rate limits leave most requests to validation.
 
 Knobs: FUZZ_REQUESTS_PER_ENDPOINT, FUZZ_CONCURRENCY (4 suits the 2-core emulator best), FUZZ_SEED (replays a run:
@@ -349,10 +350,15 @@ def _claims(draw: st.DrawFn) -> Any:
 
 @st.composite
 def fuzzed_authorization(draw: st.DrawFn) -> dict[str, str]:
-    """Missing, malformed or forged ID tokens (the emulator trusts unsigned ones: claims are fuzzed too)."""
-    kind = draw(st.integers(0, 4))
+    """Missing, malformed or forged ID tokens (the emulator trusts unsigned ones: claims are fuzzed too), and
+    malformed or unknown secret API keys (`Bearer mpg_…`)."""
+    kind = draw(st.integers(0, 5))
     if kind == 0:
         return {}
+    if kind == 5:
+        prefix = draw(st.sampled_from(["mpg_", "mpg_test_", "mpg_live_", "MPG_TEST_"]))
+        key = draw(weighted((3, HEADER_TEXT), (1, st.integers(100, 8_000).map(lambda n: "k" * n))))
+        return {"Authorization": f"Bearer {prefix}{key}"}
     if kind == 1:
         return {"Authorization": draw(HEADER_TEXT)}
     if kind == 2:
@@ -419,24 +425,33 @@ def _from_case(
     return Sent(endpoint, f"schemathesis {mode}", kwargs, authorized)
 
 
+def _spellings(msisdn: str) -> list[str]:
+    local = msisdn[3:]
+    return [
+        msisdn,
+        "+" + msisdn,
+        "0" + local,
+        local,
+        f"0{local[:3]} {local[3:6]} {local[6:]}",
+        f"({msisdn[:3]}) {local}",
+    ]
+
+
+def _fresh_msisdn(n: int) -> str:
+    return f"2547{n % 10**8:08d}"
+
+
 def _phones(busy: list[str]) -> st.SearchStrategy[str]:
-    """The busy payers' numbers, spelt every way people write them, as JSON strings."""
-
-    def spellings(msisdn: str) -> list[str]:
-        local = msisdn[3:]
-        return [
-            msisdn,
-            "+" + msisdn,
-            "0" + local,
-            local,
-            f"0{local[:3]} {local[3:6]} {local[6:]}",
-            f"({msisdn[:3]}) {local}",
-        ]
-
-    return st.sampled_from([json.dumps(s) for msisdn in busy for s in spellings(msisdn)])
+    """Usable numbers, spelt every way people write them, as JSON strings: half are payers whose prompt is still
+    open (429 phone_busy, after validation), half fresh ones, so valid pushes also store their payment, prompt the
+    simulator's payer and get settled by its callback (every one of them is in the run's ledger check)."""
+    busy_spelt = st.sampled_from([json.dumps(s) for msisdn in busy for s in _spellings(msisdn)])
+    fresh_spelt = st.integers(0, 10**8 - 1).flatmap(lambda n: st.sampled_from(_spellings(_fresh_msisdn(n))))
+    return weighted((1, busy_spelt), (1, fresh_spelt.map(json.dumps)))
 
 
-def _route_pushes_to_busy_payers(busy: list[str]) -> Callable[[Any], None]:
+def _route_valid_phones(busy: list[str]) -> Callable[[Any], None]:
+    """A schemathesis push with a usable phone number goes to a busy payer or a fresh one, as in `_phones`."""
     rng = random.Random(SEED)
 
     def fix(case: Any) -> None:
@@ -446,7 +461,7 @@ def _route_pushes_to_busy_payers(busy: list[str]) -> Callable[[Any], None]:
             normalize_msisdn(case.body.get("phone"))
         except ValidationError:
             return  # an invalid number is what the case tests: keep it
-        case.body["phone"] = rng.choice(busy)
+        case.body["phone"] = rng.choice(busy) if rng.random() < 0.5 else _fresh_msisdn(rng.randrange(10**8))
 
     return fix
 
@@ -490,7 +505,7 @@ def stk_push_requests(fx: Fixtures, auth: st.SearchStrategy[tuple[dict[str, str]
             chunked=draw(st.integers(0, 19)) == 0,
         )
 
-    fix = _route_pushes_to_busy_payers(fx.busy_phones)
+    fix = _route_valid_phones(fx.busy_phones)
     cases = st.builds(
         lambda case, a: _from_case(case, endpoint, a, fix), _schemathesis_cases("/stk_push", "POST"), auth
     )
@@ -510,6 +525,8 @@ def payment_status_requests(
         _digits(1, 6_000),  # limit=99999...: int() refuses beyond 4,300 digits
         st.sampled_from(
             [
+                "sandbox",
+                "production",
                 "0",
                 "-1",
                 "101",
@@ -543,7 +560,10 @@ def payment_status_requests(
         st.text(max_size=40).map(page_token),
         st.integers(190, 5_000).map(lambda n: "a" * n),
     )
-    names = st.sampled_from(["id", "checkout_request_id", "status", "limit", "page_token"]) | st.text(max_size=10)
+    names = weighted(
+        (4, st.sampled_from(["id", "checkout_request_id", "status", "limit", "page_token", "environment"])),
+        (1, st.text(max_size=10)),
+    )
 
     @st.composite
     def hypothesis_query(draw: st.DrawFn) -> Sent:
@@ -586,7 +606,11 @@ def credentials_requests(
     method: str, fx: Fixtures, auth: st.SearchStrategy[tuple[dict[str, str], bool]]
 ) -> st.SearchStrategy[Sent]:
     endpoint = f"{method} /developer_credentials"
-    query = st.lists(st.tuples(st.text(max_size=10), st.text(max_size=20)), max_size=2)
+    environments = st.sampled_from(["sandbox", "production", "", "SANDBOX", "sandbox ", "test", "\u0000"])
+    query = st.lists(
+        st.tuples(st.sampled_from(["environment"]) | st.text(max_size=10), environments | st.text(max_size=20)),
+        max_size=2,
+    )
 
     @st.composite
     def hypothesis_call(draw: st.DrawFn) -> Sent:
