@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,18 +62,25 @@ def push(headers: dict[str, str], phone: str, amount: int = 10, **extra: Any) ->
     return requests.post(PUSH_URL, json=body, headers=headers, timeout=60)
 
 
-# Every key this module created, so the last test can look for them in a dump of the whole database.
+# Every key and developer this module created, so the last test can look for the keys in what was stored.
 CREATED_KEYS: list[str] = []
+DEVELOPERS: list[str] = []
+
+
+def sign_up() -> support.SignedUpDeveloper:
+    developer = support.sign_up()
+    DEVELOPERS.append(developer.uid)
+    return developer
 
 
 @pytest.fixture
 def alice() -> support.SignedUpDeveloper:
-    return support.sign_up()
+    return sign_up()
 
 
 @pytest.fixture
 def bob() -> support.SignedUpDeveloper:
-    return support.sign_up()
+    return sign_up()
 
 
 def test_create_list_read_and_revoke(alice: support.SignedUpDeveloper) -> None:
@@ -208,7 +216,7 @@ def two_sets() -> Iterator[TwoSetDeveloper]:
     """A developer with a sandbox and a production credential set at once, and a key of each kind.
 
     Needs credentials per environment (issue 11, item 1): both sets are stored side by side."""
-    developer = support.sign_up()
+    developer = sign_up()
     sandbox_app, production_app = support.register_simulator_app("sbx"), support.register_simulator_app("prod")
     for app, environment in ((sandbox_app, "sandbox"), (production_app, "production")):
         response = requests.put(
@@ -286,22 +294,38 @@ def test_another_developers_key_never_reaches_this_developers_data(
 
 
 # ---------------------------------------------------------------------------------------- what is stored
+DOCUMENTS = f"http://{support.FIRESTORE_HOST}/v1/projects/{support.PROJECT_ID}/databases/(default)/documents"
+KEY_PATTERN = re.compile(r"mpg_(test|live)_[0-9A-Za-z]{46}")
+
+
+def admin_query(parent: str, structured_query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Documents through the emulator's admin path (which bypasses rules), as raw REST JSON."""
+    url = f"{DOCUMENTS}/{parent}:runQuery" if parent else f"{DOCUMENTS}:runQuery"
+    response = requests.post(
+        url, json={"structuredQuery": structured_query}, headers={"Authorization": "Bearer owner"}, timeout=60
+    )
+    assert response.status_code == 200, response.text[:300]
+    return [row["document"] for row in response.json() if "document" in row]
+
+
 def test_no_key_is_stored_or_logged_anywhere() -> None:
-    """Every Firestore document of the emulator, and the functions' logs, hold none of the keys this module made;
-    each key's SHA-256 is there instead."""
-    assert CREATED_KEYS, "run with the rest of the module"
-    client = support.firestore_client()
-    dump: list[str] = []
-
-    def walk(collection: Any) -> None:
-        for document in collection.stream():
-            dump.append(document.id + json.dumps(document.to_dict(), default=str))
-            for child in document.reference.collections():
-                walk(child)
-
-    for collection in client.collections():
-        walk(collection)
-    everything = "\n".join(dump)
+    """Every Firestore document this module's developers own (their whole developers/{uid} tree) and their api_keys
+    records, and the functions' logs, hold none of the keys this module made, nor anything shaped like a key; each
+    key's SHA-256 is there instead. (The whole shared emulator database is too large to walk in a test run.)"""
+    assert CREATED_KEYS and DEVELOPERS, "run with the rest of the module"
+    documents: list[dict[str, Any]] = []
+    for uid in DEVELOPERS:
+        documents += admin_query(f"developers/{uid}", {"from": [{"allDescendants": True}]})
+        documents += admin_query(
+            "",
+            {
+                "from": [{"collectionId": "api_keys"}],
+                "where": {"fieldFilter": {"field": {"fieldPath": "uid"}, "op": "EQUAL", "value": {"stringValue": uid}}},
+            },
+        )
+    assert any("/payments/" in document["name"] for document in documents), "the dump missed the payments"
+    everything = json.dumps(documents)
+    assert KEY_PATTERN.search(everything) is None
     for key in CREATED_KEYS:
         assert key not in everything
         assert key[len("mpg_test_") : -6] not in everything  # not even the random part
