@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import hypothesis
@@ -47,8 +47,21 @@ from schemathesis import GenerationMode
 
 from gateway.domain.errors import ValidationError
 from gateway.domain.phone import normalize_msisdn
-from gateway.http import MAX_JSON_INTEGER_DIGITS
 from tests import fuzz, ledger, support, tenants
+from tests.hostile import (
+    HEADER_TEXT,
+    JSON_VALUES,
+    KEYS,
+    RAW_BODIES,
+    SCALARS,
+    STRINGS,
+    body_of,
+    digits,
+    mostly_valid,
+    object_body,
+    object_text,
+    weighted,
+)
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 REQUESTS_PER_ENDPOINT = int(os.environ.get("FUZZ_REQUESTS_PER_ENDPOINT", "1000"))
@@ -58,8 +71,6 @@ TIMEOUT_S = 60
 INFRA_RETRY_AFTER_S = 2.0
 TENANTS = 3
 BUSY_PAYERS = 3
-# The gateway's body limit is 16 KiB by default; bodies are generated up to a little beyond it.
-MAX_BODY_BYTES = 17 * 1024
 
 schema = schemathesis.openapi.from_path(
     SPEC_PATH,
@@ -144,166 +155,7 @@ def fixtures(stack: None) -> Fixtures:
     return Fixtures(pool, deleting, busy_phones, tokens, checkout_ids, payment_ids)
 
 
-T = TypeVar("T")
-
-
-def weighted(*branches: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
-    """st.one_of with weights: one_of gives each distinct strategy an equal share and folds repeated ones into one."""
-    total = sum(weight for weight, _ in branches)
-
-    def pick(n: int) -> st.SearchStrategy[T]:
-        for weight, strategy in branches:
-            if n < weight:
-                return strategy
-            n -= weight
-        raise AssertionError(n)
-
-    return st.integers(0, total - 1).flatmap(pick)
-
-
-# ------------------------------------------------------------------------------------ hostile JSON, as text
-# Text, not Python values: json.dumps cannot write integers of more than 4,300 digits, NaN inside an object key,
-# or a lone surrogate escape, and those are exactly what a hostile client sends.
-def _digits(low: int, high: int) -> st.SearchStrategy[str]:
-    return st.integers(low, high).map(lambda n: "9" * n)
-
-
-NUMBERS = st.one_of(
-    st.integers().map(str),
-    st.integers(-(2**80), 2**80).map(str),
-    st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    # Around the gateway's own bound, and beyond Python's 4,300-digit conversion limit (a ValueError -> 500 once).
-    _digits(MAX_JSON_INTEGER_DIGITS - 2, MAX_JSON_INTEGER_DIGITS + 2),
-    _digits(4_290, 12_000),
-    _digits(4_290, 12_000).map(lambda d: "-" + d),
-    _digits(300, 5_000).map(lambda d: "1." + d + "e5"),
-    st.sampled_from(
-        [
-            "1e400",
-            "-1e400",
-            "1E309",
-            "1e-400",
-            "0e99999",
-            "2e2",
-            "-0",
-            "0.0",
-            "10.0",
-            "1.5",
-            "1e1",
-            str(2**53),
-            str(2**53 + 1),
-            str(2**63),
-            str(2**64),
-            str(-(2**63) - 1),
-            "NaN",
-            "Infinity",
-            "-Infinity",
-        ]
-    ),
-)
-_NASTY_STRINGS = [
-    '"\\ud800"',
-    '"\\udfff\\ud800"',
-    '"a\\u0000b"',
-    '"\\ud83d\\ude00"',
-    '""',
-    '" "',
-    '"\\n"',
-    '"\\t0712345678"',
-    '"__name__"',
-    '"__a__"',
-    '".."',
-    '"."',
-    '"a/b"',
-    '"/"',
-    '"ws_CO_1/2"',
-    '"0712 345 678"',
-    '"+254 712-345.678"',
-    '"\\uff10\\uff17\\uff11\\uff12\\uff13\\uff14\\uff15\\uff16\\uff17\\uff18"',
-    '"\\u0660\\u0667\\u0661"',
-    '"NaN"',
-    '"Infinity"',
-    '"1e400"',
-    '"null"',
-    '"true"',
-    '"0"',
-    '"-1"',
-    '"10.0"',
-]
-STRINGS = st.one_of(
-    st.text(max_size=40).map(json.dumps),
-    st.text(max_size=40).map(lambda s: json.dumps(s, ensure_ascii=False)),
-    st.sampled_from(_NASTY_STRINGS),
-    st.integers(190, 15_000).map(lambda n: '"' + "a" * n + '"'),
-)
-KEYS = st.one_of(
-    st.text(max_size=12).map(json.dumps),
-    st.sampled_from(['"__a__"', '"\\ud800"', '""', '"a.b"', '"a/b"', '"."', '"phone"', '"amount"', '"metadata"']),
-)
-
-
-def _object_text(pairs: list[tuple[str, str]]) -> str:
-    return "{" + ",".join(f"{key}:{value}" for key, value in pairs) + "}"
-
-
-def _containers(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    arrays = st.lists(children, max_size=4).map(lambda items: "[" + ",".join(items) + "]")
-    objects = st.lists(st.tuples(KEYS, children), max_size=4).map(_object_text)
-    return arrays | objects
-
-
-SCALARS = st.one_of(NUMBERS, STRINGS, st.sampled_from(["true", "false", "null"]))
-JSON_VALUES = st.recursive(SCALARS, _containers, max_leaves=10)
-DEEP = st.integers(50, 9_000).flatmap(
-    lambda n: st.sampled_from(["[" * n + "]" * n, '{"a":' * n + "1" + "}" * n, "[" * n])
-)
-
-
-def _encoded(text: str) -> st.SearchStrategy[bytes]:
-    return st.sampled_from(
-        [
-            text.encode(),
-            b"\xef\xbb\xbf" + text.encode(),
-            text.encode("utf-16"),
-            text.encode() + b"\x00",
-            text.encode() + b"}",
-        ]
-    )
-
-
-RAW_BODIES = st.one_of(
-    st.binary(max_size=300),
-    st.sampled_from([b"", b" ", b"\n", b"null", b"[]", b"{}", b"\xff\xfe", b"\xc3\x28", b'{"a":1,"a":2}', b"{" * 20]),
-    JSON_VALUES.flatmap(_encoded),
-    DEEP.map(str.encode),
-    st.integers(16 * 1024 - 8, MAX_BODY_BYTES).map(lambda n: b'{"a":"' + b"x" * n + b'"}'),
-)
-
-
-def _field(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str | None]:
-    """Mostly a valid value, else a hostile one, or none at all (the field is left out)."""
-    return weighted((3, valid), (1, JSON_VALUES), (1, SCALARS), (1, st.none()))
-
-
-@st.composite
-def _object_body(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[str | None]]) -> str:
-    pairs = [(json.dumps(name), value) for name, strategy in fields.items() if (value := draw(strategy)) is not None]
-    if draw(st.integers(0, 9)) == 0:
-        pairs.append((draw(KEYS), draw(JSON_VALUES)))  # an unknown (or repeated) parameter
-    return _object_text(draw(st.permutations(pairs)))
-
-
-def _body(fields: dict[str, st.SearchStrategy[str | None]]) -> st.SearchStrategy[bytes]:
-    """Mostly the endpoint's own shape with hostile leaves; otherwise any JSON or any bytes."""
-    shaped = _object_body(fields).map(str.encode)
-    return weighted((3, shaped), (1, JSON_VALUES.map(str.encode)), (1, RAW_BODIES))
-
-
 # --------------------------------------------------------------------------------------------------- headers
-# Latin-1 without control characters, and no leading whitespace: what an HTTP client can put in a header at all.
-HEADER_TEXT = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60
-).map(str.lstrip)
 CONTENT_TYPES = st.one_of(
     st.sampled_from(
         [
@@ -469,17 +321,17 @@ def _route_valid_phones(busy: list[str]) -> Callable[[Any], None]:
 def stk_push_requests(fx: Fixtures, auth: st.SearchStrategy[tuple[dict[str, str], bool]]) -> st.SearchStrategy[Sent]:
     endpoint = "POST /stk_push"
     metadata = st.one_of(
-        st.lists(st.tuples(KEYS, SCALARS), max_size=6).map(_object_text),
+        st.lists(st.tuples(KEYS, SCALARS), max_size=6).map(object_text),
         st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.integers(-9, 9), max_size=4).map(
             json.dumps
         ),
         JSON_VALUES,
     )
     fields = {
-        "phone": _field(_phones(fx.busy_phones)),
-        "amount": _field(st.integers(1, 150_000).map(str) | st.sampled_from(["10.0", "1e1"])),
-        "account_reference": _field(st.from_regex(r"[A-Za-z0-9._/-]{1,12}", fullmatch=True).map(json.dumps)),
-        "description": _field(st.from_regex(r"[A-Za-z0-9._,-]{1,13}", fullmatch=True).map(json.dumps)),
+        "phone": mostly_valid(_phones(fx.busy_phones)),
+        "amount": mostly_valid(st.integers(1, 150_000).map(str) | st.sampled_from(["10.0", "1e1"])),
+        "account_reference": mostly_valid(st.from_regex(r"[A-Za-z0-9._/-]{1,12}", fullmatch=True).map(json.dumps)),
+        "description": mostly_valid(st.from_regex(r"[A-Za-z0-9._,-]{1,13}", fullmatch=True).map(json.dumps)),
         "metadata": weighted((2, st.none()), (1, metadata)),
     }
     idempotency = st.one_of(
@@ -493,7 +345,7 @@ def stk_push_requests(fx: Fixtures, auth: st.SearchStrategy[tuple[dict[str, str]
     def hypothesis_push(draw: st.DrawFn) -> Sent:
         headers, authorized = draw(auth)
         headers = {**headers, **_with_content_type(draw), **draw(idempotency)}
-        body = draw(_body(fields))
+        body = draw(body_of(fields))
         return _request(
             endpoint,
             "hypothesis",
@@ -522,7 +374,7 @@ def payment_status_requests(
 
     values = st.one_of(
         st.text(max_size=30),
-        _digits(1, 6_000),  # limit=99999...: int() refuses beyond 4,300 digits
+        digits(1, 6_000),  # limit=99999...: int() refuses beyond 4,300 digits
         st.sampled_from(
             [
                 "sandbox",
@@ -590,12 +442,12 @@ def payment_status_requests(
 def _credential_fields() -> dict[str, st.SearchStrategy[str | None]]:
     printable = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=8, max_size=60)
     return {
-        "environment": _field(st.sampled_from(['"sandbox"', '"production"'])),
-        "consumer_key": _field(printable.map(json.dumps)),
-        "consumer_secret": _field(printable.map(json.dumps)),
-        "shortcode": _field(st.from_regex(r"[0-9]{5,7}", fullmatch=True).map(json.dumps)),
-        "passkey": _field(printable.filter(lambda s: len(s) >= 16).map(json.dumps)),
-        "transaction_type": _field(st.sampled_from(['"CustomerPayBillOnline"', '"CustomerBuyGoodsOnline"'])),
+        "environment": mostly_valid(st.sampled_from(['"sandbox"', '"production"'])),
+        "consumer_key": mostly_valid(printable.map(json.dumps)),
+        "consumer_secret": mostly_valid(printable.map(json.dumps)),
+        "shortcode": mostly_valid(st.from_regex(r"[0-9]{5,7}", fullmatch=True).map(json.dumps)),
+        "passkey": mostly_valid(printable.filter(lambda s: len(s) >= 16).map(json.dumps)),
+        "transaction_type": mostly_valid(st.sampled_from(['"CustomerPayBillOnline"', '"CustomerBuyGoodsOnline"'])),
         "party_b": weighted(
             (2, st.none()), (1, st.from_regex(r"[0-9]{5,7}", fullmatch=True).map(json.dumps)), (1, SCALARS)
         ),
@@ -617,7 +469,7 @@ def credentials_requests(
         headers, authorized = draw(auth)
         headers = {**headers, **_with_content_type(draw)}
         if method == "PUT":
-            data: bytes | None = draw(_body(_credential_fields()))
+            data: bytes | None = draw(body_of(_credential_fields()))
         else:
             data = draw(RAW_BODIES) if draw(st.integers(0, 4)) == 0 else None
         return _request(
@@ -669,18 +521,18 @@ def callback_requests(fx: Fixtures) -> st.SearchStrategy[Sent]:
             pairs = [('"Name"', name_text)]
             if draw(st.booleans()):
                 pairs.append(('"Value"', draw(values)))
-            listed.append(_object_text(pairs) if draw(st.integers(0, 9)) else draw(JSON_VALUES))
+            listed.append(object_text(pairs) if draw(st.integers(0, 9)) else draw(JSON_VALUES))
         return "[" + ",".join(listed) + "]"
 
-    stk_callback = _object_body(
+    stk_callback = object_body(
         {
-            "MerchantRequestID": _field(st.just('"29115-34620561-1"')),
-            "CheckoutRequestID": _field(
+            "MerchantRequestID": mostly_valid(st.just('"29115-34620561-1"')),
+            "CheckoutRequestID": mostly_valid(
                 st.sampled_from([json.dumps(c) for c in fx.checkout_ids]) | st.just('"ws_CO_191220191020363925"')
             ),
-            "ResultCode": _field(st.sampled_from(["0", '"0"', "1032", "1", "1037", "0.0", '"SFC_IC0003"'])),
-            "ResultDesc": _field(st.just('"The service request is processed successfully."')),
-            "CallbackMetadata": _field(items().map(lambda listed: '{"Item":' + listed + "}")),
+            "ResultCode": mostly_valid(st.sampled_from(["0", '"0"', "1032", "1", "1037", "0.0", '"SFC_IC0003"'])),
+            "ResultDesc": mostly_valid(st.just('"The service request is processed successfully."')),
+            "CallbackMetadata": mostly_valid(items().map(lambda listed: '{"Item":' + listed + "}")),
         }
     )
     daraja_shaped = stk_callback.flatmap(
