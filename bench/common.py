@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -288,39 +289,50 @@ def pending_payments(client: Any, uids: Sequence[str]) -> list[Any]:
     """The still-pending payments of these (bench) developers."""
     from google.cloud import firestore
 
-    found: list[Any] = []
-    for uid in uids:
+    def pending(uid: str) -> list[Any]:
         payments = client.collection("developers").document(uid).collection("payments")
-        found.extend(payments.where(filter=firestore.FieldFilter("status", "==", "pending")).stream())
-    return found
+        return list(payments.where(filter=firestore.FieldFilter("status", "==", "pending")).stream())
+
+    with ThreadPoolExecutor(8) as pool:
+        return [snapshot for found in pool.map(pending, uids) for snapshot in found]
 
 
 def remove_payments(client: Any, snapshots: Sequence[Any]) -> int:
     """Delete bench payments and the routes of their callback tokens. Only ever called on payments a bench run
     created (their account_reference says so): a pending payment left behind would be swept by other suites'
-    reconcile runs. A route is named by its token's hash, which the payment does not keep: it is found by uid."""
+    reconcile runs. A route is named by its token's hash: a payment that records its `route_id` names it, older
+    ones are found by uid (a query over every route, slow on a busy emulator)."""
     from google.cloud import firestore
 
     doomed: dict[str, set[str]] = {}
     refs: list[Any] = []
+    routes = client.collection("callback_tokens")
+    removed = 0
     for snapshot in snapshots:
         data = snapshot.to_dict() or {}
         if data.get("account_reference") not in BENCH_ACCOUNT_REFERENCES:
             continue
+        removed += 1
+        refs.append(snapshot.reference)
+        if data.get("route_id"):  # a payment that names its route: no query needed
+            refs.append(routes.document(str(data["route_id"])))
+            continue
         uid = snapshot.reference.parent.parent.id
         doomed.setdefault(uid, set()).add(snapshot.id)
-        refs.append(snapshot.reference)
-    routes = client.collection("callback_tokens")
     for uid, payment_ids in doomed.items():
         for route in routes.where(filter=firestore.FieldFilter("uid", "==", uid)).stream():
             if (route.to_dict() or {}).get("payment_id") in payment_ids:
                 refs.append(route.reference)
-    for start in range(0, len(refs), 400):
+
+    def delete(chunk: list[Any]) -> None:
         batch = client.batch()
-        for ref in refs[start : start + 400]:
+        for ref in chunk:
             batch.delete(ref)
         batch.commit()
-    return sum(len(ids) for ids in doomed.values())
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(delete, [refs[start : start + 400] for start in range(0, len(refs), 400)]))
+    return removed
 
 
 def settle_or_remove(client: Any, uids: Sequence[str], phase: str, timeout_s: float = 60.0) -> dict[str, int]:
