@@ -115,6 +115,7 @@ def api_keys(request: flask.Request) -> flask.Response:
     def handle(call: Call) -> ApiResponse:
         keys = container.api_keys()
         developer = call.developer
+        keys.check_may_manage(developer)  # before the body or the path is read: a key gets 403, whatever it sent
         key_id = path_id(request.path, "api_keys")
         if call.method == "POST":
             if key_id is not None:

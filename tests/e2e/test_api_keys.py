@@ -122,6 +122,9 @@ def test_a_key_cannot_mint_list_or_revoke_keys(alice: support.SignedUpDeveloper)
         requests.get(KEYS_URL, headers=as_key, timeout=60),
         requests.delete(f"{KEYS_URL}/{created['id']}", headers=as_key, timeout=60),
     ]
+    # Whatever the body or path: the key is refused before either is read.
+    attempts.append(requests.post(KEYS_URL, data=b"not json", headers=as_key, timeout=60))
+    attempts.append(requests.get(f"{KEYS_URL}/a/b/c", headers=as_key, timeout=60))
     for response in attempts:
         assert_error(response, 403, "api_key_not_allowed")
     listed = requests.get(KEYS_URL, headers=alice.headers, timeout=60).json()["data"]

@@ -73,6 +73,12 @@ class ApiKeys:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
 
     # ------------------------------------------------------------------------------------------ management
+    @staticmethod
+    def check_may_manage(developer: Developer) -> None:
+        """403 `api_key_not_allowed` for a caller authenticated by an API key: only a signed-in developer manages
+        keys, so a leaked key can neither make itself permanent nor revoke its owner's other keys."""
+        _require_signed_in(developer)
+
     def create(self, developer: Developer, body: object) -> CreatedKey:
         _require_signed_in(developer)
         request = parse_create_request(body)
