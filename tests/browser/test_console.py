@@ -219,8 +219,19 @@ def test_the_whole_story_in_the_browser(
     page.get_by_label("Description (optional)").fill("browser test receiver")
     page.get_by_role("button", name="Add endpoint").click()
     assert page.locator("#new-webhook-secret").inner_text().startswith("whsec_")
-    page.locator("li[data-endpoint-id]", has_text=hook_url).wait_for()
+    endpoint = page.locator("li[data-endpoint-id]", has_text=hook_url)
+    endpoint.wait_for()
     assert_accessible(page)
+    # Disable and enable it again; rotate its secret (the new one is shown once too).
+    first_secret = page.locator("#new-webhook-secret").inner_text()
+    page.get_by_role("button", name=f"Disable {hook_url}").click()
+    endpoint.locator(".badge", has_text="disabled").wait_for()
+    page.get_by_role("button", name=f"Enable {hook_url}").click()
+    endpoint.locator(".badge", has_text="enabled").wait_for()
+    page.get_by_role("button", name=f"Rotate the signing secret of {hook_url}").click()
+    page.get_by_role("heading", name=re.compile("^New signing secret")).wait_for()
+    rotated = page.locator("#new-webhook-secret").inner_text()
+    assert rotated.startswith("whsec_") and rotated != first_secret
     screenshot(page, "webhooks")  # replaced by the one with deliveries, by the next test, when it passes
 
     # A test payment: the row appears pending and turns succeeded live, in the same document.
