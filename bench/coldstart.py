@@ -46,9 +46,15 @@ def _direct_imports(cwd: Path) -> list[tuple[str, float]]:
             continue
         name = fields[2]
         depth = len(name) - len(name.lstrip(" "))
-        if depth == 3:  # main itself is at depth 1 under -c; what it imports is one level below
+        # A module is listed after everything it imported: main's own imports are the depth-3 lines just before
+        # the depth-1 line of main itself (depth 1 is what the -c code imports, site's modules included).
+        if depth == 3:
             found.append((name.strip(), int(fields[1]) / 1e6))
-    return sorted(found, key=lambda item: -item[1])
+        elif depth == 1:
+            if name.strip() == "main":
+                return sorted(found, key=lambda item: -item[1])
+            found = []
+    return []
 
 
 def run(result: Run, runs: int = 8) -> None:
