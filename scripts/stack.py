@@ -139,7 +139,7 @@ def emulator_config() -> Path:
     config = json.loads((ROOT / "firebase.json").read_text())
     codebases = config["functions"] if isinstance(config["functions"], list) else [config["functions"]]
     for codebase in LOCAL_ONLY_CODEBASES:
-        venv = ROOT / codebase["source"] / "venv"
+        venv = ROOT / str(codebase["source"]) / "venv"
         if not venv.exists():
             venv.unlink(missing_ok=True)  # a dangling link
             venv.symlink_to(os.path.relpath(ROOT / "functions" / "venv", venv.parent))
