@@ -253,15 +253,23 @@ def _floor_figures(result: Run, label: str, samples: Samples, target: float, pus
             f"{ms(p50[direct])} + 2 x commit {ms(p50['commit'])})",
             f"<= {target}x",
             ratio <= target,
-            _floor_note(p50, floor, push, direct, target, ratio)
+            _floor_note(p50, floor, push, direct, target, ratio, result.details.get("warm_push", {}).get("profile_s"))
             + (f"; {limited} pushes answered 429 (not timed)" if limited else ""),
         )
     )
     return floor
 
 
-def _floor_note(p50: dict[str, float], floor: float, push: str, direct: str, target: float, ratio: float) -> str:
-    """What the push spends above its floor, from the same rounds."""
+def _floor_note(
+    p50: dict[str, float],
+    floor: float,
+    push: str,
+    direct: str,
+    target: float,
+    ratio: float,
+    profile: dict[str, Any] | None,
+) -> str:
+    """What the push spends above its floor, from the same rounds (and the in-process profile, when there is one)."""
     above = p50[push] - floor
     ours = p50["push_ff"] - p50[direct] - 2 * p50["commit"] if "push_ff" in p50 else None
     parts = [f"{ms(above)} above the floor"]
@@ -269,9 +277,18 @@ def _floor_note(p50: dict[str, float], floor: float, push: str, direct: str, tar
         proxy = p50[push] - p50["push_ff"]
         parts.append(
             f"the same push served by functions-framework alone takes {ms(p50['push_ff'])}, so the emulator's proxy "
-            f"costs {ms(proxy)} of the push (hello through it: {ms(p50[HELLO])}), and our code with "
-            f"functions-framework {ms(ours)} besides Daraja and the two commits: mostly the ID token check and the "
-            "Firestore reads (see `parts of a keyed push`)"
+            f"costs {ms(proxy)} of the push (hello through it: {ms(p50[HELLO])}), and the push's worker "
+            f"{ms(ours)} besides Daraja and the two commits"
+        )
+    if profile:
+        spent = {
+            name: times["p50"]
+            for name, times in profile["p50_p95"].items()
+            if name not in ("whole push", "python gc pauses") and times["p50"] >= 0.0005
+        }
+        parts.append(
+            "in process a warm push's p50 goes to "
+            + ", ".join(f"{name} {ms(v)}" for name, v in sorted(spent.items(), key=lambda kv: -kv[1]))
         )
     if ratio > target:
         parts.insert(0, "MISS")
@@ -436,8 +453,8 @@ def _breakdown(result: Run, account: Account, direct: DirectDaraja, rounds: int 
     parts["ID token check, with revocation lookup"] = lambda: verify_revoked(f"Bearer {account.id_token}")
     parts["ID token check, signature only"] = lambda: verify_plain(f"Bearer {account.id_token}")
     parts["Firestore read (developer set-up)"] = lambda: repository.ensure_developer(uid, None)
-    parts["Firestore commit 1 (intent: 3 writes)"] = intent
-    parts["Firestore commit 2 (answer: 2 writes)"] = answer  # runs right after intent(), on the payment it stored
+    parts["Firestore commit of 3 writes (payment, route, key claim)"] = intent
+    parts["Firestore commit of 2 writes (payment, key)"] = answer  # right after intent(), on the payment it stored
     parts["Daraja push (direct)"] = direct_push
     timings: dict[str, list[float]] = {name: [] for name in parts}
     try:
@@ -590,7 +607,7 @@ def _profile(result: Run, account: Account, pushes: int = 100) -> None:
     )
 
 
-def run(result: Run, count: int = 120, realistic_count: int = 20) -> None:
+def run(result: Run, count: int = 100, realistic_count: int = 30) -> None:
     children: list[Child] = []
     http = session()
     accounts: list[Account] = []
