@@ -74,9 +74,10 @@ def on_event_created(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | N
 
 
 # One task per delivery attempt. A failed attempt enqueues its own next one on the Standard Webhooks schedule; the
-# queue's retries only cover an instance that died mid-attempt or a task that arrived before its time.
+# queue's retries only cover an instance that died mid-attempt or a task that arrived before its time (the Tasks
+# emulator ignores schedule times: there an early task is retried at most a minute apart until it is due).
 @tasks_fn.on_task_dispatched(
-    retry_config=options.RetryConfig(max_attempts=50, min_backoff_seconds=1, max_backoff_seconds=300, max_doublings=8),
+    retry_config=options.RetryConfig(max_attempts=100, min_backoff_seconds=1, max_backoff_seconds=60, max_doublings=6),
     rate_limits=options.RateLimits(max_concurrent_dispatches=100),
 )
 def webhookdelivery(req: tasks_fn.CallableRequest[Any]) -> None:
