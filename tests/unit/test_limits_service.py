@@ -204,3 +204,24 @@ def test_a_settled_payment_frees_its_phone_and_counts_for_the_payer() -> None:
     assert payer.in_flight is None
     assert (payer.payment_count, payer.succeeded_count) == (1, 1)
     assert world.payment(ALICE, result.payment.id).status is PaymentStatus.SUCCEEDED
+
+
+def test_keyed_pushes_that_lose_a_race_on_the_shard_retry_instead_of_failing() -> None:
+    """Racing pushes with their own keys share one limiter shard: the losers read again and succeed, never a
+    409 `idempotency_in_progress` for a key nobody else holds."""
+    world = world_with(push_limits=(("production", 1e6, 10**9), ("sandbox", 1e6, 10**9)), limit_shards=1)
+    outcomes: list[str] = []
+
+    def one(n: int) -> None:
+        try:
+            outcomes.append(push(world, key=f"order-{n}", phone=f"07120002{n:02d}").outcome)
+        except errors.GatewayError as error:
+            outcomes.append(error.code)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert outcomes == ["created"] * 20

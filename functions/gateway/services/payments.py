@@ -63,9 +63,9 @@ from gateway.settings import Settings
 
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 _MAX_LIST_LIMIT = 100
-_MAX_CLAIM_ATTEMPTS = 3
-# How long racing pushes of one developer keep re-reading their limits before the loser is told to retry.
-_LIMIT_RETRY_DEADLINE_S = 3.0
+# How often a push that lost its intent commit to a racing push reads again and retries (jittered backoff, about
+# 1.5 s in all) before it is told to retry later.
+_MAX_INTENT_ATTEMPTS = 10
 
 PushOutcome = Literal["created", "outcome_unknown", "replayed"]
 
@@ -114,19 +114,10 @@ class Payments(UseCase):
         # The secret is fetched before the intent: if Secret Manager is down, nothing is stored and nobody prompted.
         setup, app = load_app(self._repo, self._credentials, developer, context.developer or {}, environment)
         fingerprint = canonical_fingerprint(request)
-        for _ in range(_MAX_CLAIM_ATTEMPTS):
-            intent = self._store_intent(developer.uid, request, setup, key_hash, fingerprint, context)
-            if isinstance(intent, PushResult):
-                return intent
-            if intent is not None:
-                return self._send(developer.uid, app, request, intent, key_hash)
-            context = self._repo.load_push_context(developer.uid, request.phone, self._pick_shard())
-        raise errors.IdempotencyConflict(
-            "idempotency_in_progress",
-            "this Idempotency-Key is changing hands; retry shortly",
-            "Idempotency-Key",
-            retry_after_s=1,
-        )
+        intent = self._store_intent(developer.uid, request, setup, key_hash, fingerprint, context)
+        if isinstance(intent, PushResult):
+            return intent
+        return self._send(developer.uid, app, request, intent, key_hash)
 
     def _pick_shard(self) -> int:
         return secrets.randbelow(self._settings.limit_shards)
@@ -139,18 +130,18 @@ class Payments(UseCase):
         key_hash: str | None,
         fingerprint: str,
         context: PushContext,
-    ) -> _Intent | PushResult | None:
+    ) -> _Intent | PushResult:
         """Commit one: the payment, its callback route, the key's claim, and the limits it draws on (the payer's
-        phone lock and a limiter shard), all with preconditions. Returns the intent, an earlier request's answer
-        for this key, or None when an expired claim was cleared and the caller should try again.
+        phone lock and a limiter shard), all with preconditions. Returns the intent, or an earlier request's answer
+        for this key.
 
-        Of racing pushes one commit wins; the others reload and decide again, so the limits hold across instances.
+        Of racing pushes one commit wins; the others (whichever document they lost on: the key, the phone or the
+        shard) back off, read again and decide again, so the limits hold across instances.
         """
         environment = str(setup["environment"])
         limits = developer_limits(self._settings, context.developer or {}, environment)
-        deadline = time.monotonic() + _LIMIT_RETRY_DEADLINE_S
         backoff_s = 0.02
-        while True:
+        for attempt in range(1, _MAX_INTENT_ATTEMPTS + 1):
             now = self._now()
             token = secrets.token_urlsafe(24)
             route_id = sha256_hex(token)
@@ -203,18 +194,26 @@ class Payments(UseCase):
                 versions = self._repo.commit(writes)
             except WriteConflict:
                 if key_hash is not None:
-                    # Answered from the claim if there is one; else the caller reads everything again and retries.
-                    return self._existing_claim(uid, key_hash, fingerprint)
-                if time.monotonic() > deadline:
-                    raise errors.RateLimited(
-                        "pushes_per_second", "too many pushes at once for this developer; retry shortly", 1
-                    ) from None
-                # The phone, the shard or the key changed hands: read them again and decide again.
+                    # Lost on the key: answer from the claim that holds it. (None: no claim holds it any more, the
+                    # race was on the phone or the shard, or an expired claim was cleared; try again.)
+                    earlier = self._existing_claim(uid, key_hash, fingerprint)
+                    if earlier is not None:
+                        return earlier
+                if attempt == _MAX_INTENT_ATTEMPTS:
+                    break
                 time.sleep(random.uniform(0, backoff_s))
                 backoff_s = min(backoff_s * 2, 0.25)
                 context = self._repo.load_push_context(uid, request.phone, self._pick_shard())
                 continue
             return _Intent(Versioned(payment, versions[0]), token, claim, Versioned(payer, versions[payer_at]))
+        if key_hash is not None:
+            raise errors.IdempotencyConflict(
+                "idempotency_in_progress",
+                "this Idempotency-Key is changing hands; retry shortly",
+                "Idempotency-Key",
+                retry_after_s=1,
+            )
+        raise errors.RateLimited("pushes_per_second", "too many pushes at once for this developer; retry shortly", 1)
 
     def _admit(
         self,
