@@ -70,7 +70,9 @@ REQUESTS_PER_ENDPOINT = int(os.environ.get("FUZZ_REQUESTS_PER_ENDPOINT", "1000")
 CONCURRENCY = int(os.environ.get("FUZZ_CONCURRENCY", "2"))
 SEED = int(os.environ.get("FUZZ_SEED") or secrets.randbits(32))
 TIMEOUT_S = 60
-INFRA_RETRY_AFTER_S = 2.0
+# Pauses before resending a request the emulator itself failed (no answer, or a 5xx without the gateway's
+# X-Request-Id): a worker restarting after a reload of functions/ can take a few seconds.
+INFRA_RETRY_AFTER_S = (2.0, 5.0)
 TENANTS = 3
 BUSY_PAYERS = 3
 
@@ -616,21 +618,21 @@ class Sender:
 
     def _send(self, sent: Sent) -> None:
         tally = self._run.tally(sent.endpoint)
-        for attempt in (1, 2):
+        for pause_s in (*INFRA_RETRY_AFTER_S, None):
             try:
                 response = self._session().request(timeout=TIMEOUT_S, allow_redirects=False, **sent.transport_kwargs())
             except requests.RequestException as error:
-                if attempt == 1:
+                if pause_s is not None:
                     tally.record_retry()
-                    time.sleep(INFRA_RETRY_AFTER_S)
+                    time.sleep(pause_s)
                     continue
                 tally.record_no_answer(sent.describe(f"no answer: {type(error).__name__}: {str(error)[:200]}"))
                 return
-            if response.status_code >= 500 and "X-Request-Id" not in response.headers and attempt == 1:
+            if response.status_code >= 500 and "X-Request-Id" not in response.headers and pause_s is not None:
                 # The emulator's own answer, not the gateway's (every gateway answer has an X-Request-Id): a worker
-                # restarting after a reload. Once more; an input that crashes the worker does it again.
+                # restarting after a reload. Again; an input that crashes the worker does it every time.
                 tally.record_retry()
-                time.sleep(INFRA_RETRY_AFTER_S)
+                time.sleep(pause_s)
                 continue
             break
         status = response.status_code
