@@ -69,7 +69,12 @@ def screenshot(page: Any, name: str) -> None:
     if os.environ.get("CONSOLE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         # Keys and signing secrets shown once are masked: a committed picture must not look like a leaked secret.
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, mask=[page.locator("code.secret")])
+        page.screenshot(
+            path=str(SCREENSHOTS / f"{name}.png"),
+            full_page=True,
+            mask=[page.locator("code.secret")],
+            mask_color="#c9ced4",
+        )
 
 
 def console_url(path: str = "") -> str:
