@@ -107,7 +107,12 @@ def test_an_unverified_email_sign_up_may_develop_in_the_local_stack() -> None:
     try:
         assert _claims(developer.id_token).get("email_verified") is False  # the Auth emulator never verifies
 
-        response = requests.get(support.function_url("developer_credentials"), headers=developer.headers, timeout=30)
+        response = requests.get(
+            support.function_url("developer_credentials"),
+            params={"environment": "sandbox"},
+            headers=developer.headers,
+            timeout=30,
+        )
 
         # Past authentication: this developer simply has no credentials yet.
         assert_error(response, 404, "invalid_request_error", "credentials_not_configured")
