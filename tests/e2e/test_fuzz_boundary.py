@@ -705,3 +705,20 @@ def test_no_generated_request_gets_a_5xx(fuzz_run: fuzz.FuzzRun) -> None:
     failing = [t for t in fuzz_run.endpoints.values() if t.server_errors or t.no_answer]
     report = "\n".join(f"{t.line()}\n  " + "\n  ".join(t.failures) for t in failing)
     assert not failing, f"{fuzz_run.summary()} (replay with FUZZ_SEED={SEED}; 599 = fixture token refused)\n{report}"
+
+
+# Answers that mean a request got past validation: accepted, or refused for what it asked (no such payment, a busy
+# payer or a replayed key, keys Daraja rejects, a rate limit).
+PAST_VALIDATION = {200, 201, 202, 404, 409, 422, 429}
+
+
+@pytest.mark.timeout(600)
+def test_generated_requests_land_on_both_sides_of_validation(fuzz_run: fuzz.FuzzRun) -> None:
+    """A generator that only ever produced garbage (or only valid requests) would pass the 5xx check while testing
+    half the boundary: each endpoint must see both 400s and at least 1% of requests past validation."""
+    lopsided = {
+        endpoint: dict(tally.statuses)
+        for endpoint, tally in fuzz_run.endpoints.items()
+        if tally.statuses[400] == 0 or sum(tally.statuses[status] for status in PAST_VALIDATION) < tally.requests // 100
+    }
+    assert not lopsided, lopsided
