@@ -2,6 +2,9 @@
 in the Secret Manager emulator, real HTTP to a receiver on 127.0.0.1. Only the task queue is a recording stand-in,
 drained here by hand, so each step (fan-out, attempt, retry, the next task) can be checked on its own; the e2e tier
 runs the same path through the Firestore trigger and the Cloud Tasks emulator.
+
+The rig uses a project of its own on the same emulators: the running functions' Firestore trigger fires only for
+the stack's project, so their real deliveries never race the ones driven here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from gateway.webhook_store import WebhookStore
 from gateway.webhook_transport import WebhookTransport
 from tests import support
 from tests.support import WebhookReceiver
+
+RIG_PROJECT_ID = "demo-webhooks-integration"  # demo-: the local-stack guard trusts it, as it does the stack's
 
 
 @dataclass
@@ -81,7 +86,7 @@ class Rig:
 @pytest.fixture
 def rig() -> Iterator[Rig]:
     settings = Settings(
-        project_id=support.PROJECT_ID,
+        project_id=RIG_PROJECT_ID,
         secret_manager_emulator_host=support.SECRET_MANAGER_HOST,
         firestore_emulator_host=support.FIRESTORE_HOST,
         webhook_retry_scale=0.001,  # 5 s -> 5 ms, 5 min -> 0.3 s, 30 min -> 1.8 s
