@@ -4,7 +4,12 @@ Two developers, Amina and Brian, each with their own Firebase account and Daraja
 gateway. The story: sign up; store Daraja credentials (only a masked view ever comes back); push STK prompts that
 succeed, are cancelled by the payer, or whose callback Daraja never delivers (the gateway then settles the payment
 by asking Daraja, when the payment is read); wait for each payment to settle; list payments; and show that Brian
-cannot see Amina's payment.
+cannot see Amina's payment. Webhooks: a small receiver (one local HTTP server, a path per endpoint) is registered for
+both developers before the first push; it checks every delivery with the SDK's `verify_webhook` and prints each event
+as it arrives. Each developer's receiver must get exactly the events of their own payments. Amina also has a receiver
+that answers 500 twice: it gets her payment.succeeded on the third try, with the same `webhook-id`. Locally the
+retry schedule is scaled by 0.01 (functions/.env.local), so the third try comes about 3 s after the first, while
+the other payments are still settling.
 
 Every expectation prints ✔ or ✘; the exit code is 1 if any failed. The stack's URLs come from FUNCTIONS_BASE_URL,
 DARAJA_SIMULATOR_URL and FIREBASE_AUTH_EMULATOR_HOST, else from firebase.json and .firebaserc (scripts/stack_config.py);
@@ -16,11 +21,14 @@ from __future__ import annotations
 
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import requests
 from mpesa_gateway import (
@@ -28,8 +36,11 @@ from mpesa_gateway import (
     GatewayError,
     NotFoundError,
     Payment,
+    WebhookEvent,
+    WebhookVerificationError,
     firebase_password_token_provider,
     firebase_sign_up,
+    verify_webhook,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +57,7 @@ CONSOLE_URL = f"{ADDRESSES.hosting_url}/"
 AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
 API_KEY = "demo-api-key"  # the Auth emulator accepts any API key
 WAIT_TIMEOUT_S = 30.0
+_PRINTING = threading.Lock()  # the receiver prints from its own threads: one whole line at a time
 
 
 def mask_phone(msisdn: str) -> str:
@@ -64,7 +76,7 @@ class Story:
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         self.step_number += 1
-        print(f"\n{self.step_number}. {title}", flush=True)
+        self.say(f"\n{self.step_number}. {title}")
         started = time.monotonic()
         try:
             yield
@@ -72,7 +84,7 @@ class Story:
             self.timings.append((title, time.monotonic() - started))
 
     def check(self, ok: bool, message: str) -> bool:
-        print(f"   {'✔' if ok else '✘'} {message}", flush=True)
+        self.say(f"   {'✔' if ok else '✘'} {message}")
         if ok:
             self.passed += 1
         else:
@@ -80,7 +92,11 @@ class Story:
         return ok
 
     def note(self, message: str) -> None:
-        print(f"     {message}", flush=True)
+        self.say(f"     {message}")
+
+    def say(self, line: str) -> None:
+        with _PRINTING:
+            print(line, flush=True)
 
 
 @dataclass
@@ -188,6 +204,193 @@ def settle(story: Story, order: Push) -> None:
         )
 
 
+# -------------------------------------------------------------------------------------------------- webhooks
+@dataclass
+class Arrival:
+    """One delivery as the receiver saw it: the event, if verify_webhook accepted it, and the status it answered."""
+
+    webhook_id: str
+    event: WebhookEvent | None
+    answered: int
+    at: float
+    error: str = ""
+
+
+@dataclass
+class Route:
+    """One webhook endpoint's path on the receiver, with the secret the gateway gave for it."""
+
+    label: str
+    url: str
+    fail_first: int = 0
+    secret: str = ""
+    endpoint_id: str = ""
+    arrivals: list[Arrival] = field(default_factory=list)
+
+
+def event_keys(arrivals: list[Arrival]) -> set[tuple[str, str]]:
+    """(payment id, event type) of every verified delivery."""
+    return {(a.event.payment.id, a.event.type) for a in arrivals if a.event is not None}
+
+
+class Receiver:
+    """The developers' own servers, as small as the README's receiver: one local HTTP server, a path per webhook
+    endpoint. Each delivery is checked with the SDK's verify_webhook and its endpoint's secret (400 if that fails),
+    printed as it arrives and answered 200, except the first `fail_first` tries of each event on a path: 500, so
+    the gateway has to retry them."""
+
+    def __init__(self, story: Story) -> None:
+        self._story = story
+        self._routes: dict[str, Route] = {}
+        self._changed = threading.Condition()
+        self._started = time.monotonic()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def route(self, label: str, slug: str, fail_first: int = 0) -> Route:
+        path = f"/hooks/{slug}-{secrets.token_hex(4)}"
+        route = Route(label, f"{self.base_url}{path}", fail_first)
+        self._routes[path] = route
+        return route
+
+    def receive(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        route = self._routes.get(path)
+        if route is None:
+            return 404
+        event: WebhookEvent | None = None
+        error = ""
+        try:
+            event = verify_webhook(body, headers, route.secret)
+        except (WebhookVerificationError, ValueError) as refused:
+            error = str(refused)
+        webhook_id = headers.get("webhook-id", "")
+        with self._changed:
+            attempt = 1 + sum(1 for earlier in route.arrivals if earlier.webhook_id == webhook_id)
+            answered = 400 if event is None else 500 if attempt <= route.fail_first else 200
+            route.arrivals.append(Arrival(webhook_id, event, answered, time.monotonic(), error))
+            self._changed.notify_all()
+        at = time.monotonic() - self._started
+        if event is None:
+            self._story.say(f"   ↳ {at:5.1f} s  {route.label}: REFUSED a delivery ({error}) -> {answered}")
+        else:
+            payment = event.payment
+            self._story.say(
+                f"   ↳ {at:5.1f} s  {route.label}: {event.type:<17} {payment.id} {payment.status:<9} "
+                f"KES {payment.amount:>5}  webhook-id {event.id}, verified, try {attempt} -> {answered}"
+            )
+        return answered
+
+    def wait(
+        self, route: Route, done: Callable[[list[Arrival]], bool], timeout_s: float = WAIT_TIMEOUT_S
+    ) -> list[Arrival]:
+        with self._changed:
+            self._changed.wait_for(lambda: done(route.arrivals), timeout=timeout_s)
+            return list(route.arrivals)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = receiver.receive(self.path, body, {k.lower(): v for k, v in self.headers.items()})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def register_endpoint(
+    story: Story,
+    receiver: Receiver,
+    developer: Developer,
+    label: str,
+    fail_first: int = 0,
+    enabled_events: list[str] | None = None,
+) -> Route:
+    route = receiver.route(label, developer.name.lower() + ("-failing" if fail_first else ""), fail_first)
+    endpoint = developer.gateway.webhook_endpoints.create(
+        route.url, enabled_events=enabled_events, description=f"make demo: {label}"
+    )
+    route.secret, route.endpoint_id = endpoint.secret or "", endpoint.id
+    story.check(
+        endpoint.status == "enabled" and route.secret.startswith("whsec_") and endpoint.url == route.url,
+        f"{label}: {endpoint.id} -> {route.url.removeprefix(receiver.base_url)} "
+        f"({', '.join(endpoint.enabled_events)}), {endpoint.status}; its whsec_ secret came back once, kept by the "
+        "receiver",
+    )
+    return route
+
+
+def check_own_events(story: Story, receiver: Receiver, developer: Developer, route: Route) -> None:
+    """The developer's receiver got exactly the created and final event of each of their payments, all verified,
+    and the events API lists the same events."""
+    expected = {(p.id, "payment.created") for p in developer.payments.values()}
+    expected |= {(p.id, f"payment.{p.status}") for p in developer.payments.values()}
+    arrivals = receiver.wait(route, lambda got: expected <= event_keys(got))
+    listed, _ = developer.gateway.events.list_page(limit=50)
+    ids = {a.webhook_id for a in arrivals}
+    refused = [a for a in arrivals if a.event is None]
+    story.check(
+        event_keys(arrivals) == expected and not refused and ids == {e.id for e in listed},
+        f"{developer.name}'s receiver: {len(ids)} events in {len(arrivals)} deliveries, each verified; exactly "
+        f"the created and final event of each of {developer.name}'s {len(developer.payments)} payments, the same "
+        f"{len(listed)} that GET /events lists",
+    )
+
+
+def check_failing_receiver(story: Story, receiver: Receiver, developer: Developer, route: Route, paid: Payment) -> None:
+    arrivals = receiver.wait(route, lambda got: len(got) >= 3)
+    first = arrivals[0] if arrivals else None
+    same_id = bool(first) and all(a.webhook_id == arrivals[0].webhook_id for a in arrivals)
+    event = first.event if first else None
+    for number, arrival in enumerate(arrivals, 1):
+        story.note(f"try {number}: {arrival.at - arrivals[0].at:4.1f} s after the first, answered {arrival.answered}")
+    story.check(
+        len(arrivals) == 3
+        and same_id
+        and all(a.event is not None for a in arrivals)
+        and [a.answered for a in arrivals] == [500, 500, 200]
+        and event is not None
+        and (event.type, event.payment.id) == ("payment.succeeded", paid.id),
+        f"the payment.succeeded of {paid.id} came {len(arrivals)} times with one webhook-id "
+        f"({first.webhook_id if first else '-'}), each verified; answered "
+        f"{', '.join(str(a.answered) for a in arrivals)}; the third try "
+        f"{arrivals[-1].at - arrivals[0].at if arrivals else 0:.1f} s after the first",
+    )
+    if not first:
+        return
+    # The gateway records the third attempt just after the receiver answers it: read until the log has it.
+    deadline = time.monotonic() + 10.0
+    while True:
+        log = developer.gateway.events.deliveries(first.webhook_id)
+        entry = next((d for d in log if d.get("endpoint_id") == route.endpoint_id), {})
+        codes = [a.get("status_code") for a in entry.get("attempts") or []]
+        if entry.get("status") == "succeeded" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    story.check(
+        entry.get("status") == "succeeded" and codes == [500, 500, 200],
+        f"the delivery log agrees (GET /events/{first.webhook_id}/deliveries): {entry.get('status')}, "
+        f"attempts {', '.join(str(c) for c in codes)}",
+    )
+
+
 def run(story: Story) -> None:
     print("M-Pesa gateway demo: two developers, one gateway, each with their own Daraja app", flush=True)
     print(f"   functions {FUNCTIONS_URL}\n   auth      http://{AUTH_HOST}\n   daraja    {DARAJA_URL}", flush=True)
@@ -202,6 +405,15 @@ def run(story: Story) -> None:
         brian_code = str(secrets.randbelow(4_000_000) + 5_000_000)
         store_credentials(story, amina, amina_code)
         store_credentials(story, brian, brian_code)
+
+    receiver = Receiver(story)
+    with story.step("Each registers a webhook endpoint on a small local receiver; Amina adds one that fails twice"):
+        hooks = {dev.name: register_endpoint(story, receiver, dev, dev.name) for dev in (amina, brian)}
+        failing = register_endpoint(
+            story, receiver, amina, "Amina (fails twice)", fail_first=2, enabled_events=["payment.succeeded"]
+        )
+        story.note(f"the receiver, {receiver.base_url}, checks every delivery with the Python SDK's verify_webhook")
+        story.note("and prints it as it arrives (↳, seconds since it started); the failing one answers 500 twice")
 
     orders = [
         Push(amina, "paid order", stack_admin.unique_phone(), 150, "succeeded"),
@@ -254,6 +466,21 @@ def run(story: Story) -> None:
             story.check(True, "by its CheckoutRequestID too: 404, exactly like a payment that does not exist")
         brian_ids = {p.id for p in brian.gateway.payments.list(limit=100)}
         story.check(amina_payment.id not in brian_ids, "and it is not in Brian's list")
+
+    with story.step("Webhooks: every event reached its own developer's receiver, signed"):
+        for developer in (amina, brian):
+            check_own_events(story, receiver, developer, hooks[developer.name])
+        crossed = [
+            arrival
+            for developer, other in ((amina, brian), (brian, amina))
+            for arrival in hooks[other.name].arrivals + (failing.arrivals if other is amina else [])
+            if arrival.event is not None and arrival.event.payment.id in {p.id for p in developer.payments.values()}
+        ]
+        story.check(not crossed, "none of Amina's events reached Brian's receiver, and none of Brian's reached Amina's")
+
+    with story.step("A receiver that fails twice gets the event on the third try, with the same webhook-id"):
+        check_failing_receiver(story, receiver, amina, failing, amina.payments["paid order"])
+    receiver.close()
 
     print("\nSummary", flush=True)
     for order in orders:
