@@ -4,10 +4,15 @@ Run with the local stack up and its variables exported (`scripts/stack.py ensure
 does both). Phases, in order (about 3 minutes on 2 idle cores):
     coldstart   import time of functions/main.py vs a firebase-functions hello world (bench/hello); heavy clients
                 left lazy; the slowest direct imports of main.py
+    webhooks    settle-to-delivery latency p50/p95 and deliveries/s for 1,000 settlements to one receiver that
+                verifies signatures with standardwebhooks, through the stack's Firestore trigger and Cloud Tasks
+                function; every event received at least once, the duplicate rate (bench/webhooks.py)
     warm_push   each figure against its floor, interleaved: stk_push through the Functions emulator vs the hello
                 world through the same emulator + the push straight to Daraja + two raw Firestore commits, with
                 the instant simulator and with Daraja answering in 300 ms; p95 / p50 and where the tail comes from
-                (the same push served by functions-framework alone, the parts of a push, an in-process profile)
+                (the same push served by functions-framework alone, the parts of a push, an in-process profile);
+                the push with a mpg_test_ API key against the ID token in the same rounds, and the Firestore reads
+                per authenticated call for each credential, counted on the wire (bench/auth_reads.py)
     paid_calls  Secret Manager accesses, OAuth mints and Firestore operations per push over 1,000 pushes (in
                 process, counted from outside the production code: bench/counting.py)
     callbacks   2,000 callbacks at concurrency 16 via functions-framework against as many raw settlement commits
@@ -33,12 +38,13 @@ from types import FrameType
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "functions")]
 
-from bench import callbacks, coldstart, memory, paid_calls, warm_push  # noqa: E402
+from bench import callbacks, coldstart, memory, paid_calls, warm_push, webhooks  # noqa: E402
 from bench.common import RESULTS_DIR, progress  # noqa: E402
 from bench.report import ERROR, MISS, Figure, Run, loadavg, machine, save, table  # noqa: E402
 
 PHASES: dict[str, Callable[[Run], None]] = {
     "coldstart": coldstart.run,
+    "webhooks": webhooks.run,  # before the phases whose payments leave the emulator's trigger a backlog of events
     "warm_push": warm_push.run,
     "paid_calls": paid_calls.run,
     "callbacks": callbacks.run,
