@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from gateway.domain.errors import ValidationError
 from gateway.domain.phone import normalize_msisdn
 from tests import support
+from tests.tenants import new_tenant
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 # A deeper hunt: CONFORMANCE_MAX_EXAMPLES=500 pytest tests/e2e/test_openapi_conformance.py -k generated
@@ -333,12 +334,17 @@ def test_idempotent_replay_and_conflict_conform(conformance: ConformanceSession)
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
 
 
-def test_payer_busy_is_a_documented_409(conformance: ConformanceSession) -> None:
-    busy = _call(
-        schema["/stk_push"]["POST"],
-        send_headers=conformance.developer.headers,
-        body={"phone": conformance.busy_phone, "amount": 3, "account_reference": "OAS-4", "description": "Busy"},
-    )
+def test_a_busy_phone_is_a_documented_429_for_its_developer_and_409_from_daraja_for_another(
+    conformance: ConformanceSession,
+) -> None:
+    body = {"phone": conformance.busy_phone, "amount": 3, "account_reference": "OAS-4", "description": "Busy"}
+    # The prompt on the phone is this developer's own: the gateway's phone lock answers before Daraja is called.
+    limited = _call(schema["/stk_push"]["POST"], send_headers=conformance.developer.headers, body=body)
+    assert limited.status_code == 429
+    assert (limited.json()["error"]["code"], limited.json()["error"]["limit"]) == ("rate_limited", "phone_busy")
+    # Another developer's push reaches Daraja, which refuses a second live prompt on the phone.
+    other = new_tenant()
+    busy = _call(schema["/stk_push"]["POST"], send_headers=other.headers, body=body)
     assert busy.status_code == 409
     assert busy.json()["error"]["code"] == "payer_busy"
 
