@@ -116,7 +116,7 @@ def count(result: Run, uid: str, id_token: str, api_key: str, rounds: int = 10) 
 
     def cell(endpoint: str, kind: str) -> str:
         found = summary[f"{endpoint} / {kind}"]
-        return f"{found['documents_read_per_call']:.0f} in {found['reads_per_call']:.0f} round trips"
+        return f"{found['documents_read_per_call']:.0f} documents in {found['reads_per_call']:.0f} round trips"
 
     measured = "; ".join(
         f"{endpoint}: " + ", ".join(f"{kind} {cell(endpoint, kind)}" for kind in KINDS)
@@ -134,8 +134,9 @@ def count(result: Run, uid: str, id_token: str, api_key: str, rounds: int = 10) 
     )
     if first_key_use is not None:
         note += (
-            f"; a key's first use also commits its last_used_at ({first_key_use.commits} commit), at most once a "
-            "minute per key"
+            f"; the key's first call on this fresh instance committed {first_key_use.commits} last_used_at mark(s): "
+            "written at most once a minute per key across instances (none when the Functions emulator's instance "
+            "marked it less than a minute before)"
         )
     if bad:
         note = f"unexpected answers {bad}; " + note
