@@ -89,6 +89,7 @@ def webhook_endpoint_view(endpoint: WebhookEndpoint, secret: str | None = None) 
         "description": endpoint.description,
         "enabled_events": list(endpoint.enabled_events),
         "status": endpoint.status,
+        "environment": endpoint.environment,
         "disabled_reason": endpoint.disabled_reason,
         "created_at": iso(endpoint.created_at),
         "updated_at": iso(endpoint.updated_at),

@@ -45,6 +45,7 @@ def endpoint_to_document(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "previous_secret_version": endpoint.previous_secret_version,
         "previous_secret_expires_at": endpoint.previous_secret_expires_at,
         "failing_since": endpoint.failing_since,
+        "environment": endpoint.environment,
     }
 
 
@@ -62,6 +63,7 @@ def endpoint_from_document(data: Mapping[str, Any]) -> WebhookEndpoint:
         previous_secret_version=data.get("previous_secret_version"),
         previous_secret_expires_at=_utc_or_none(data.get("previous_secret_expires_at")),
         failing_since=_utc_or_none(data.get("failing_since")),
+        environment=data.get("environment") if data.get("environment") in ("sandbox", "production") else None,
     )
 
 

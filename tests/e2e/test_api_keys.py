@@ -337,3 +337,54 @@ def test_no_key_is_stored_or_logged_anywhere() -> None:
     assert "api_key_created" in logs, "the functions' log is not where this test looks"
     for key in CREATED_KEYS:
         assert key not in logs
+
+
+# ---------------------------------------------------------------------------------------- webhook endpoints per key
+ENDPOINTS_URL = support.function_url("webhook_endpoints")
+
+
+def test_a_keys_webhook_endpoints_live_in_its_environment_only(two_sets: TwoSetDeveloper) -> None:
+    receiver = support.WebhookReceiver()
+    try:
+        sandbox_url, production_url, all_url = receiver.new_url(), receiver.new_url(), receiver.new_url()
+        made = requests.post(ENDPOINTS_URL, json={"url": sandbox_url}, headers=bearer(two_sets.test_key), timeout=60)
+        assert made.status_code == 201, made.text
+        sandbox_endpoint = made.json()
+        assert sandbox_endpoint["environment"] == "sandbox"
+        live = requests.post(ENDPOINTS_URL, json={"url": production_url}, headers=bearer(two_sets.live_key), timeout=60)
+        assert live.status_code == 201 and live.json()["environment"] == "production", live.text
+        # The account itself (an ID token) may take both environments.
+        both = requests.post(ENDPOINTS_URL, json={"url": all_url}, headers=two_sets.developer.headers, timeout=60)
+        assert both.status_code == 201 and both.json()["environment"] is None, both.text
+        mismatch = requests.post(
+            ENDPOINTS_URL,
+            json={"url": receiver.new_url(), "environment": "production"},
+            headers=bearer(two_sets.test_key),
+            timeout=60,
+        )
+        assert_error(mismatch, 403, "environment_mismatch")
+
+        # A key sees, changes and deletes only its own environment's endpoints.
+        listed = requests.get(ENDPOINTS_URL, headers=bearer(two_sets.live_key), timeout=60).json()["data"]
+        assert sandbox_endpoint["id"] not in {e["id"] for e in listed}
+        assert both.json()["id"] not in {e["id"] for e in listed}
+        other = requests.get(f"{ENDPOINTS_URL}/{sandbox_endpoint['id']}", headers=bearer(two_sets.live_key), timeout=60)
+        assert_error(other, 404, "webhook_endpoint_not_found")
+        everything = requests.get(ENDPOINTS_URL, headers=two_sets.developer.headers, timeout=60).json()["data"]
+        assert {sandbox_endpoint["id"], live.json()["id"], both.json()["id"]} <= {e["id"] for e in everything}
+
+        # A sandbox payment's events go to the sandbox endpoint and the account-wide one, never to production's.
+        phone = support.unique_phone()
+        support.set_scenario(phone, result_code=0, delay_ms=100)
+        paid = push(bearer(two_sets.test_key), phone)
+        assert paid.status_code == 201, paid.text
+        receiver.wait_for(sandbox_url, 2)
+        receiver.wait_for(all_url, 2)
+        time.sleep(2)
+        payment_id = paid.json()["id"]
+        assert {d.json()["data"]["id"] for d in receiver.deliveries(sandbox_url)} == {payment_id}
+        assert all(d.json()["data"]["id"] != payment_id for d in receiver.deliveries(production_url))
+    finally:
+        for endpoint in requests.get(ENDPOINTS_URL, headers=two_sets.developer.headers, timeout=60).json()["data"]:
+            requests.delete(f"{ENDPOINTS_URL}/{endpoint['id']}", headers=two_sets.developer.headers, timeout=60)
+        receiver.close()

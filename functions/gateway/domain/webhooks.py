@@ -17,6 +17,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from gateway.domain.errors import ValidationError
+from gateway.domain.events import subscribed
 
 # Standard Webhooks' suggested schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 RETRY_SCHEDULE_S: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
@@ -203,6 +204,21 @@ class WebhookEndpoint:
     previous_secret_expires_at: datetime | None = None
     disabled_reason: str | None = None
     failing_since: datetime | None = None
+    # The environment whose events it receives; None: both (only an ID token, the account itself, can make one).
+    environment: str | None = None
+
+    def receives(self, event_type: str, environment: str | None) -> bool:
+        """Whether an event of this type, about a payment in this environment, goes to this endpoint: a test key's
+        endpoint never hears of live money."""
+        return (
+            self.status == "enabled"
+            and subscribed(self.enabled_events, event_type)
+            and (self.environment is None or self.environment == environment)
+        )
+
+    def visible_to(self, environment: str | None) -> bool:
+        """An API key (bound to one environment) sees only that environment's endpoints; an ID token sees all."""
+        return environment is None or self.environment == environment
 
     def signing_versions(self, now: datetime) -> tuple[str, ...]:
         """The current secret's version, and the previous one while a rotation's overlap lasts."""

@@ -26,6 +26,7 @@ from gateway import errors
 from gateway.delivery_queue import DeliveryQueue
 from gateway.domain.errors import ValidationError
 from gateway.domain.events import EVENT_TYPES, parse_event_types, subscribed
+from gateway.domain.validation import parse_environment
 from gateway.domain.webhooks import (
     Attempt,
     Delivery,
@@ -38,6 +39,7 @@ from gateway.domain.webhooks import (
 from gateway.http import Developer
 from gateway.logs import Event, log_event
 from gateway.repository import Versioned, WriteConflict, retry_on_conflict, utcnow
+from gateway.services.common import resolve_environment
 from gateway.settings import Settings
 from gateway.views import iso
 from gateway.webhook_secrets import WebhookSecrets
@@ -79,8 +81,10 @@ class WebhookEndpoints:
         return parse_endpoint_url(raw, allow_local=self._settings.local_stack_trusted).url
 
     def create(self, developer: Developer, body: object) -> tuple[WebhookEndpoint, str]:
-        fields = _object(body, {"url", "enabled_events", "description"})
+        fields = _object(body, {"url", "enabled_events", "description", "environment"})
         url = self._url(fields.get("url"))
+        # A key's endpoint is bound to the key's environment; an ID token may pick one or take both (None).
+        environment = resolve_environment(parse_environment(fields.get("environment")), developer)
         enabled = parse_event_types(fields.get("enabled_events", ["*"]), "enabled_events")
         description = parse_description(fields.get("description"))
         limit = self._settings.webhook_max_endpoints
@@ -98,6 +102,7 @@ class WebhookEndpoints:
             created_at=now,
             updated_at=now,
             secret_version=version,
+            environment=environment,
         )
         try:
             self._store.create_endpoint(developer.uid, endpoint, limit)
@@ -108,14 +113,15 @@ class WebhookEndpoints:
         return endpoint, secret
 
     def all(self, developer: Developer) -> list[WebhookEndpoint]:
-        return [loaded.value for loaded in self._store.list_endpoints(developer.uid)]
+        endpoints = [loaded.value for loaded in self._store.list_endpoints(developer.uid)]
+        return [endpoint for endpoint in endpoints if endpoint.visible_to(developer.environment)]
 
     def get(self, developer: Developer, endpoint_id: str) -> WebhookEndpoint:
         return self._load(developer, endpoint_id).value
 
     def _load(self, developer: Developer, endpoint_id: str) -> Versioned[WebhookEndpoint]:
         loaded = self._store.load_endpoint(developer.uid, endpoint_id)
-        if loaded is None:
+        if loaded is None or not loaded.value.visible_to(developer.environment):
             raise errors.NotFound("webhook_endpoint_not_found", "no such webhook endpoint", "id")
         return loaded
 
@@ -176,6 +182,11 @@ class WebhookEndpoints:
         return rotated, secret
 
 
+def _environment_of(event: dict[str, Any]) -> str | None:
+    environment = event.get("environment") or (event.get("data") or {}).get("environment")
+    return environment if isinstance(environment, str) else None
+
+
 def _limit_reached(limit: int) -> errors.GatewayError:
     return errors.Unprocessable(
         "webhook_endpoint_limit", f"a developer may have at most {limit} webhook endpoints", "url"
@@ -220,8 +231,14 @@ class Events:
         event = self.get(developer, event_id)
         if endpoint_id is not None:
             loaded = self._store.load_endpoint(developer.uid, endpoint_id)
-            if loaded is None:
+            if loaded is None or not loaded.value.visible_to(developer.environment):
                 raise errors.NotFound("webhook_endpoint_not_found", "no such webhook endpoint", "endpoint_id")
+            if not loaded.value.receives(event["type"], _environment_of(event)) and loaded.value.status == "enabled":
+                raise errors.Unprocessable(
+                    "webhook_endpoint_not_subscribed",
+                    "this endpoint does not receive events of this type or environment",
+                    "endpoint_id",
+                )
             if loaded.value.status != "enabled":
                 raise errors.Unprocessable(
                     "webhook_endpoint_disabled", "enable the endpoint before sending events to it", "endpoint_id"
@@ -231,7 +248,7 @@ class Events:
             targets = [
                 loaded.value
                 for loaded in self._store.list_endpoints(developer.uid)
-                if loaded.value.status == "enabled" and subscribed(loaded.value.enabled_events, event["type"])
+                if loaded.value.receives(event["type"], _environment_of(event))
             ]
         for endpoint in targets:
             self._reset(developer.uid, event, endpoint.id)
@@ -282,7 +299,7 @@ class Deliveries:
         queued = 0
         for loaded in endpoints:
             endpoint = loaded.value
-            if endpoint.status != "enabled" or not subscribed(endpoint.enabled_events, event["type"]):
+            if not endpoint.receives(event["type"], _environment_of(event)):
                 continue
             delivery = Delivery.first(event_id, endpoint.id, event["type"], self._now())
             if not self._store.create_delivery(uid, delivery):

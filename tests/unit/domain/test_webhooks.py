@@ -3,6 +3,7 @@ Retry-After, and the endpoint and delivery entities. Pure: no network."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -207,3 +208,32 @@ def test_a_claimed_delivery_is_leased() -> None:
     assert claimed.recorded(attempt(200), "delivered", NOW, 1.0, None).status == "succeeded"
     assert claimed.recorded(attempt(410), "gone", NOW, 1.0, None).status == "failed"
     assert claimed.cancelled(NOW).finished
+
+
+@pytest.mark.parametrize(
+    ("bound_to", "event_environment", "receives"),
+    [
+        (None, "sandbox", True),
+        (None, "production", True),
+        ("sandbox", "sandbox", True),
+        ("sandbox", "production", False),
+        ("production", "sandbox", False),
+        ("production", None, False),
+    ],
+)
+def test_an_endpoint_receives_only_its_environments_events(
+    bound_to: str | None, event_environment: str | None, receives: bool
+) -> None:
+    bound = dataclasses.replace(endpoint(), environment=bound_to)
+    assert bound.receives("payment.succeeded", event_environment) is receives
+    assert dataclasses.replace(bound, status="disabled").receives("payment.succeeded", event_environment) is False
+    unsubscribed = dataclasses.replace(bound, enabled_events=("payment.failed",))
+    assert unsubscribed.receives("payment.succeeded", "sandbox") is False
+
+
+def test_a_key_sees_only_its_environments_endpoints_and_an_id_token_all() -> None:
+    sandbox = dataclasses.replace(endpoint(), environment="sandbox")
+    account_wide = endpoint()
+    assert sandbox.visible_to(None) and account_wide.visible_to(None)
+    assert sandbox.visible_to("sandbox") and not sandbox.visible_to("production")
+    assert not account_wide.visible_to("sandbox")
