@@ -9,7 +9,6 @@ firestore.rules deny every client access to the collection.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from gateway import errors
 from gateway.domain.api_key import ApiKeyRecord, Environment
+from gateway.firestore_client import FirestoreAdapter
 from gateway.logs import Event, log_event
 from gateway.settings import Settings
 
@@ -81,27 +81,11 @@ def _utc_or_none(value: Any) -> datetime | None:
     return None if value is None else _utc(value)
 
 
-class FirestoreApiKeyStore:
+class FirestoreApiKeyStore(FirestoreAdapter):
     def __init__(self, settings: Settings, client: Callable[[], Any] | None = None) -> None:
         """`client` returns the Firestore client to use (the container shares the payment repository's, so an
         instance opens one channel); by default one is created on first use."""
-        self._settings = settings
-        self._client_provider = client
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    if self._client_provider is not None:
-                        self._client = self._client_provider()
-                    else:
-                        from google.cloud import firestore
-
-                        self._client = firestore.Client(project=self._settings.project_id)
-        return self._client
+        super().__init__(settings, client)
 
     def _ref(self, key_sha256: str) -> Any:
         return self.client.collection(API_KEYS).document(key_sha256)

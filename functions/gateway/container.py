@@ -56,7 +56,7 @@ def gateway() -> Gateway:
 
 
 def firestore_client() -> Any:
-    """One Firestore client (one gRPC channel) per instance, shared by the payment repository and the key store."""
+    """One Firestore client (one gRPC channel) per instance, shared by the payment, key and webhook stores."""
     global _firestore
     if _firestore is None:
         with _firestore_lock:
@@ -100,7 +100,7 @@ def webhooks() -> Webhooks:
                 current.assert_safe()
                 _webhooks = Webhooks.build(
                     current,
-                    WebhookStore(current),
+                    WebhookStore(current, client_factory=firestore_client),
                     WebhookSecrets(SecretManagerVersions(current)),
                     WebhookTransport(current.webhook_timeout_s, allow_loopback=current.local_stack_trusted),
                     CloudTasksQueue(current),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import PhoneLock, PushBucket, PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus, PushState, ReportedOutcome
 from gateway.domain.phone import mask_msisdn
-from gateway.settings import Settings
+from gateway.firestore_client import FirestoreAdapter
 
 CALLBACK_TOKENS = "callback_tokens"
 QUARANTINE = "quarantined_callbacks"
@@ -401,27 +400,8 @@ def _utc_or_none(value: Any) -> datetime | None:
 
 
 # ------------------------------------------------------------------------------------------------ adapter
-class PaymentRepository:
-    def __init__(self, settings: Settings, client_factory: Callable[[], Any] | None = None) -> None:
-        self._settings = settings
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
-
+class PaymentRepository(FirestoreAdapter):
     # ------------------------------------------------------------------------------------------- plumbing
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    if self._client_factory is not None:
-                        self._client = self._client_factory()
-                    else:
-                        from google.cloud import firestore
-
-                        self._client = firestore.Client(project=self._settings.project_id)
-        return self._client
-
     def _developer(self, uid: str) -> Any:
         return self.client.collection("developers").document(uid)
 

@@ -8,12 +8,12 @@ Layout (all server-only; firestore.rules denies clients by default):
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from gateway import errors
 from gateway.domain.webhooks import Attempt, Delivery, WebhookEndpoint
+from gateway.firestore_client import FirestoreAdapter
 from gateway.repository import (
     Versioned,
     WriteConflict,
@@ -23,7 +23,6 @@ from gateway.repository import (
     _utc,
     _utc_or_none,
 )
-from gateway.settings import Settings
 
 
 class EndpointLimitReached(Exception):
@@ -126,26 +125,7 @@ def delivery_from_document(data: Mapping[str, Any]) -> Delivery:
 
 
 # ------------------------------------------------------------------------------------------------ adapter
-class WebhookStore:
-    def __init__(self, settings: Settings, client_factory: Callable[[], Any] | None = None) -> None:
-        self._settings = settings
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    if self._client_factory is not None:
-                        self._client = self._client_factory()
-                    else:
-                        from google.cloud import firestore
-
-                        self._client = firestore.Client(project=self._settings.project_id)
-        return self._client
-
+class WebhookStore(FirestoreAdapter):
     def _developer(self, uid: str) -> Any:
         return self.client.collection("developers").document(uid)
 
