@@ -58,8 +58,9 @@ AUTH_URL = f"http://{AUTH_HOST}/identitytoolkit.googleapis.com"
 API_KEY = "demo-api-key"  # the Auth emulator accepts any API key
 WAIT_TIMEOUT_S = 30.0
 # The emulator runs Firestore triggers about one at a time: on a stack busy with other runs, an event can wait there
-# for many seconds (measured: 16 s between a settlement and its fan-out while webhook tests ran beside the demo).
-WEBHOOK_WAIT_TIMEOUT_S = 60.0
+# for a long time (measured: 16 s, and once 66 s, between a payment and its fan-out while webhook tests and benches
+# ran beside the demo; on a quiet stack, under a second).
+WEBHOOK_WAIT_TIMEOUT_S = 120.0
 _PRINTING = threading.Lock()  # the receiver prints from its own threads: one whole line at a time
 
 
@@ -349,11 +350,21 @@ def check_own_events(story: Story, receiver: Receiver, developer: Developer, rou
     listed, _ = developer.gateway.events.list_page(limit=50)
     ids = {a.webhook_id for a in arrivals}
     refused = [a for a in arrivals if a.event is None]
+    same = ids == {e.id for e in listed}
+    missing = expected - event_keys(arrivals)
+    if missing:
+        # Tell a slow emulator from a lost delivery: an event with no delivery record was never fanned out.
+        overdue = [e for e in listed if (e.data.get("id"), e.type) in missing]
+        unsent = [e for e in overdue if not developer.gateway.events.deliveries(e.id)]
+        story.note(
+            f"{len(missing)} event(s) not received; {len(unsent)} not yet fanned out to any endpoint (the emulator "
+            "runs Firestore triggers about one at a time: is something else loading this stack?)"
+        )
     story.check(
-        event_keys(arrivals) == expected and not refused and ids == {e.id for e in listed},
-        f"{developer.name}'s receiver: {len(ids)} events in {len(arrivals)} deliveries, each verified; exactly "
-        f"the created and final event of each of {developer.name}'s {len(developer.payments)} payments, the same "
-        f"{len(listed)} that GET /events lists",
+        event_keys(arrivals) == expected and not refused and same,
+        f"{developer.name}'s receiver got {len(expected - missing)} of the {len(expected)} events of their "
+        f"{len(developer.payments)} payments (created, then final), in {len(arrivals)} deliveries, "
+        f"{len(arrivals) - len(refused)} verified; GET /events lists {'the same ' if same else ''}{len(listed)}",
     )
 
 
