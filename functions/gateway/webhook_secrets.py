@@ -16,18 +16,14 @@ import hashlib
 import secrets
 import threading
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway import errors
 from gateway.secrets import (
-    SECRET_LABELS,
     SecretManagerBackend,
-    _crc32c,
-    _is_failed_precondition,
     _store_failures,
     _unavailable,
 )
-from gateway.settings import Settings
 
 SECRET_ID_PREFIX = "webhook-signing-"
 _SECRET_CALL_TIMEOUT_S = 10.0
@@ -56,95 +52,30 @@ class VersionedSecretBackend(Protocol):
     def destroy(self, secret_id: str) -> bool: ...
 
 
-class SecretManagerVersions:
-    """VersionedSecretBackend over google-cloud-secret-manager. It borrows the Daraja credentials' adapter for its
-    lazily built client (same emulator wiring, same local-stack guard) and keeps every version it adds: during a
-    rotation's overlap two versions sign."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client_source = SecretManagerBackend(settings)
-
-    def _client(self) -> Any:
-        return self._client_source._client_or_create()
-
-    def _secret_name(self, secret_id: str) -> str:
-        return f"projects/{self._settings.project_id}/secrets/{secret_id}"
+class SecretManagerVersions(SecretManagerBackend):
+    """VersionedSecretBackend over google-cloud-secret-manager: the Daraja credentials' adapter (same lazily built
+    client, emulator wiring and local-stack guard), keeping every version it adds (during a rotation's overlap two
+    versions sign) and deleting the whole secret when its endpoint goes (an endpoint id is never reused)."""
 
     def add_version(self, secret_id: str, data: bytes) -> str:
-        from google.api_core import exceptions as google_errors
-
-        name = self._secret_name(secret_id)
-        request = {"parent": name, "payload": {"data": data, "data_crc32c": _crc32c(data)}}
-        try:
-            client = self._client()
-            try:
-                added = client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
-                return str(added.name).rsplit("/", 1)[-1]
-            except google_errors.NotFound:
-                pass
-            try:
-                client.create_secret(
-                    request={
-                        "parent": f"projects/{self._settings.project_id}",
-                        "secret_id": secret_id,
-                        "secret": {"replication": {"automatic": {}}, "labels": dict(SECRET_LABELS)},
-                    },
-                    timeout=_SECRET_CALL_TIMEOUT_S,
-                )
-            except google_errors.Conflict:
-                pass  # created by a concurrent call
-            added = client.add_secret_version(request=request, timeout=_SECRET_CALL_TIMEOUT_S)
-            return str(added.name).rsplit("/", 1)[-1]
-        except _store_failures() as failure:
-            raise _unavailable("add_version", secret_id, failure) from None
-
-    def access_version(self, secret_id: str, version: str) -> bytes | None:
-        from google.api_core import exceptions as google_errors
-
-        name = f"{self._secret_name(secret_id)}/versions/{version}"
-        try:
-            client = self._client()
-            response = client.access_secret_version(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
-        except google_errors.NotFound:
-            return None
-        except _store_failures() as failure:
-            raise _unavailable("access", secret_id, failure) from None
-        data = bytes(response.payload.data)
-        if "data_crc32c" not in response.payload or response.payload.data_crc32c != _crc32c(data):
-            raise _unavailable("access", secret_id, None, reason="crc32c_mismatch")
-        return data
-
-    def destroy_version(self, secret_id: str, version: str) -> None:
-        from google.api_core import exceptions as google_errors
-
-        name = f"{self._secret_name(secret_id)}/versions/{version}"
-        try:
-            self._client().destroy_secret_version(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
-        except google_errors.NotFound:
-            return
-        except _store_failures() as failure:
-            if _is_failed_precondition(failure):
-                return  # already destroyed
-            raise _unavailable("destroy_version", secret_id, failure) from None
+        version = super().add_version(secret_id, data)
+        if version is None:  # pragma: no cover - Secret Manager always names the version it added
+            raise _unavailable("add_version", secret_id, None, reason="no_version_id")
+        return version
 
     def destroy(self, secret_id: str) -> bool:
         """Destroy every version, then delete the secret; False when it did not exist."""
         from google.api_core import exceptions as google_errors
 
-        name = self._secret_name(secret_id)
         try:
-            client = self._client()
-            try:
-                versions = list(client.list_secret_versions(request={"parent": name}, timeout=_SECRET_CALL_TIMEOUT_S))
-            except google_errors.NotFound:
+            if not self._versions(secret_id):
                 return False
-            for version in versions:
-                self.destroy_version(secret_id, str(version.name).rsplit("/", 1)[-1])
-            try:
-                client.delete_secret(request={"name": name}, timeout=_SECRET_CALL_TIMEOUT_S)
-            except google_errors.NotFound:
-                pass
+            self.destroy_versions(secret_id)
+            self._client_or_create().delete_secret(
+                request={"name": self._secret_name(secret_id)}, timeout=_SECRET_CALL_TIMEOUT_S
+            )
+        except google_errors.NotFound:
+            pass
         except _store_failures() as failure:
             raise _unavailable("destroy", secret_id, failure) from None
         return True
