@@ -1,7 +1,8 @@
 """`make bench`: measure the gateway's figures against their baselines, print a table, save bench/results/latest.json.
 
 Run with the local stack up and its variables exported (`scripts/stack.py ensure -- .venv/bin/python bench/run.py`
-does both). Phases, in order (about 3 minutes on 2 idle cores):
+does both). Phases, in order (about 3 minutes on 2 idle cores, up to 2.5 more while the trigger backlog of a
+previous run drains; see webhooks):
     coldstart   import time of functions/main.py vs a firebase-functions hello world (bench/hello); heavy clients
                 left lazy; the slowest direct imports of main.py
     webhooks    settle-to-delivery latency p50/p95 and deliveries/s for 1,000 settlements to one receiver that
