@@ -14,7 +14,18 @@ from gateway import errors
 from gateway.domain.payment import PaymentStatus
 from gateway.http import Developer
 from gateway.services import PushResult
-from tests.unit.fakes import ALICE, BOB, BOB_CREDENTIALS, CREDENTIALS, MSISDN, ORDER, World, make_world, stk_callback
+from tests.unit.fakes import (
+    ALICE,
+    BOB,
+    BOB_CREDENTIALS,
+    CREDENTIALS,
+    MSISDN,
+    ORDER,
+    World,
+    make_world,
+    query_answer,
+    stk_callback,
+)
 
 PHONE_LIMITS: dict[str, Any] = {"phone_in_flight_s": 90.0, "phone_prompts_per_10_min": 3}
 
@@ -225,3 +236,22 @@ def test_keyed_pushes_that_lose_a_race_on_the_shard_retry_instead_of_failing() -
         thread.join()
 
     assert outcomes == ["created"] * 20
+
+
+def test_a_payment_settled_by_a_query_frees_its_phone_through_the_route() -> None:
+    """A query answer carries no phone number and the payment's document holds only the masked one: the full number
+    comes from the server-only callback route, and the payer is counted and its phone freed."""
+    world = world_with(**PHONE_LIMITS)
+    result = push(world)
+    checkout = result.payment.checkout_request_id or ""
+    world.daraja.script_query(checkout, query_answer(checkout, "1032", "cancelled"))
+    world.clock.advance(world.settings.pending_query_after_s + 1)
+
+    read = world.gateway.payments.get(ALICE, result.payment.id, None)
+
+    assert read.status is PaymentStatus.CANCELLED
+    assert read.msisdn is None, "the loaded payment never carries the full number"
+    payer = world.repo.payers[(ALICE.uid, MSISDN)][0]
+    assert payer.in_flight is None
+    assert payer.payment_count == 1
+    assert push(world).outcome == "created"
