@@ -139,14 +139,8 @@ def api_keys(request: flask.Request) -> flask.Response:
 def path_id(path: str, function_name: str) -> str | None:
     """The one path segment after the function's own name (`/api_keys/key_…` under the emulator, `/key_…` when
     deployed, where the function sees only what follows it), or None. Deeper paths name nothing: 404."""
-    segments = [segment for segment in path.split("/") if segment]
-    if function_name in segments:
-        segments = segments[len(segments) - segments[::-1].index(function_name) :]
-    if not segments:
-        return None
-    if len(segments) > 1:
-        raise errors.NotFound("not_found", "no such resource")
-    return segments[0]
+    segments = path_segments(path, function_name, 1)
+    return segments[0] if segments else None
 
 
 def reconcile_payments() -> dict[str, int]:
