@@ -399,6 +399,7 @@ def test_the_bundle_holds_no_key_or_secret() -> None:
     """The built console carries no API key, signing secret, Google API key or value from the functions' env."""
     dist = ROOT / "console" / "dist"
     text = "\n".join(path.read_text(errors="replace") for path in dist.rglob("*") if path.is_file())
+    assert (dist / "app.js").is_file(), "the console is not built: an empty bundle would pass every check below"
     assert not ISSUED_SECRET.search(text)
     assert not re.search(r"AIza[0-9A-Za-z_-]{35}", text)
     assert not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text)
