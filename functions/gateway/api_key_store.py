@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from gateway import errors
 from gateway.domain.api_key import ApiKeyRecord, Environment
 from gateway.firestore_client import FirestoreAdapter
 from gateway.logs import Event, log_event
+from gateway.repository import _utc, _utc_or_none
 from gateway.settings import Settings
 
 API_KEYS = "api_keys"
@@ -69,16 +69,6 @@ def record_from_document(data: Mapping[str, Any]) -> ApiKeyRecord:
         last_used_at=_utc_or_none(data.get("last_used_at")),
         revoked_at=_utc_or_none(data.get("revoked_at")),
     )
-
-
-def _utc(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise ValueError("expected a timestamp")
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _utc_or_none(value: Any) -> datetime | None:
-    return None if value is None else _utc(value)
 
 
 class FirestoreApiKeyStore(FirestoreAdapter):
