@@ -194,10 +194,7 @@ def _limit_reached(limit: int) -> errors.GatewayError:
 
 
 class Events:
-    def __init__(
-        self, settings: Settings, store: WebhookStore, queue: DeliveryQueue, now: Callable[[], datetime]
-    ) -> None:
-        self._settings = settings
+    def __init__(self, store: WebhookStore, queue: DeliveryQueue, now: Callable[[], datetime]) -> None:
         self._store = store
         self._queue = queue
         self._now = now
@@ -475,6 +472,6 @@ class Webhooks:
     ) -> Webhooks:
         return cls(
             endpoints=WebhookEndpoints(settings, store, secrets_, now),
-            events=Events(settings, store, queue, now),
+            events=Events(store, queue, now),
             deliveries=Deliveries(settings, store, secrets_, transport, queue, now, sleep),
         )
