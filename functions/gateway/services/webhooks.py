@@ -213,9 +213,7 @@ class Events:
 
     def get(self, developer: Developer, event_id: str) -> dict[str, Any]:
         event = self._store.load_event(developer.uid, event_id)
-        if event is None or (
-            developer.environment is not None and (event.get("data") or {}).get("environment") != developer.environment
-        ):
+        if event is None or (developer.environment is not None and _environment_of(event) != developer.environment):
             raise errors.NotFound("event_not_found", "no such event", "id")
         return event
 
@@ -230,15 +228,15 @@ class Events:
             loaded = self._store.load_endpoint(developer.uid, endpoint_id)
             if loaded is None or not loaded.value.visible_to(developer.environment):
                 raise errors.NotFound("webhook_endpoint_not_found", "no such webhook endpoint", "endpoint_id")
-            if not loaded.value.receives(event["type"], _environment_of(event)) and loaded.value.status == "enabled":
+            if loaded.value.status != "enabled":
+                raise errors.Unprocessable(
+                    "webhook_endpoint_disabled", "enable the endpoint before sending events to it", "endpoint_id"
+                )
+            if not loaded.value.receives(event["type"], _environment_of(event)):
                 raise errors.Unprocessable(
                     "webhook_endpoint_not_subscribed",
                     "this endpoint does not receive events of this type or environment",
                     "endpoint_id",
-                )
-            if loaded.value.status != "enabled":
-                raise errors.Unprocessable(
-                    "webhook_endpoint_disabled", "enable the endpoint before sending events to it", "endpoint_id"
                 )
             targets = [loaded.value]
         else:
