@@ -20,13 +20,13 @@ from typing import Protocol
 
 from gateway import errors
 from gateway.secrets import (
+    _SECRET_CALL_TIMEOUT_S,
     SecretManagerBackend,
     _store_failures,
     _unavailable,
 )
 
 SECRET_ID_PREFIX = "webhook-signing-"
-_SECRET_CALL_TIMEOUT_S = 10.0
 _CACHE_MAX_ENTRIES = 5_000
 
 
