@@ -86,6 +86,7 @@ _NOT_PUBLIC_V4: Final = tuple(
     )
 )
 _METADATA_V6: Final = ipaddress.ip_address("fd00:ec2::254")
+_NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
 
 
 def is_public_address(address: str) -> bool:
@@ -99,7 +100,7 @@ def is_public_address(address: str) -> bool:
         if ip == _METADATA_V6:
             return False
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in ipaddress.ip_network("64:ff9b::/96"):
+        if embedded is None and ip in _NAT64:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public_address(str(embedded))
