@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.domain.api_key import looks_like_api_key
 from gateway.http import Developer
 from gateway.logs import Event, log_event
 from gateway.settings import Settings
 
 _BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*\.[A-Za-z0-9\-_=+/]*)\s*$", re.IGNORECASE)
-_BEARER_API_KEY = re.compile(r"Bearer[ ]+(mpg_.*)$", re.IGNORECASE | re.DOTALL)
+_BEARER_CREDENTIAL = re.compile(r"Bearer[ ]+(.*)$", re.IGNORECASE | re.DOTALL)
 # Firestore document ids cannot contain "/" and cannot be "." or ".."; refuse such uids outright.
 _SAFE_UID = re.compile(r"[^/]{1,128}")
 
@@ -195,8 +196,9 @@ class _RevocationCache:
 
 def _bearer_api_key(authorization: str | None) -> str | None:
     """The credential of `Bearer mpg_…`, a secret API key (judged as one whatever follows), or None."""
-    match = _BEARER_API_KEY.match(authorization.strip()) if authorization else None
-    return match.group(1).strip() if match else None
+    match = _BEARER_CREDENTIAL.match(authorization.strip()) if authorization else None
+    credential = match.group(1).strip() if match else ""
+    return credential if looks_like_api_key(credential) else None
 
 
 def _bearer_token(authorization: str | None) -> str:
