@@ -47,8 +47,7 @@ class WebhookEvent:
         return Payment.from_api(self.data)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = {key.lower(): value for key, value in headers.items()}
+def _header(lowered: Mapping[str, str], name: str) -> str | None:
     # Svix's libraries send svix-*: accept either spelling of the same header.
     return lowered.get(f"webhook-{name}") or lowered.get(f"svix-{name}")
 
@@ -78,7 +77,8 @@ def verify_webhook(
     """Check the signature (any of the `v1` ones) and that the timestamp is within `tolerance_s` of now, then
     return the event. Raises WebhookVerificationError otherwise."""
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    msg_id, stamp, signatures = _header(headers, "id"), _header(headers, "timestamp"), _header(headers, "signature")
+    lowered = {key.lower(): value for key, value in headers.items()}
+    msg_id, stamp, signatures = _header(lowered, "id"), _header(lowered, "timestamp"), _header(lowered, "signature")
     if not (msg_id and stamp and signatures):
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
