@@ -294,14 +294,16 @@ def test_serve_refuses_exactly_the_unsafe_cases(
 
 
 def test_every_function_refuses_through_the_api_module(process_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The four HTTP functions as main.py wires them, the unauthenticated callback included."""
+    """Every HTTP function as main.py wires it, the unauthenticated callback included."""
     from gateway import api, container
 
     def no_gateway() -> Any:
         raise AssertionError("an unsafe configuration must not build the gateway")
 
     monkeypatch.setattr(container, "gateway", no_gateway)
+    monkeypatch.setattr(container, "webhooks", no_gateway)
     monkeypatch.setattr(container, "_authenticator", None)
+    monkeypatch.setattr(container, "_api_keys", None)
     process_env({**CLOUD_RUN, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "FUNCTIONS_EMULATOR": "true"})
 
     calls = [
@@ -310,6 +312,10 @@ def test_every_function_refuses_through_the_api_module(process_env: Any, monkeyp
         (api.stk_push, "POST", "/stk_push"),
         (api.payment_status, "GET", "/payment_status"),
         (api.mpesa_callback, "POST", "/mpesa_callback/some-token"),
+        (api.api_keys, "GET", "/api_keys"),
+        (api.api_keys, "POST", "/api_keys"),
+        (api.webhook_endpoints, "GET", "/webhook_endpoints"),
+        (api.events, "GET", "/events"),
     ]
     for function, method, path in calls:
         with _flask_app.test_request_context(
