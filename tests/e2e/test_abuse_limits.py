@@ -154,14 +154,14 @@ def test_the_developers_push_budget_per_day() -> None:
 
 def test_credential_puts_are_throttled() -> None:
     tenant = new_tenant()  # one PUT already
-    answers = [
-        requests.put(CREDENTIALS_URL, json=tenant.app.credentials_body(), headers=tenant.headers, timeout=60)
-        for _ in range(6)
-    ]
+    probed = support.register_simulator_app()  # the keys of the throttled PUTs: Daraja must never be asked
+    bodies = [tenant.app.credentials_body()] * 4 + [probed.credentials_body()] * 2
+    answers = [requests.put(CREDENTIALS_URL, json=body, headers=tenant.headers, timeout=60) for body in bodies]
     codes = [a.status_code for a in answers]
     assert codes[:4] == [200] * 4, codes  # five per minute in all
     assert_rate_limited(answers[4], "credential_puts")
     assert_rate_limited(answers[5], "credential_puts")
+    assert support.simulator_requests("oauth", probed.shortcode) == [], "a throttled PUT is no key-checking oracle"
 
 
 def test_a_browser_reading_its_payments_sees_only_the_masked_phone() -> None:
