@@ -184,8 +184,12 @@ def test_a_callback_naming_another_checkout_request_is_quarantined(tenant_a: Ten
 
 @pytest.mark.parametrize("path", ["short", "x" * 33, "not+a+token+but+32+characters+!!", "%00" * 11])
 def test_junk_callback_paths_are_refused_before_any_lookup(path: str) -> None:
-    response = requests.post(f"{CALLBACK_URL}/{path}", json={"Body": {}}, timeout=30)
+    checkout_request_id = f"ws_CO_junk{secrets.token_hex(8)}"
+    body = support.success_callback(checkout_request_id, 1.0, 254700000000)
+    response = requests.post(f"{CALLBACK_URL}/{path}", json=body, timeout=30)
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_callback_token"
+    # A token-shaped unknown path is looked up and quarantined (above); a junk one never gets that far.
+    assert quarantined(checkout_request_id=checkout_request_id) == []
 
 
 def test_amount_mismatch_is_flagged_not_succeeded(tenant_a: Tenant) -> None:
