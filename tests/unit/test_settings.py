@@ -85,6 +85,24 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     ("TRUSTED_PROXY_HOPS", "2", "trusted_proxy_hops", 2),
     ("TRUSTED_PROXY_HOPS", "0", "trusted_proxy_hops", 0),
     ("MAX_AMOUNT", " 500 ", "max_amount", 500),
+    ("API_KEY_CACHE_MAX_ENTRIES", "9", "api_key_cache_max_entries", 9),
+    ("PUSH_LEASE_SECONDS", "45", "push_lease_s", 45.0),
+    ("UNCONFIRMED_AFTER_SECONDS", "120", "unconfirmed_after_s", 120.0),
+    ("REVOCATION_CHECK_CACHE_SECONDS", "0", "revocation_cache_ttl_s", 0.0),
+    ("WEBHOOK_TIMEOUT_SECONDS", "3", "webhook_timeout_s", 3.0),
+    ("WEBHOOK_RETRY_SCALE", "0.01", "webhook_retry_scale", 0.01),
+    ("WEBHOOK_ROTATION_OVERLAP_SECONDS", "60", "webhook_rotation_overlap_s", 60.0),
+    ("WEBHOOK_DISABLE_AFTER_SECONDS", "600", "webhook_disable_after_s", 600.0),
+    ("WEBHOOK_MAX_ENDPOINTS", "3", "webhook_max_endpoints", 3),
+    ("WEBHOOK_EARLY_TASK_WAIT_SECONDS", "2", "webhook_early_task_wait_s", 2.0),
+    ("LIMIT_SHARDS", "4", "limit_shards", 4),
+    ("PHONE_PROMPTS_PER_10_MINUTES", "2", "phone_prompts_per_10_min", 2),
+    ("PHONE_IN_FLIGHT_SECONDS", "30", "phone_in_flight_s", 30.0),
+    ("CREDENTIAL_PUTS_PER_MINUTE", "7", "credential_puts_per_minute", 7),
+    ("PUSHES_PER_SECOND_PRODUCTION", "20", "push_limits", (("production", 20.0, 10_000), ("sandbox", 2.0, 1_000))),
+    ("PUSHES_PER_DAY_PRODUCTION", "50", "push_limits", (("production", 10.0, 50), ("sandbox", 2.0, 1_000))),
+    ("PUSHES_PER_SECOND_SANDBOX", "0.5", "push_limits", (("production", 10.0, 10_000), ("sandbox", 0.5, 1_000))),
+    ("PUSHES_PER_DAY_SANDBOX", "5", "push_limits", (("production", 10.0, 10_000), ("sandbox", 2.0, 5))),
 ]
 
 
@@ -134,6 +152,22 @@ def test_non_finite_numbers_raise_settings_error(name: str, raw: str) -> None:
 def test_non_http_urls_raise_settings_error_naming_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=name):
         _from(**{name: raw})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PUSHES_PER_SECOND_PRODUCTION",
+        "PUSHES_PER_DAY_SANDBOX",
+        "LIMIT_SHARDS",
+        "PHONE_PROMPTS_PER_10_MINUTES",
+        "PHONE_IN_FLIGHT_SECONDS",
+        "CREDENTIAL_PUTS_PER_MINUTE",
+    ],
+)
+def test_a_zero_abuse_limit_is_a_settings_error_naming_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be greater than zero"):
+        _from(**{name: "0"})
 
 
 def test_settings_error_is_a_value_error() -> None:
