@@ -38,6 +38,7 @@ from bench.common import (
     Child,
     PhoneNumbers,
     cpu_seconds,
+    delete_refs,
     firestore_client,
     free_port,
     functions_framework,
@@ -300,11 +301,7 @@ class RawSettles:
         return time.perf_counter() - started
 
     def delete(self) -> None:
-        for start in range(0, len(self._made), 450):
-            batch = self._client.batch()
-            for ref in self._made[start : start + 450]:
-                batch.delete(ref)
-            batch.commit()
+        delete_refs(self._client, self._made)
 
 
 def _junk_latency(base_url: str, real: list[Pending]) -> dict[str, dict[str, Any]]:

@@ -48,6 +48,7 @@ from bench.common import (
     PhoneNumbers,
     SimulatorApp,
     dead_url,
+    delete_refs,
     firestore_client,
     free_port,
     functions_framework,
@@ -191,11 +192,7 @@ class RawCommits:
         return intent_s, time.perf_counter() - started
 
     def delete(self) -> None:
-        for start in range(0, len(self._made), 450):
-            batch = self._client.batch()
-            for ref in self._made[start : start + 450]:
-                batch.delete(ref)
-            batch.commit()
+        delete_refs(self._client, self._made)
 
 
 def _accounts(http: requests.Session, count: int) -> list[Account]:
