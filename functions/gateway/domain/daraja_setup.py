@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from gateway.domain.validation import ENVIRONMENTS
+
 SANDBOX: Final = "sandbox"
-PRODUCTION: Final = "production"
-ENVIRONMENTS: Final = (SANDBOX, PRODUCTION)
 
 Setup = dict[str, Any]
 Setups = dict[str, Setup]

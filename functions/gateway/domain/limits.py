@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-ENVIRONMENTS = ("sandbox", "production")
-
 
 @dataclass(frozen=True)
 class RateLimited:
