@@ -610,12 +610,9 @@ class Payer:
         newly_succeeded = after.status is PaymentStatus.SUCCEEDED and before.status is not PaymentStatus.SUCCEEDED
         paid = min(after.amount, _INT64_MAX - self.total_paid) if newly_succeeded else 0
         # A payment that left pending no longer holds the phone: its prompt is over.
-        in_flight = self.in_flight
-        if after.status is not PaymentStatus.PENDING:
-            in_flight = release_prompt(in_flight, after.id)
+        payer = self.release(after.id) if after.status is not PaymentStatus.PENDING else self
         return replace(
-            self,
-            in_flight=in_flight,
+            payer,
             last_seen_at=now,
             payment_count=self.payment_count + 1,
             succeeded_count=self.succeeded_count + (1 if newly_succeeded else 0),
