@@ -108,6 +108,35 @@ def test_a_receiver_failing_twice_gets_the_event_on_the_third_attempt(
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
 
 
+def test_a_receiver_that_is_down_gets_the_event_once_it_is_back(tenant: Tenant, receiver: WebhookReceiver) -> None:
+    url = receiver.new_url()
+    endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
+    receiver.stop()
+    try:
+        payment = pay(tenant)
+        assert tenant.wait_settled(payment["id"])["status"] == "succeeded"
+
+        def refused_twice() -> dict[str, Any] | None:
+            mine = [e for e in events_of(tenant, type="payment.succeeded") if e["data"]["id"] == payment["id"]]
+            if not mine:
+                return None
+            log = requests.get(f"{EVENTS_URL}/{mine[0]['id']}/deliveries", headers=tenant.headers, timeout=60).json()
+            found = [d for d in log["data"] if d["endpoint_id"] == endpoint["id"]]
+            return mine[0] if found and len(found[0]["attempts"]) >= 2 else None
+
+        event = support.wait_for(refused_twice, 60, 0.3, "two attempts on the receiver that is down")
+    finally:
+        receiver.start()
+    [delivery] = receiver.wait_for(url, 1, timeout_s=90)
+    assert delivery.headers["webhook-id"] == event["id"]
+    assert Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)["data"]["id"] == payment["id"]
+    log = requests.get(f"{EVENTS_URL}/{event['id']}/deliveries", headers=tenant.headers, timeout=60).json()
+    [logged] = [d for d in log["data"] if d["endpoint_id"] == endpoint["id"]]
+    errors = [a["error"] for a in logged["attempts"]]
+    assert errors[:2] == ["connection_refused", "connection_refused"] and errors[-1] is None
+    assert logged["status"] == "succeeded"
+
+
 def test_410_disables_the_endpoint(tenant: Tenant, receiver: WebhookReceiver) -> None:
     url = receiver.new_url()
     receiver.script(url, (410, {}))
@@ -150,16 +179,17 @@ def test_redeliver_and_rotation(tenant: Tenant, receiver: WebhookReceiver) -> No
 
 def test_a_deleted_endpoint_gets_nothing_more(tenant: Tenant, receiver: WebhookReceiver) -> None:
     url = receiver.new_url()
-    endpoint = register(tenant, url)
+    endpoint = register(tenant, url, enabled_events=["payment.succeeded"])
+    pay(tenant)
+    receiver.wait_for(url, 1, timeout_s=90)  # it was receiving
     deleted = requests.delete(f"{ENDPOINTS_URL}/{endpoint['id']}", headers=tenant.headers, timeout=60)
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True
-    payment = pay(tenant)
-    tenant.wait_settled(payment["id"])
     watcher = receiver.new_url()
     register(tenant, watcher, enabled_events=["payment.succeeded"])
-    second = pay(tenant)
-    receiver.wait_for(watcher, 1, timeout_s=90)  # later events have gone out by now
-    assert second["id"] and receiver.deliveries(url) == []
+    later = pay(tenant)
+    [seen] = receiver.wait_for(watcher, 1, timeout_s=90)  # the later payment's event has gone out by now
+    assert seen.json()["data"]["id"] == later["id"]
+    assert len(receiver.deliveries(url)) == 1
 
 
 def test_developers_see_and_receive_only_their_own_events(tenant: Tenant, receiver: WebhookReceiver) -> None:
