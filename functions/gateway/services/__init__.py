@@ -1,5 +1,6 @@
 """Use cases, one module per concern: `credentials` (register Daraja keys), `payments` (push and read),
-`settlement` (callbacks, queries, reconciliation). They take adapters through their constructors, return domain
+`settlement` (callbacks, queries, reconciliation), bundled here as the `Gateway`; `api_keys` and `webhooks`, which
+the container (gateway.container) builds on their own. They take adapters through their constructors, return domain
 values and raise gateway errors; the HTTP layer (gateway.api) picks status codes and headers.
 """
 
