@@ -34,7 +34,6 @@ class Event(StrEnum):
     STK_PUSH_UNCERTAIN = "stk_push_uncertain"
     PAYMENT_NOT_RECORDED = "payment_not_recorded"
     IDEMPOTENT_REPLAY = "idempotent_replay"
-    CALLBACK_RECEIVED = "callback_received"
     CALLBACK_REJECTED = "callback_rejected"
     PAYMENT_SETTLED = "payment_settled"
     PAYMENT_FLAGGED = "payment_flagged"
