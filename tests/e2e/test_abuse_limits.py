@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from tests import support
+from tests import ledger, support
 from tests.tenants import CREDENTIALS_URL, Tenant, new_tenant
 
 PHONE_PROMPTS_PER_10_MIN = 5  # the deployment default, which functions/.env.local leaves alone
@@ -19,14 +19,7 @@ DOCUMENTS = f"http://{support.FIRESTORE_HOST}/v1/projects/{support.PROJECT_ID}/d
 
 def prompts_to(phone: str, tenant: Tenant) -> list[dict[str, Any]]:
     """The prompts the simulator showed on `phone` for this tenant's app (one entry per accepted push)."""
-    response = requests.get(
-        f"{support.DARAJA_URL}/simulator/pushes",
-        params={"phone": phone, "shortcode": tenant.app.shortcode},
-        timeout=10,
-    )
-    response.raise_for_status()
-    pushes: list[dict[str, Any]] = response.json()["pushes"]
-    return pushes
+    return ledger.prompts(phone=phone, shortcode=tenant.app.shortcode)
 
 
 def assert_rate_limited(response: requests.Response, limit: str | None = None) -> None:
