@@ -9,6 +9,7 @@ the stack's project, so their real deliveries never race the ones driven here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -201,6 +202,48 @@ def test_429_honours_retry_after(rig: Rig) -> None:
     first, second = rig.receiver.wait_for(url, 2)
     assert second.at - first.at >= 1.9
     assert second.headers["webhook-id"] == event_id
+
+
+def test_retry_after_is_honoured_only_on_429_and_503(rig: Rig) -> None:
+    alice = developer()
+    url = rig.receiver.new_url()
+    rig.receiver.script(url, (500, {"Retry-After": "5"}))
+    rig.webhooks.endpoints.create(alice, {"url": url})
+    rig.event(alice.uid)
+    assert rig.drain() == ["pending", "succeeded"]
+    first, second = rig.receiver.wait_for(url, 2)
+    assert second.at - first.at < 1.0  # the schedule's 5 s x 0.001, not the 5 s a 500 asked for
+
+
+def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_logged(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = dataclasses.replace(rig.settings, webhook_disable_after_s=0.001)
+    webhooks = Webhooks.build(
+        settings,
+        rig.store,
+        WebhookSecrets(SecretManagerVersions(settings)),
+        WebhookTransport(settings.webhook_timeout_s, allow_loopback=settings.local_stack_trusted),
+        rig.queue,
+    )
+    rig = dataclasses.replace(rig, webhooks=webhooks, settings=settings)
+    alice = developer()
+    url = rig.receiver.new_url()
+    rig.receiver.script(url, (500, {}), (500, {}))
+    endpoint, _ = rig.webhooks.endpoints.create(alice, {"url": url})
+    rig.event(alice.uid)
+    # The first failure starts the failing window; the second, once the window (1 ms here) has passed, disables the
+    # endpoint, and the delivery's next task finds it disabled.
+    assert rig.drain() == ["pending", "pending", "cancelled"]
+    assert len(rig.receiver.wait_for(url, 2)) == 2
+    after = rig.webhooks.endpoints.get(alice, endpoint.id)
+    assert (after.status, after.disabled_reason) == ("disabled", "failing")
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [
+        (line.get("endpoint_id"), line.get("reason"))
+        for line in logged
+        if line.get("event") == "webhook_endpoint_disabled"
+    ] == [(endpoint.id, "failing")]
 
 
 def test_rotation_signs_with_both_secrets_during_the_overlap(rig: Rig) -> None:
