@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateway import errors
 from gateway.domain.webhooks import parse_endpoint_url
 from gateway.webhook_secrets import WebhookSecrets, secret_id
 from gateway.webhook_transport import AddressRefused, WebhookTransport, checked_addresses
@@ -162,4 +163,5 @@ def test_signing_secrets_are_cached_per_version() -> None:
     assert backend.reads == 2
     assert secret_id("dev_1", "we_1") != secret_id("dev_2", "we_1")
     writer.destroy("dev_1", "we_1")
-    assert len(writer) == 0
+    with pytest.raises(errors.ServerError):  # the destroyed secret is gone from the cache too
+        writer.get("dev_1", "we_1", version)
