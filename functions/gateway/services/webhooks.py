@@ -40,13 +40,13 @@ from gateway.http import Developer
 from gateway.logs import Event, log_event
 from gateway.repository import Versioned, WriteConflict, retry_on_conflict, utcnow
 from gateway.services.common import resolve_environment
+from gateway.services.payments import parse_limit
 from gateway.settings import Settings
 from gateway.views import iso
 from gateway.webhook_secrets import WebhookSecrets
 from gateway.webhook_store import EndpointLimitReached, WebhookStore
 from gateway.webhook_transport import AttemptResult, WebhookTransport
 
-_MAX_LIST_LIMIT = 100
 _LEASE_MARGIN_S = 30.0
 USER_AGENT = "mpesa-gateway-webhooks/1"
 
@@ -204,8 +204,6 @@ class Events:
     ) -> tuple[list[dict[str, Any]], str | None]:
         if event_type is not None and event_type not in EVENT_TYPES:
             raise errors.InvalidRequest("invalid_type", f"type must be one of {', '.join(sorted(EVENT_TYPES))}", "type")
-        from gateway.services.payments import parse_limit
-
         # An API key acts in one environment: it sees that environment's events only, as with payments.
         return self._store.list_events(
             developer.uid, event_type, developer.environment, parse_limit(limit_raw), page_token or None
