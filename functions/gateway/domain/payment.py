@@ -365,17 +365,14 @@ class Payment:
         """Daraja definitely refused the push: nobody was prompted, so the payment ends ``failed``."""
         if self.push_state is not PushState.SENDING or self.status is not PaymentStatus.PENDING:
             return self
-        return replace(
-            self,
-            status=PaymentStatus.FAILED,
+        return self._ended(
+            PaymentStatus.FAILED,
+            "push",
+            now,
             push_state=PushState.REFUSED,
             push_lease_until=None,
             result_code=code,
             result_desc=description,
-            settled_at=now,
-            settled_by="push",
-            next_check_at=None,
-            updated_at=now,
         )
 
     def mark_outcome_unknown(self, now: datetime, policy: PaymentPolicy) -> Payment:
@@ -458,16 +455,13 @@ class Payment:
             )
             return Settlement(self, replace(after, flags=flags, reported_outcome=reported, updated_at=now), decision)
         assert decision.new_status is not None
-        settled = replace(
-            after,
-            status=decision.new_status,
+        settled = after._ended(
+            decision.new_status,
+            source,
+            now,
             result_code=outcome.result_code,
             result_desc=outcome.result_desc,
             flags=flags,
-            settled_at=now,
-            settled_by=source,
-            next_check_at=None,
-            updated_at=now,
         )
         if decision.new_status is PaymentStatus.SUCCEEDED:
             settled = replace(
@@ -519,20 +513,23 @@ class Payment:
                 return None
             current = current.mark_outcome_unknown(now, policy)
         if current.push_state is PushState.UNKNOWN and now >= current.unconfirmed_deadline(policy):
-            return replace(
-                current,
-                status=PaymentStatus.UNCONFIRMED,
-                settled_at=now,
-                settled_by="reconcile",
+            return current._ended(
+                PaymentStatus.UNCONFIRMED,
+                "reconcile",
+                now,
                 result_desc="no answer from Daraja and no callback within the confirmation window",
-                next_check_at=None,
-                updated_at=now,
             )
         return current if current is not self else None
 
     @property
     def needs_a_human(self) -> bool:
         return bool(FLAGS_NEEDING_A_HUMAN & set(self.flags))
+
+    def _ended(self, status: PaymentStatus, by: str, now: datetime, **changes: Any) -> Payment:
+        """The payment moved to `status` by `by`: settled now, and the reconciler never looks at it again."""
+        return replace(
+            self, status=status, settled_at=now, settled_by=by, next_check_at=None, updated_at=now, **changes
+        )
 
 
 @dataclass(frozen=True)
