@@ -201,6 +201,21 @@ def test_a_push_records_a_pending_payment_and_hands_daraja_a_token_url(ready: Wo
     assert view["phone"] == MASKED and MSISDN not in json.dumps(view) and PHONE_TYPED not in json.dumps(view)
 
 
+def test_a_warm_push_reads_once_and_commits_twice() -> None:
+    """What the README's performance table counts: the set-up, the payer's phone and one limiter shard in one
+    round trip, the intent and the answer in two commits, and no Secret Manager read once the secret is cached."""
+    world = make_world(limit_shards=1, push_limits=(("production", 100.0, 10_000), ("sandbox", 100.0, 10_000)))
+    world.gateway.credentials.put(ALICE, CREDENTIALS)
+    push(world, phone="0712000001")
+    world.repo.calls.clear()
+    reads_before = world.backend.reads
+
+    assert push(world, phone="0712000002").outcome == "created"
+
+    assert dict(world.repo.calls) == {"load_push_context": 1, "commit": 2}
+    assert world.backend.reads == reads_before
+
+
 def test_payment_ids_and_callback_tokens_are_random_and_unique(ready: World) -> None:
     ids = {push(ready).payment.id for _ in range(1000)}
 
