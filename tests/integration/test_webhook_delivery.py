@@ -27,7 +27,7 @@ from gateway.http import Developer
 from gateway.repository import AddEvent, PaymentRepository
 from gateway.services.webhooks import NotDue, Webhooks
 from gateway.settings import Settings
-from gateway.webhook_secrets import SecretManagerVersions, WebhookSecrets
+from gateway.webhook_secrets import SecretManagerVersions, WebhookSecrets, secret_id
 from gateway.webhook_store import WebhookStore
 from gateway.webhook_transport import WebhookTransport
 from tests import support
@@ -269,6 +269,10 @@ def test_a_deleted_endpoint_gets_nothing_more(rig: Rig) -> None:
     endpoint, _ = rig.webhooks.endpoints.create(alice, {"url": url})
     event_id = rig.event(alice.uid)
     rig.webhooks.endpoints.delete(alice, endpoint.id)
+    # Its signing secret is gone from Secret Manager, not only the endpoint document.
+    versions = SecretManagerVersions(rig.settings)
+    assert versions.access_version(secret_id(alice.uid, endpoint.id), endpoint.secret_version) is None
+    assert versions.destroy(secret_id(alice.uid, endpoint.id)) is False
     assert rig.drain() == ["cancelled"]
     assert rig.receiver.deliveries(url) == []
     with pytest.raises(errors.NotFound):
