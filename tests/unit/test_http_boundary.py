@@ -397,6 +397,7 @@ GATEWAY_ERRORS: list[tuple[errors.GatewayError, int, str]] = [
     (errors.DarajaError("daraja_timeout", "Daraja timed out", http_status=504), 504, "daraja_error"),
     (errors.ServerError("storage_failed", "try again"), 500, "api_error"),
     (errors.ServiceUnavailable("auth_unavailable", "try again"), 503, "api_error"),
+    (errors.RateLimited("phone_busy", "one prompt at a time", retry_after_s=90), 429, "rate_limit_error"),
 ]
 
 
@@ -413,6 +414,10 @@ def test_gateway_errors_keep_their_status_type_code_and_param(
     assert body["message"] == error.message
     assert body.get("daraja_code") == getattr(error, "daraja_code", None)
     assert ("WWW-Authenticate" in response.headers) == (status == 401)
+    # Only an error that names a wait answers with Retry-After, and browser code may read it.
+    assert response.headers.get("Retry-After") == (None if error.retry_after_s is None else str(error.retry_after_s))
+    assert "Retry-After" in response.headers["Access-Control-Expose-Headers"]
+    assert body.get("limit") == error.details.get("limit")
     lines = _log_lines(capsys)
     if status >= 500:
         assert [(line["event"], line["severity"], line["code"], line["status"]) for line in lines] == [
