@@ -81,6 +81,10 @@ def test_an_anonymous_sign_in_cannot_read_developer_credentials(anonymous: Anony
         ("developer_credentials", "DELETE"),
         ("stk_push", "POST"),
         ("payment_status", "GET"),
+        ("api_keys", "GET"),
+        ("api_keys", "POST"),
+        ("webhook_endpoints", "GET"),
+        ("events", "GET"),
     ],
 )
 def test_an_anonymous_sign_in_is_refused_by_every_authenticated_function(
@@ -90,6 +94,7 @@ def test_an_anonymous_sign_in_is_refused_by_every_authenticated_function(
     bodies = {
         "developer_credentials": app.credentials_body(),
         "stk_push": {"phone": support.unique_phone(), "amount": 10, "account_reference": "anon", "description": "x"},
+        "api_keys": {"name": "anon", "environment": "sandbox"},
     }
     response = requests.request(
         method,
