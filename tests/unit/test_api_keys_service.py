@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 
@@ -221,6 +222,31 @@ def test_a_use_mark_never_undoes_a_revocation(keys: Keys) -> None:
     keys.service.revoke(ALICE, created.record.key_id)
     assert not keys.store.save(loaded, loaded.record.used(keys.clock.now))
     assert keys.store.documents[sha][0].revoked
+
+
+def test_an_instance_whose_read_raced_a_revocation_does_not_undo_it_with_its_use_mark(keys: Keys) -> None:
+    """The same rule through the use case: another instance reads the key, the revocation lands, and only then does
+    that instance write its last_used_at mark (from the version it read)."""
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    sha = sha256_hex(created.key)
+
+    class RevokedRightAfterTheRead(MemoryApiKeyStore):
+        def find(self, key_sha256: str) -> Any:
+            found = keys.store.find(key_sha256)
+            keys.service.revoke(ALICE, created.record.key_id)
+            return found
+
+        def save(self, stored: Any, record: Any) -> bool:
+            return keys.store.save(stored, record)
+
+    racing = ApiKeys(Settings(project_id="unit"), RevokedRightAfterTheRead(), keys.clock, keys.ticker)
+    racing.authenticate(created.key)  # accepted: it read the key before the revocation (the TTL-bounded window)
+    stored = keys.store.documents[sha][0]
+    assert stored.revoked
+    assert stored.last_used_at is None
+    with pytest.raises(errors.AuthenticationError) as caught:
+        keys.service.authenticate(created.key)
+    assert caught.value.code == "api_key_revoked"
 
 
 # ---------------------------------------------------------------------------------------------- Authorization dispatch
