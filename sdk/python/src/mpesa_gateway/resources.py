@@ -69,10 +69,7 @@ class CredentialsResource:
         if environment is not None:
             answer = self._gateway.request("GET", "developer_credentials", params={"environment": environment})
             return Credentials.from_api(answer.body)
-        body = self._gateway.request("GET", "developer_credentials").body
-        if body.get("object") != "list":
-            return Credentials.from_api(body)  # a gateway from before per-environment sets answers one object
-        stored = _credential_sets(body)
+        stored = self.list()
         if not stored:
             # None stored: the gateway's own 404 (credentials_not_configured, with its request id) is the answer.
             return self.get("sandbox")
@@ -82,7 +79,7 @@ class CredentialsResource:
         """Every environment's masked view, sandbox first; an empty list when none are stored."""
         body = self._gateway.request("GET", "developer_credentials").body
         if body.get("object") != "list":
-            return [Credentials.from_api(body)]
+            return [Credentials.from_api(body)]  # a gateway from before per-environment sets answers one object
         return _credential_sets(body)
 
     def delete(self, environment: Environment | None = None) -> bool:
