@@ -215,6 +215,30 @@ def test_two_instances_mark_use_once_between_them(keys: Keys) -> None:
     assert keys.store.documents[sha][1] == version_after
 
 
+def test_of_two_instances_that_read_the_same_version_only_one_writes_the_mark(keys: Keys) -> None:
+    created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    sha = sha256_hex(created.key)
+    read_before_the_mark = keys.store.find(sha)
+
+    class ReadBeforeTheOtherMarked(MemoryApiKeyStore):
+        first_read = True
+
+        def find(self, key_sha256: str) -> Any:
+            if self.first_read:
+                self.first_read = False
+                return read_before_the_mark
+            return keys.store.find(key_sha256)
+
+        def save(self, stored: Any, record: Any) -> bool:
+            return keys.store.save(stored, record)
+
+    keys.service.authenticate(created.key)  # this instance's mark lands first
+    marked = keys.store.documents[sha]
+    other = ApiKeys(Settings(project_id="unit"), ReadBeforeTheOtherMarked(), keys.clock, keys.ticker)
+    other.authenticate(created.key)  # due, by what it read; its write must lose the precondition
+    assert keys.store.documents[sha] == marked
+
+
 def test_a_use_mark_never_undoes_a_revocation(keys: Keys) -> None:
     created = keys.service.create(ALICE, {"name": "shop", "environment": "sandbox"})
     sha = sha256_hex(created.key)
