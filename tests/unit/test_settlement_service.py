@@ -745,6 +745,20 @@ def test_a_refused_push_is_never_swept(ready: World) -> None:
     assert ready.repo.only_payment(ALICE.uid).status is PaymentStatus.FAILED
 
 
+def test_reconcile_reads_each_developers_set_ups_once_per_sweep(ready: World) -> None:
+    ready.gateway.credentials.put(BOB, BOB_CREDENTIALS)
+    alices = [pay(ready) for _ in range(3)]
+    bobs = pay(ready, BOB, phone="0798765432")
+    ready.clock.advance(ready.settings.reconcile_after_s)
+    before = ready.repo.calls["daraja_setups"]
+
+    assert ready.gateway.settlement.reconcile()["examined"] == 4
+
+    assert len(ready.daraja.query_calls) == 4
+    assert {checkout for _, checkout in ready.daraja.query_calls} == {checkout_of(p) for p in [*alices, bobs]}
+    assert ready.repo.calls["daraja_setups"] - before == 2
+
+
 def test_reconcile_never_creates_registry_entries(ready: World) -> None:
     pay(ready)
     ready.clock.advance(ready.settings.reconcile_after_s)

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.daraja import DarajaApp, DarajaClient
-from gateway.domain.daraja_setup import SANDBOX, setups_of
+from gateway.domain.daraja_setup import SANDBOX, Setups, setups_of
 from gateway.domain.events import events_for
 from gateway.domain.limits import DeveloperLimits, PhoneLimits, RateLimited, SlidingWindow
 from gateway.domain.payment import Payment, PaymentPolicy
@@ -182,10 +182,11 @@ def load_app(
         return setup, app_for_setup(credentials, developer.uid, setup)
 
 
-def app_for_payment(repository: PaymentStore, credentials: CredentialStore, uid: str, payment: Payment) -> DarajaApp:
-    """The app that made the payment: its environment and shortcode, with that environment's current secret. A
-    query needs only the shortcode and the passkey, so the push-only fields are left empty."""
-    setup = repository.daraja_setups(uid).get(payment.environment)
+def app_for_payment(credentials: CredentialStore, uid: str, payment: Payment, setups: Setups) -> DarajaApp:
+    """The app that made the payment: its environment and shortcode, with that environment's current secret (from
+    `setups`, the developer's set-ups as read). A query needs only the shortcode and the passkey, so the push-only
+    fields are left empty."""
+    setup = setups.get(payment.environment)
     if setup is None:
         raise errors.CredentialsNotConfigured()
     return DarajaApp(

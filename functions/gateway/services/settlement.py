@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.domain.callback import parse_stk_callback
+from gateway.domain.daraja_setup import Setups
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import OutcomeSource, Payer, Payment, PaymentOutcome, PaymentStatus
 from gateway.domain.payment import Settlement as Applied
@@ -193,8 +194,12 @@ class Settlement(UseCase):
         except errors.GatewayError:
             return loaded.value
 
-    def _query_and_settle(self, uid: str, loaded: Versioned[Payment]) -> Payment | None:
-        """Claim this interval's query (one caller wins the precondition), ask with the payment's own app, apply."""
+    def _query_and_settle(
+        self, uid: str, loaded: Versioned[Payment], setups: dict[str, Setups] | None = None
+    ) -> Payment | None:
+        """Claim this interval's query (one caller wins the precondition), ask with the payment's own app, apply.
+        `setups` holds the set-ups already read by developer (a sweep reads each developer's once); a read is
+        added to it."""
         payment = loaded.value
         claimed = payment.claim_query(self._now(), self._policy)
         if claimed is None or payment.checkout_request_id is None:
@@ -203,8 +208,12 @@ class Settlement(UseCase):
             versions = self._repo.commit(save_payment(uid, payment, claimed, loaded.version))
         except WriteConflict:
             return None  # another caller holds this interval
+        if setups is None:
+            setups = {}
+        if uid not in setups:
+            setups[uid] = self._repo.daraja_setups(uid)
         try:
-            app = app_for_payment(self._repo, self._credentials, uid, payment)
+            app = app_for_payment(self._credentials, uid, payment, setups[uid])
         except errors.CredentialsNotConfigured:
             # The developer deleted this environment's keys: nobody can ask Daraja for them any more. The claim
             # already pushed the next look back, so the payment sinks behind the others.
@@ -245,9 +254,11 @@ class Settlement(UseCase):
         """
         due = self._repo.due_payments(self._now(), self._settings.reconcile_batch_size)
         summary = {"examined": len(due), "settled": 0, "still_pending": 0, "unconfirmed": 0, "errors": 0}
+        # One registry read per developer per sweep, however many of their payments are due.
+        setups: dict[str, Setups] = {}
         for uid, loaded in due:
             try:
-                after = self._reconcile_one(uid, loaded)
+                after = self._reconcile_one(uid, loaded, setups)
             except Exception as failure:  # noqa: BLE001 - one bad payment must not stop the sweep
                 summary["errors"] += 1
                 log_event(
@@ -263,10 +274,10 @@ class Settlement(UseCase):
         log_event(Event.RECONCILE_RUN, **dict[str, Any](summary))
         return summary
 
-    def _reconcile_one(self, uid: str, loaded: Versioned[Payment]) -> Payment | None:
+    def _reconcile_one(self, uid: str, loaded: Versioned[Payment], setups: dict[str, Setups]) -> Payment | None:
         payment = loaded.value
         if payment.checkout_request_id is not None:
-            return self._query_and_settle(uid, loaded)
+            return self._query_and_settle(uid, loaded, setups)
 
         def lapse(current: Payment) -> tuple[Payment, list[Write]] | None:
             after = current.without_answer(self._now(), self._policy)
