@@ -55,6 +55,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
 
 
+def requested_wait(status: int | None, retry_after: str | None, now: datetime) -> float | None:
+    """The wait a receiver asked for: its Retry-After, heeded only on 429 Too Many Requests and 503 Unavailable."""
+    return parse_retry_after(retry_after, now) if status in (429, 503) else None
+
+
 def next_delay(failures: int, scale: float, retry_after_s: float | None = None) -> float | None:
     """Seconds to wait after the `failures`-th failed attempt, or None when no attempt is left."""
     if failures >= MAX_ATTEMPTS:

@@ -33,7 +33,7 @@ from gateway.domain.webhooks import (
     WebhookEndpoint,
     parse_description,
     parse_endpoint_url,
-    parse_retry_after,
+    requested_wait,
     verdict_for,
 )
 from gateway.http import Developer
@@ -376,7 +376,6 @@ class Deliveries:
         else:
             result = self._transport.post(url, body.encode("utf-8"), headers)
         result_status, latency, excerpt, error = result.status, result.latency_ms, result.body_excerpt, result.error
-        retry_after = result.retry_after if result.status in (429, 503) else None
         now = self._now()
         verdict = verdict_for(result_status)
         attempt = Attempt(
@@ -391,7 +390,11 @@ class Deliveries:
             signatures=len(signatures),
         )
         after = claimed.recorded(
-            attempt, verdict, now, self._settings.webhook_retry_scale, parse_retry_after(retry_after, now)
+            attempt,
+            verdict,
+            now,
+            self._settings.webhook_retry_scale,
+            requested_wait(result_status, result.retry_after, now),
         )
         try:
             self._store.save_delivery(uid, after, version)

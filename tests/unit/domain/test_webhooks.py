@@ -19,6 +19,7 @@ from gateway.domain.webhooks import (
     next_delay,
     parse_endpoint_url,
     parse_retry_after,
+    requested_wait,
     verdict_for,
 )
 
@@ -158,6 +159,12 @@ def test_the_schedule_is_standard_webhooks_and_scales() -> None:
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value, NOW) == seconds
+
+
+@pytest.mark.parametrize(("status", "wait"), [(429, 120.0), (503, 120.0), (500, None), (200, None), (None, None)])
+def test_retry_after_is_heeded_only_on_429_and_503(status: int | None, wait: float | None) -> None:
+    assert requested_wait(status, "120", NOW) == wait
+    assert requested_wait(status, None, NOW) is None
 
 
 def endpoint() -> WebhookEndpoint:
