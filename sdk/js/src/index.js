@@ -732,9 +732,7 @@ export class Credentials {
       const query = { environment };
       return /** @type {any} */ (fromApi(await this._gateway.request({ method: 'GET', fn: 'developer_credentials', query })));
     }
-    const body = await this._gateway.request({ method: 'GET', fn: 'developer_credentials' });
-    if (body.object !== 'list') return /** @type {any} */ (fromApi(body)); // a gateway from before per-environment sets
-    const stored = credentialSets(body);
+    const stored = await this.list();
     // None stored: the gateway's own 404 (credentials_not_configured, with its request id) is the answer.
     if (stored.length === 0) return this.get('sandbox');
     return stored.find((set) => set.environment === 'sandbox') ?? stored[0];
@@ -747,6 +745,7 @@ export class Credentials {
    */
   async list() {
     const body = await this._gateway.request({ method: 'GET', fn: 'developer_credentials' });
+    // A gateway from before per-environment sets answers one object.
     return body.object === 'list' ? credentialSets(body) : [/** @type {any} */ (fromApi(body))];
   }
 
