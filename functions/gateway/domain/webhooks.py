@@ -256,6 +256,9 @@ class WebhookEndpoint:
         return self if self.failing_since is not None else replace(self, failing_since=now, updated_at=now)
 
     def gone(self, now: datetime) -> WebhookEndpoint:
+        """The receiver answered 410 Gone: disabled (an endpoint already disabled keeps its reason)."""
+        if self.status != "enabled":
+            return self
         return replace(self, status="disabled", disabled_reason="gone", updated_at=now)
 
 

@@ -438,7 +438,7 @@ class Deliveries:
             if verdict == "delivered":
                 after = current.succeeded(now)
             elif verdict == "gone":
-                after = current.gone(now) if current.status == "enabled" else current
+                after = current.gone(now)
             else:
                 after = current.failed(now, self._settings.webhook_disable_after_s)
             if after == current:

@@ -189,6 +189,7 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_a_success_rese
     disabled = still.failed(NOW + timedelta(days=5), window)
     assert (disabled.status, disabled.disabled_reason) == ("disabled", "failing")
     assert endpoint().gone(NOW).disabled_reason == "gone"
+    assert disabled.gone(NOW + timedelta(days=6)) == disabled  # already disabled: keeps its reason
 
 
 def attempt(status: int | None) -> Attempt:
