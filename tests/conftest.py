@@ -24,11 +24,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
     for line in fuzz.LINES:  # the fuzz run's requests and 5xx answers, per endpoint
         terminalreporter.write_line(line)
-    if ledger.LINES:
+    if ledger.CHECKS:
         # The widest check is the e2e tier's, over every paid prompt of the run so far.
-        widest = max(ledger.LINES, key=lambda line: int(line.split()[1]))
-        terminalreporter.write_line(f"money trace ({len(ledger.LINES)} ledger checks); the widest, over the whole e2e run:")
-        terminalreporter.write_line(widest)
+        widest = max(ledger.CHECKS, key=lambda check: check.prompts)
+        terminalreporter.write_line(
+            f"money trace ({len(ledger.CHECKS)} ledger checks); the widest, over the whole e2e run:"
+        )
+        terminalreporter.write_line(widest.line())
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from google.cloud import firestore
 
 from tests import support
 
-# Every check's line, printed in pytest's terminal summary (tests/conftest.py) so `make test` shows them.
-LINES: list[str] = []
+# Every check made, for pytest's terminal summary (tests/conftest.py), so `make test` shows the widest.
+CHECKS: list[Ledger] = []
 
 
 @dataclass
@@ -82,5 +82,5 @@ def check(timeout_s: float = 15.0, **filters: str) -> Ledger:
         time.sleep(0.5)
     ledger.lost = pending
     ledger.traced = ledger.prompts - len(pending)
-    LINES.append(ledger.line())
+    CHECKS.append(ledger)
     return ledger
