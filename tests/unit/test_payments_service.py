@@ -216,6 +216,16 @@ def test_a_warm_push_reads_once_and_commits_twice() -> None:
     assert world.backend.reads == reads_before
 
 
+def test_a_test_key_asking_for_production_is_refused_before_any_read(ready: World) -> None:
+    test_key = dataclasses.replace(ALICE, environment="sandbox", api_key_id="key_1")
+
+    with pytest.raises(errors.PermissionDenied) as raised:
+        push(ready, developer=test_key, environment="production")
+
+    assert raised.value.code == "environment_mismatch"
+    assert sum(ready.repo.calls.values()) == 0 and ready.daraja.push_calls == []
+
+
 def test_payment_ids_and_callback_tokens_are_random_and_unique(ready: World) -> None:
     ids = {push(ready).payment.id for _ in range(1000)}
 

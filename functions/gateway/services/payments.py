@@ -108,9 +108,9 @@ class Payments(UseCase):
     def push(self, developer: Developer, body: object, idempotency_key: str | None) -> PushResult:
         request = parse_stk_push_request(body, self._settings.max_amount)
         key_hash = idempotency_key_hash(idempotency_key)
+        environment = resolve_environment(request.environment, developer)  # a key's 403 costs no read
         # One round trip reads everything the push decides on: the set-up, the payer's phone, one limiter shard.
         context = self._repo.load_push_context(developer.uid, request.phone, self._pick_shard())
-        environment = resolve_environment(request.environment, developer)
         # The secret is fetched before the intent: if Secret Manager is down, nothing is stored and nobody prompted.
         setup, app = load_app(self._repo, self._credentials, developer, context.developer or {}, environment)
         fingerprint = canonical_fingerprint(request)
