@@ -198,6 +198,9 @@ def test_the_whole_story_in_the_browser(
     production.get_by_label("Passkey").fill(secrets.token_hex(20))
     production.get_by_role("button", name="Save production credentials").click()
     assert "Daraja rejected these keys" in production.get_by_role("alert").inner_text()
+    go(page, "Payments", "Payments")
+    go(page, "Daraja credentials", "Daraja credentials")  # read again from the gateway
+    assert "No credentials registered" in page.locator("#cred-production").inner_text()
 
     # An API key: shown once, with a copy button.
     go(page, "API keys", "API keys")
