@@ -9,6 +9,7 @@ shortcode and uses its own phone numbers, so tiers and test runs can share one s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import socket
@@ -46,11 +47,13 @@ __all__ = [
     "DarajaApp",
     "SignedUpDeveloper",
     "WebhookReceiver",
+    "daraja_secret_name",
     "delete_auth_user",
     "firestore_client",
     "function_url",
     "port_open",
     "register_simulator_app",
+    "secret_manager_client",
     "set_scenario",
     "sign_up",
     "simulator_callbacks",
@@ -89,6 +92,25 @@ def stack_missing() -> list[str]:
         "hosting emulator": urlsplit(HOSTING_URL).netloc,
     }
     return [name for name, host in wanted.items() if not port_open(host)]
+
+
+def secret_manager_client() -> Any:
+    """A google-cloud-secret-manager client of the stack's Secret Manager emulator (REST, no credentials)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    return secretmanager.SecretManagerServiceClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=f"http://{SECRET_MANAGER_HOST}"),
+        credentials=AnonymousCredentials(),
+    )
+
+
+def daraja_secret_name(uid: str, environment: str) -> str:
+    """The Secret Manager name of a developer's Daraja secret for one environment, as the gateway names it."""
+    secret_id = "daraja-credentials-" + hashlib.sha256(f"{uid}#{environment}".encode()).hexdigest()
+    return f"projects/{PROJECT_ID}/secrets/{secret_id}"
 
 
 def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.25, what: str = "condition") -> Any:

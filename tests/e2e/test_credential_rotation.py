@@ -7,7 +7,6 @@ Cloud Functions instance would be. What reached Daraja is read from the simulato
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -83,18 +82,8 @@ def consumer_keys_that_pushed(*phones: str) -> list[str]:
 
 def secret_versions(uid: str, environment: str) -> dict[str, str]:
     """Each version of a developer's secret for one environment and its state, read from the Secret Manager emulator."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import secretmanager
-
-    client = secretmanager.SecretManagerServiceClient(
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=f"http://{support.SECRET_MANAGER_HOST}"),
-        credentials=AnonymousCredentials(),
-    )
-    secret_id = "daraja-credentials-" + hashlib.sha256(f"{uid}#{environment}".encode()).hexdigest()
-    parent = f"projects/{support.PROJECT_ID}/secrets/{secret_id}"
-    return {v.name.rsplit("/", 1)[1]: v.state.name for v in client.list_secret_versions(parent=parent)}
+    versions = support.secret_manager_client().list_secret_versions(parent=support.daraja_secret_name(uid, environment))
+    return {v.name.rsplit("/", 1)[1]: v.state.name for v in versions}
 
 
 def registry(uid: str) -> dict[str, Any]:
@@ -199,27 +188,19 @@ def test_a_developer_with_both_sets_pushes_to_each_with_its_own_keys() -> None:
 
 # ------------------------------------------------------------------------------------------------------ (d)
 def test_a_developer_stored_in_the_old_single_set_layout_keeps_working_and_migrates_on_the_next_put() -> None:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import secretmanager
-
     user = support.sign_up()
     legacy = support.register_simulator_app()
     # What the gateway stored before sets were per environment: one flat set-up, its secret's latest version.
-    client = secretmanager.SecretManagerServiceClient(
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=f"http://{support.SECRET_MANAGER_HOST}"),
-        credentials=AnonymousCredentials(),
-    )
-    secret_id = "daraja-credentials-" + hashlib.sha256(f"{user.uid}#sandbox".encode()).hexdigest()
-    project = f"projects/{support.PROJECT_ID}"
+    client = support.secret_manager_client()
+    secret_name = support.daraja_secret_name(user.uid, "sandbox")
+    project, _, secret_id = secret_name.partition("/secrets/")
     client.create_secret(parent=project, secret_id=secret_id, secret={"replication": {"automatic": {}}})
     payload = {
         "consumer_key": legacy.consumer_key,
         "consumer_secret": legacy.consumer_secret,
         "passkey": legacy.passkey,
     }
-    client.add_secret_version(parent=f"{project}/secrets/{secret_id}", payload={"data": json.dumps(payload).encode()})
+    client.add_secret_version(parent=secret_name, payload={"data": json.dumps(payload).encode()})
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)

@@ -82,20 +82,9 @@ def test_credentials_are_written_to_secret_manager_under_the_uid_and_environment
 ) -> None:
     app = support.register_simulator_app()
     assert put(alice, app.credentials_body()).status_code == 200
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import secretmanager
-
-    client = secretmanager.SecretManagerServiceClient(
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=f"http://{support.SECRET_MANAGER_HOST}"),
-        credentials=AnonymousCredentials(),
-    )
-    import hashlib
-
+    client = support.secret_manager_client()
     # One secret per developer and environment, so a sandbox payment can still be queried after a move to production.
-    secret_id = "daraja-credentials-" + hashlib.sha256(f"{alice.uid}#sandbox".encode()).hexdigest()
-    name = f"projects/{support.PROJECT_ID}/secrets/{secret_id}/versions/latest"
+    name = f"{support.daraja_secret_name(alice.uid, 'sandbox')}/versions/latest"
     payload = json.loads(client.access_secret_version(name=name).payload.data)
     assert payload == {"consumer_key": app.consumer_key, "consumer_secret": app.consumer_secret, "passkey": app.passkey}
 
