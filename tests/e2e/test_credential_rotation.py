@@ -241,11 +241,3 @@ def test_a_developer_stored_in_the_old_single_set_layout_keeps_working_and_migra
     http_push(user, phones[1], environment="production")
     assert consumer_keys_that_pushed(phones[0]) == [legacy.consumer_key]
     assert consumer_keys_that_pushed(phones[1]) == [production.consumer_key]
-
-
-def test_a_tenant_helper_still_pushes() -> None:
-    """new_tenant (used by every other tier) PUTs one sandbox set; its pushes need no environment."""
-    tenant = new_tenant()
-    phone = support.unique_phone()
-    assert tenant.push(phone).status_code == 201
-    assert consumer_keys_that_pushed(phone) == [tenant.app.consumer_key]
