@@ -55,14 +55,23 @@ def stack_env() -> dict[str, str]:
     return CONFIG.env()
 
 
+# The HTTP functions of functions/main.py, printed with their URLs when the stack is up.
+HTTP_FUNCTIONS = (
+    "stk_push",
+    "payment_status",
+    "developer_credentials",
+    "api_keys",
+    "webhook_endpoints",
+    "events",
+    "mpesa_callback",
+)
+
+
 def urls() -> dict[str, str]:
     base = CONFIG.functions_base_url
     return {
         "functions": base,
-        "stk_push": f"{base}/stk_push",
-        "payment_status": f"{base}/payment_status",
-        "developer_credentials": f"{base}/developer_credentials",
-        "mpesa_callback": f"{base}/mpesa_callback",
+        **{name: f"{base}/{name}" for name in HTTP_FUNCTIONS},
         "console (hosting)": f"{ENDPOINTS['hosting'].url}/",
         "callbacks via hosting": f"{ENDPOINTS['hosting'].url}/hooks/daraja/<token>",
         "auth emulator": ENDPOINTS["auth"].url,
