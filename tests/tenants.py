@@ -87,6 +87,24 @@ def quarantined(*, token: str | None = None, checkout_request_id: str | None = N
     return [doc.to_dict() or {} for doc in query.stream()]
 
 
+def local_env() -> dict[str, str]:
+    """The variables functions/.env.local gives the functions in the local stack."""
+    env: dict[str, str] = {}
+    for line in (Path(__file__).resolve().parents[1] / "functions" / ".env.local").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() and not name.startswith("#") and value:
+            env[name.strip()] = value.strip()
+    return env
+
+
+def local_settings() -> Any:
+    """The gateway's Settings as the stack's functions have them, so tests read leases, windows and delays from
+    there rather than repeat their values."""
+    from gateway.settings import Settings
+
+    return Settings.from_env({**local_env(), "GCLOUD_PROJECT": support.PROJECT_ID})
+
+
 def use_in_process_gateway(monkeypatch: Any, **settings: str) -> None:
     """Point this process's gateway library at the stack, as the scheduler's instance of reconcile_payments is: with
     the functions' own local settings (functions/.env.local, so both sides agree on leases and windows), then
@@ -94,11 +112,8 @@ def use_in_process_gateway(monkeypatch: Any, **settings: str) -> None:
     from gateway import container
     from gateway.settings import get_settings
 
-    env_local = Path(__file__).resolve().parents[1] / "functions" / ".env.local"
-    for line in env_local.read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() and not name.startswith("#") and value:
-            monkeypatch.setenv(name.strip(), value.strip())
+    for name, value in local_env().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("GCLOUD_PROJECT", support.PROJECT_ID)
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", support.FIRESTORE_HOST)
     monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", support.SECRET_MANAGER_HOST)

@@ -11,9 +11,9 @@ from typing import Any
 import requests
 
 from tests import ledger, support
-from tests.tenants import CREDENTIALS_URL, Tenant, new_tenant
+from tests.tenants import CREDENTIALS_URL, Tenant, local_settings, new_tenant
 
-PHONE_PROMPTS_PER_10_MIN = 5  # the deployment default, which functions/.env.local leaves alone
+PHONE_PROMPTS_PER_10_MIN = local_settings().phone_prompts_per_10_min
 DOCUMENTS = f"http://{support.FIRESTORE_HOST}/v1/projects/{support.PROJECT_ID}/databases/(default)/documents"
 
 

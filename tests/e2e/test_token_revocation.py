@@ -9,11 +9,12 @@ import time
 import requests
 
 from tests import support
+from tests.tenants import local_settings
 
 ADMIN_API = f"http://{support.AUTH_HOST}/identitytoolkit.googleapis.com/v1/projects/{support.PROJECT_ID}"
 ADMIN = {"Authorization": "Bearer owner"}
 STATUS_URL = support.function_url("payment_status")
-LOCAL_REVOCATION_DELAY_S = 2.0
+LOCAL_REVOCATION_DELAY_S = local_settings().revocation_cache_ttl_s
 
 
 def update_account(uid: str, **fields: object) -> None:

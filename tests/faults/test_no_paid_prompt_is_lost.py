@@ -19,11 +19,20 @@ import pytest
 import requests
 
 from tests import ledger, support
-from tests.tenants import CREDENTIALS_URL, Tenant, new_tenant, payment_doc, raw_callbacks, use_in_process_gateway
+from tests.tenants import (
+    CREDENTIALS_URL,
+    Tenant,
+    local_settings,
+    new_tenant,
+    payment_doc,
+    raw_callbacks,
+    use_in_process_gateway,
+)
 
-DARAJA_TIMEOUT_S = 3.0
-PUSH_LEASE_S = 6.0
-RECONCILE_AFTER_S = 3.5  # RECONCILE_AFTER_SECONDS=3: an accepted payment's first check, plus a margin
+LOCAL = local_settings()  # functions/.env.local, as the stack's functions read it
+DARAJA_TIMEOUT_S = LOCAL.daraja_timeout_s
+PUSH_LEASE_S = LOCAL.push_lease_s
+RECONCILE_AFTER_S = LOCAL.reconcile_after_s + 0.5  # an accepted payment's first check, plus a margin
 
 
 @pytest.fixture
