@@ -81,7 +81,7 @@ dev: install
 # the SDK tests that need the stack).
 test-unit: $(STAMP_DIR)/venv.stamp
 	@$(PY) -m pytest tests/unit tests/devservers sdk/python/tests -m "not stack" -q
-	@node --test sdk/js/test/unit.test.js sdk/js/test/webhooks.test.js
+	@node --test sdk/js/test/unit.test.js sdk/js/test/webhooks.test.js sdk/js/test/webhook-vectors.test.js
 
 # Tiers: unit and dev-server tests, then integration and end-to-end tests against the real emulators, the SDKs'
 # tests and the OpenAPI conformance run, all inside one stack that is stopped whatever the outcome.

@@ -13,6 +13,13 @@ import {
   type PaymentStatus,
   type TerminalPaymentStatus,
 } from '@mpesa-gateway/sdk';
+import {
+  WebhookSecretError,
+  WebhookVerificationError,
+  sign,
+  verifyWebhook,
+  type WebhookVerificationCode,
+} from '@mpesa-gateway/sdk/webhooks';
 
 declare const auth: { currentUser: { getIdToken(forceRefresh?: boolean): Promise<string> } | null };
 
@@ -76,4 +83,20 @@ export async function serverWithApiKey(signedIn: Gateway, baseUrl: string): Prom
   const environment: 'sandbox' | 'production' | null = server.environment;
   const revoked = await signedIn.apiKeys.revoke(created.id);
   return `${listed.length} ${environment} ${revoked.revokedAt ?? ''} ${created.hint} ${created.lastUsedAt ?? ''}`;
+}
+
+// The webhook verifier as the README shows it: typed codes, `now` in seconds or a Date, the secret error apart.
+export function receive(raw: Uint8Array, headers: Headers, secret: string): string {
+  try {
+    const event = verifyWebhook(raw, headers, secret, { now: Date.now() / 1000, toleranceSeconds: 300 });
+    verifyWebhook('{}', { 'webhook-id': 'evt_1' }, secret, { now: new Date() });
+    return `${event.id} ${event.type} ${sign(secret, event.id, 1764590400, raw)}`;
+  } catch (err) {
+    if (err instanceof WebhookVerificationError) {
+      const code: WebhookVerificationCode = err.code;
+      return code;
+    }
+    if (err instanceof WebhookSecretError) return err.code;
+    throw err;
+  }
 }

@@ -42,7 +42,14 @@ from mpesa_gateway.models import (
     PaymentFlag,
     PaymentStatus,
 )
-from mpesa_gateway.webhooks import Event, WebhookEndpoint, WebhookEvent, WebhookVerificationError, verify_webhook
+from mpesa_gateway.webhooks import (
+    Event,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookSecretError,
+    WebhookVerificationError,
+    verify_webhook,
+)
 
 __all__ = [
     "FLAG_OUTCOME_UNKNOWN",
@@ -74,6 +81,7 @@ __all__ = [
     "WaitTimeout",
     "WebhookEndpoint",
     "WebhookEvent",
+    "WebhookSecretError",
     "WebhookVerificationError",
     "__version__",
     "error_from_response",

@@ -2,14 +2,22 @@
 
     from mpesa_gateway.webhooks import verify_webhook, WebhookVerificationError
 
-    event = verify_webhook(request_body_bytes, request_headers, "whsec_…")   # raises on a bad or stale delivery
+    try:
+        event = verify_webhook(request_body_bytes, request_headers, os.environ["WEBHOOK_SECRET"])
+    except WebhookVerificationError:   # not authentic, stale or not an event: answer 400, act on nothing
+        return 400
+    # A WebhookSecretError (the secret you configured is not a whsec_ secret) is deliberately NOT caught above: it
+    # is your configuration, not an attack, so let it fail loudly (a 500: the gateway retries once you fix it).
     if event.type == "payment.succeeded": ship(event.payment.id)
 
 The signature is HMAC-SHA256 over "{webhook-id}.{webhook-timestamp}.{raw body}", keyed with the base64-decoded part
 of the secret after `whsec_`, base64-encoded, sent as `v1,<signature>`; during a secret rotation the header carries
 several, space-separated, and any one that matches is enough. Verify the raw bytes as received: a body parsed and
 re-serialised is not the one that was signed. Deliveries can repeat (retries, replays): deduplicate on `event.id`.
-Standard library only; `standardwebhooks` and `svix` verify the same deliveries.
+
+The JavaScript SDK's verifyWebhook behaves the same way, with the same error codes: both run every case of the
+shared test vectors in sdk/webhook-vectors.json, generated with the `standardwebhooks` reference library (that file
+also records where, and why, the reference answers differently). Standard library only.
 """
 
 from __future__ import annotations
@@ -19,19 +27,53 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Final, Literal
 
 from mpesa_gateway.models import Payment
 
-DEFAULT_TOLERANCE_S = 300
-_PREFIX = "whsec_"
+DEFAULT_TOLERANCE_S: Final = 300
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix, not a secret
+SECRET_MIN_BYTES: Final = 24  # Standard Webhooks: 24 to 64 random bytes; the gateway issues 32
+SECRET_MAX_BYTES: Final = 64
+# Unix seconds as a canonical integer (no sign, no leading zero, no fraction): what the gateway sends.
+_TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# A `now` above this is not Unix seconds but milliseconds (Date.now() style), a unit mix-up to refuse loudly.
+_MAX_NOW_SECONDS: Final = 100_000_000_000
+
+VerificationCode = Literal[
+    "missing_headers",
+    "invalid_timestamp",
+    "timestamp_too_old",
+    "timestamp_too_new",
+    "no_matching_signature",
+    "invalid_payload",
+]
 
 
 class WebhookVerificationError(Exception):
-    """The delivery is not authentic, not fresh, or not an event: answer it with a 4xx and do not act on it."""
+    """The delivery is not authentic, not fresh, or not an event: answer it with a 4xx and do not act on it.
+
+    `code` says which check failed: missing_headers, invalid_timestamp, timestamp_too_old, timestamp_too_new,
+    no_matching_signature or invalid_payload (the same codes as the JavaScript SDK's)."""
+
+    def __init__(self, code: VerificationCode, message: str) -> None:
+        super().__init__(message)
+        self.code: VerificationCode = code
+
+
+class WebhookSecretError(ValueError):
+    """The secret given to the verifier is not a `whsec_` secret (unset, truncated, pasted without its prefix...).
+
+    A configuration error, never a verdict on the delivery: it is not a WebhookVerificationError, so a receiver
+    that answers those with 400 still fails loudly here. `code` is always "invalid_secret"."""
+
+    code: Final = "invalid_secret"
 
 
 @dataclass(frozen=True)
@@ -47,58 +89,152 @@ class WebhookEvent:
         return Payment.from_api(self.data)
 
 
-def _header(lowered: Mapping[str, str], name: str) -> str | None:
-    # Svix's libraries send svix-*: accept either spelling of the same header.
-    return lowered.get(f"webhook-{name}") or lowered.get(f"svix-{name}")
-
-
-def _key(secret: str) -> bytes:
-    encoded = secret[len(_PREFIX) :] if secret.startswith(_PREFIX) else secret
+def secret_key(secret: object) -> bytes:
+    """The HMAC key of a `whsec_` secret; WebhookSecretError when it is not one (checked before any delivery)."""
+    if not isinstance(secret, str) or not secret:
+        raise WebhookSecretError(
+            f"the webhook secret must be a whsec_ string, got {type(secret).__name__}"
+            + (" (empty)" if secret == "" else "")
+            + ": is its environment variable set?"
+        )
+    if not secret.startswith(SECRET_PREFIX):
+        raise WebhookSecretError("the webhook secret must start with whsec_: copy it whole from the endpoint")
+    encoded = secret[len(SECRET_PREFIX) :]
+    stripped = encoded.rstrip("=")
+    if (
+        not _BASE64.fullmatch(encoded)
+        or len(stripped) % 4 == 1
+        or (len(encoded) != len(stripped) and len(encoded) % 4 != 0)
+    ):
+        raise WebhookSecretError(
+            "the part of the webhook secret after whsec_ is not base64 (a stray space, quote or newline?)"
+        )
     try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the webhook secret is not a whsec_ secret") from None
+        key = base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
+    except (binascii.Error, ValueError):  # the checks above make this unreachable; never let it escape untyped
+        raise WebhookSecretError("the part of the webhook secret after whsec_ is not base64") from None
+    if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+        raise WebhookSecretError(
+            f"the webhook secret holds {len(key)} bytes, expected {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES}:"
+            " is it truncated?"
+        )
+    return key
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+def _raw_body(body: object) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogatepass")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(
+        f"verify_webhook needs the raw request body as bytes or str, got {type(body).__name__}: a parsed or"
+        " re-serialised body is not the one that was signed"
+    )
+
+
+def _header_value(value: object) -> str | None:
+    if isinstance(value, (list, tuple)):  # some frameworks give repeated headers as a list: the first one counts
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    # Whitespace around a value is not part of it (HTTP servers and fetch's Headers drop it too).
+    value = value.strip(" \t\r\n") if isinstance(value, str) else None
+    return value or None
+
+
+def _header(lowered: Mapping[str, object], name: str) -> str | None:
+    # Svix's libraries send svix-*: accept either spelling of the same header.
+    return _header_value(lowered.get(f"webhook-{name}")) or _header_value(lowered.get(f"svix-{name}"))
+
+
+def _now_seconds(now: float | datetime | None) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("now must be a timezone-aware datetime (or Unix seconds)")
+        return now.timestamp()
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or now != now:
+        raise TypeError("now must be Unix seconds (a number) or a timezone-aware datetime")
+    if abs(now) >= _MAX_NOW_SECONDS:
+        raise ValueError("now must be Unix seconds; this value looks like milliseconds")
+    return float(now)
+
+
+def _signed_content(msg_id: str, timestamp: int | str, body: bytes) -> bytes:
+    return f"{msg_id}.{timestamp}.".encode("utf-8", "surrogatepass") + body
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
     """The `v1,<base64>` signature of one delivery (useful to test a receiver)."""
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    mac = hmac.new(secret_key(secret), _signed_content(msg_id, timestamp, _raw_body(body)), hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
 def verify_webhook(
     body: bytes | str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, Any],
     secret: str,
     *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | datetime | None = None,
 ) -> WebhookEvent:
-    """Check the signature (any of the `v1` ones) and that the timestamp is within `tolerance_s` of now, then
-    return the event. Raises WebhookVerificationError otherwise."""
-    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    lowered = {key.lower(): value for key, value in headers.items()}
+    """Check the signature (any of the `v1` ones, compared in constant time) and that the timestamp is within
+    `tolerance_s` of `now` (Unix seconds, or an aware datetime; default: the clock), then return the event.
+
+    Raises WebhookVerificationError (with `code`) for a delivery to refuse, WebhookSecretError for a secret that is
+    not a whsec_ secret (checked first, whatever the delivery), TypeError for a body that is not bytes or str."""
+    key = secret_key(secret)
+    raw = _raw_body(body)
+    current = _now_seconds(now)
+    if not isinstance(headers, Mapping) and not hasattr(headers, "items"):
+        raise TypeError("headers must be a mapping of header names to values")
+    lowered = {str(name).lower(): value for name, value in headers.items()}
     msg_id, stamp, signatures = _header(lowered, "id"), _header(lowered, "timestamp"), _header(lowered, "signature")
     if not (msg_id and stamp and signatures):
-        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
-        raise WebhookVerificationError("invalid webhook-timestamp")
-    current = time.time() if now is None else now
-    if abs(current - int(stamp)) > tolerance_s:
-        raise WebhookVerificationError("webhook-timestamp is outside the tolerance: a stale or replayed delivery")
-    expected = sign(secret, msg_id, int(stamp), raw).split(",", 1)[1]
-    offered = [part.split(",", 1)[1] for part in signatures.split(" ") if part.startswith("v1,")]
-    if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
-        raise WebhookVerificationError("no signature matches this secret")
+        raise WebhookVerificationError(
+            "missing_headers", "missing webhook-id, webhook-timestamp or webhook-signature header"
+        )
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise WebhookVerificationError("invalid_timestamp", "webhook-timestamp is not Unix seconds")
+    if int(stamp) < current - tolerance_s:
+        raise WebhookVerificationError(
+            "timestamp_too_old", "webhook-timestamp is too old: a stale or replayed delivery"
+        )
+    if int(stamp) > current + tolerance_s:
+        raise WebhookVerificationError(
+            "timestamp_too_new", "webhook-timestamp is in the future: check the receiver's clock"
+        )
+    mac = hmac.new(key, _signed_content(msg_id, stamp, raw), hashlib.sha256).digest()
+    expected = base64.b64encode(mac)
+    matched = False
+    for part in signatures.split(" "):
+        version, _, candidate = part.partition(",")
+        # Compare every candidate, as bytes (compare_digest refuses non-ASCII str), without stopping at a match.
+        if version == "v1" and hmac.compare_digest(expected, candidate.encode("utf-8", "replace")):
+            matched = True
+    if not matched:
+        raise WebhookVerificationError("no_matching_signature", "no v1 signature matches this secret")
+    return _event(msg_id, raw)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _event(msg_id: str, raw: bytes) -> WebhookEvent:
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookVerificationError("the body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
-        raise WebhookVerificationError("the body is not an event")
-    return WebhookEvent(
-        id=msg_id, type=str(payload.get("type")), timestamp=str(payload.get("timestamp")), data=payload["data"]
-    )
+        payload = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise WebhookVerificationError("invalid_payload", "the body is not UTF-8 JSON") from None
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("type"), str)
+        or not isinstance(payload.get("timestamp"), str)
+        or not isinstance(payload.get("data"), dict)
+    ):
+        raise WebhookVerificationError("invalid_payload", "the body is not an event {type, timestamp, data}")
+    return WebhookEvent(id=msg_id, type=payload["type"], timestamp=payload["timestamp"], data=payload["data"])
 
 
 # ------------------------------------------------------------------------------------------------ management
