@@ -52,6 +52,12 @@ def reconcile_payments(event: scheduler_fn.ScheduledEvent) -> None:
     api.reconcile_payments()
 
 
+@scheduler_fn.on_schedule(schedule="every 5 minutes")
+def sweep_webhook_events(event: scheduler_fn.ScheduledEvent) -> None:
+    """Fan out events whose Firestore trigger failed or never ran (the platform does not retry triggers)."""
+    api.sweep_webhook_events()
+
+
 _CORS_WITH_PATCH = options.CorsOptions(cors_origins="*", cors_methods=["get", "post", "patch", "delete", "options"])
 
 

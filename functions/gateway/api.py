@@ -255,7 +255,12 @@ def events(request: flask.Request) -> flask.Response:
 
 def fan_out_event(uid: str, event_id: str) -> int:
     """The Firestore trigger on developers/{uid}/events/{event_id}: queue one delivery per endpoint."""
-    return container.webhooks().deliveries.fan_out(uid, event_id)
+    return container.event_trigger()(uid, event_id)
+
+
+def sweep_webhook_events() -> dict[str, int]:
+    """The schedule behind the trigger: fan out the events whose trigger failed or never ran."""
+    return container.webhooks().deliveries.sweep()
 
 
 def deliver_webhook(data: object) -> str:

@@ -6,6 +6,7 @@ Emulator or real service is decided by Settings alone (the emulator host variabl
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from gateway.api_key_store import FirestoreApiKeyStore
@@ -106,3 +107,15 @@ def webhooks() -> Webhooks:
                     CloudTasksQueue(current),
                 )
     return _webhooks
+
+
+def event_trigger() -> Callable[[str, str], int]:
+    """What the Firestore trigger runs for a new event: the fan-out; on the local stack with fault injection on,
+    behind the injector that can make it skip an event (gateway.faults), as a dropped trigger would."""
+    deliveries = webhooks().deliveries
+    if get_settings().fault_injection:
+        from gateway.faults import skipping_trigger_fan_out
+
+        events = WebhookStore(get_settings(), client_factory=firestore_client)
+        return skipping_trigger_fan_out(deliveries.fan_out, events)
+    return deliveries.fan_out

@@ -18,7 +18,9 @@ DELIVERY_FUNCTION = "webhookdelivery"
 
 
 class DeliveryQueue(Protocol):
-    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float) -> None: ...
+    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float, task_id: str | None = None) -> None:
+        """Queue one attempt. With a `task_id`, a task of that name queued before makes this a no-op (Cloud
+        Tasks de-duplicates names), so a fan-out that runs twice queues one first attempt."""
 
 
 class CloudTasksQueue:
@@ -43,10 +45,19 @@ class CloudTasksQueue:
                     )
         return self._queue
 
-    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float) -> None:
-        from firebase_admin import functions
+    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float, task_id: str | None = None) -> None:
+        from firebase_admin import exceptions, functions
 
         options = None
-        if delay_s >= 1:
-            options = functions.TaskOptions(schedule_delay_seconds=math.ceil(delay_s))
-        self._task_queue().enqueue({"data": {"uid": uid, "event_id": event_id, "endpoint_id": endpoint_id}}, options)
+        if delay_s >= 1 or task_id is not None:
+            options = functions.TaskOptions(
+                schedule_delay_seconds=math.ceil(delay_s) if delay_s >= 1 else None, task_id=task_id
+            )
+        try:
+            self._task_queue().enqueue(
+                {"data": {"uid": uid, "event_id": event_id, "endpoint_id": endpoint_id}}, options
+            )
+        except (exceptions.AlreadyExistsError, exceptions.ConflictError):
+            # Cloud Tasks answers ALREADY_EXISTS, the Tasks emulator a bare 409: that task is queued already.
+            if task_id is None:
+                raise

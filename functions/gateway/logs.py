@@ -47,6 +47,7 @@ class Event(StrEnum):
     WEBHOOK_ENDPOINT_CHANGED = "webhook_endpoint_changed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
     WEBHOOK_FANNED_OUT = "webhook_fanned_out"
+    WEBHOOK_SWEEP_RUN = "webhook_sweep_run"
     WEBHOOK_ATTEMPTED = "webhook_attempted"
     WEBHOOK_DELIVERY_ENDED = "webhook_delivery_ended"
     RATE_LIMITED = "rate_limited"

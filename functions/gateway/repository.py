@@ -672,6 +672,8 @@ class PaymentRepository(FirestoreAdapter):
                     # Top-level so an environment-bound API key's listing can filter on it (indexed).
                     "environment": write.data.get("environment"),
                     "data": dict(write.data),
+                    # The fan-out sets it true with its deliveries; the sweep takes events left false too long.
+                    "fanned_out": False,
                 },
             )
         elif isinstance(write, SaveShard):

@@ -100,6 +100,13 @@ class Settings:
     # A delivery task that arrives before its attempt is due waits in place up to this long, else the queue retries
     # it later. Production queues honour the schedule time, so 0 there; the Tasks emulator runs every task at once.
     webhook_early_task_wait_s: float = 0.0
+    # Firestore triggers are not retried (firebase-functions declares them retry=False), so the sweep
+    # (Deliveries.sweep, the sweep_webhook_events schedule) fans out any event still not fanned out this long after
+    # it was written. Longer than a healthy trigger takes; 5 s locally. The sweep reads pages of this many events and
+    # at most webhook_sweep_max_events per run, so one run stays well inside a scheduled function's timeout.
+    webhook_fan_out_grace_s: float = 120.0
+    webhook_sweep_page_size: int = 100
+    webhook_sweep_max_events: int = 2_000
     # Abuse limits (gateway.domain.limits). Pushes per developer and environment: production defaults to 10/s
     # (Daraja's own per-app throughput is of that order) and 10,000/day; sandbox to 2/s and 1,000/day (Safaricom's
     # sandbox is a test bed and rate-limits harder). An operator can raise one developer's limits in its registry
@@ -221,6 +228,7 @@ class Settings:
             webhook_disable_after_s=_number(source, "WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600.0),
             webhook_max_endpoints=int(_number(source, "WEBHOOK_MAX_ENDPOINTS", 10)),
             webhook_early_task_wait_s=_number(source, "WEBHOOK_EARLY_TASK_WAIT_SECONDS", 0.0),
+            webhook_fan_out_grace_s=_number(source, "WEBHOOK_FAN_OUT_GRACE_SECONDS", 120.0),
             push_limits=(
                 (
                     "production",

@@ -2,7 +2,8 @@
 
 Layout (all server-only; firestore.rules denies clients by default):
     developers/{uid}/webhook_endpoints/{we_id}                 url, enabled_events, status, secret *versions*
-    developers/{uid}/events/{evt_id}                           written by the payment commits (repository.AddEvent)
+    developers/{uid}/events/{evt_id}                           written by the payment commits (repository.AddEvent);
+                                                               `fanned_out` set true with the event's deliveries
     developers/{uid}/events/{evt_id}/deliveries/{we_id}        one event to one endpoint: state and every attempt
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import errors
+from gateway.domain.fan_out import FANNED_OUT, FANNED_OUT_AT
 from gateway.domain.webhooks import Attempt, Delivery, WebhookEndpoint
 from gateway.firestore_client import FirestoreAdapter
 from gateway.repository import (
@@ -191,6 +193,62 @@ class WebhookStore(FirestoreAdapter):
         snapshot = self._event(uid, event_id).get()
         return (snapshot.to_dict() or {}) if snapshot.exists else None
 
+    def load_event_versioned(self, uid: str, event_id: str) -> Versioned[dict[str, Any]] | None:
+        if not _usable_document_id(event_id):
+            return None
+        snapshot = self._event(uid, event_id).get()
+        return Versioned(snapshot.to_dict() or {}, snapshot.update_time) if snapshot.exists else None
+
+    def commit_fan_out(self, uid: str, event_id: str, deliveries: list[Delivery], version: Any, now: Any) -> None:
+        """Create the event's delivery documents and mark it fanned out, in one commit, only if the event is still
+        as loaded at `version`. WriteConflict when another fan-out got there first (the event changed, or one of
+        the deliveries already exists)."""
+        from google.api_core import exceptions as api_exceptions
+
+        batch = self.client.batch()
+        for delivery in deliveries:
+            batch.create(self._delivery(uid, event_id, delivery.endpoint_id), delivery_to_document(delivery))
+        batch.update(
+            self._event(uid, event_id),
+            {FANNED_OUT: True, FANNED_OUT_AT: now},
+            option=self.client.write_option(last_update_time=version),
+        )
+        try:
+            batch.commit()
+        except (api_exceptions.FailedPrecondition, api_exceptions.NotFound, api_exceptions.Conflict) as lost:
+            raise WriteConflict(type(lost).__name__) from None
+
+    def mark_fanned_out(self, uid: str, event_id: str, now: Any) -> bool:
+        """Mark an event fanned out without reading it (nothing to deliver). False if it does not exist."""
+        from google.api_core import exceptions as api_exceptions
+
+        try:
+            self._event(uid, event_id).update({FANNED_OUT: True, FANNED_OUT_AT: now})
+        except api_exceptions.NotFound:
+            return False
+        return True
+
+    def events_to_sweep(
+        self, cutoff: Any, limit: int, after: Any = None
+    ) -> tuple[list[tuple[str, str, dict[str, Any]]], Any]:
+        """One page, oldest first, of every developer's events not fanned out and created at or before `cutoff`
+        (a collection-group query; firestore.indexes.json has its index). Returns (uid, event id, event) and the cursor
+        for the next page (None after the last). Events without the flag (older than it) never match."""
+        from google.cloud import firestore
+
+        query = (
+            self.client.collection_group("events")
+            .where(filter=firestore.FieldFilter(FANNED_OUT, "==", False))
+            .where(filter=firestore.FieldFilter("created_at", "<=", cutoff))
+            .order_by("created_at")
+        )
+        if after is not None:
+            query = query.start_after(after)
+        documents = list(query.limit(limit).stream())
+        # The parent of events/{id} is developers/{uid}: the uid comes from the path.
+        page = [(doc.reference.parent.parent.id, doc.id, doc.to_dict() or {}) for doc in documents]
+        return page, (documents[-1] if len(documents) == limit else None)
+
     def list_events(
         self, uid: str, event_type: str | None, environment: str | None, limit: int, page_token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -223,16 +281,6 @@ class WebhookStore(FirestoreAdapter):
         if not snapshot.exists:
             return None
         return Versioned(delivery_from_document(snapshot.to_dict() or {}), snapshot.update_time)
-
-    def create_delivery(self, uid: str, delivery: Delivery) -> bool:
-        """False when it already exists (a trigger that ran twice)."""
-        from google.api_core import exceptions as api_exceptions
-
-        try:
-            self._delivery(uid, delivery.event_id, delivery.endpoint_id).create(delivery_to_document(delivery))
-        except api_exceptions.AlreadyExists:
-            return False
-        return True
 
     def save_delivery(self, uid: str, delivery: Delivery, version: Any) -> Any:
         """Save only if nobody wrote since `version` (None: create or overwrite); returns the new version."""

@@ -38,9 +38,16 @@ RIG_PROJECT_ID = "demo-webhooks-integration"  # demo-: the local-stack guard tru
 
 @dataclass
 class RecordingQueue:
-    tasks: list[tuple[str, str, str, float]] = field(default_factory=list)
+    """Keeps one task per name, as Cloud Tasks does."""
 
-    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float) -> None:
+    tasks: list[tuple[str, str, str, float]] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+    def enqueue(self, uid: str, event_id: str, endpoint_id: str, delay_s: float, task_id: str | None = None) -> None:
+        if task_id is not None:
+            if task_id in self.names:
+                return
+            self.names.add(task_id)
         self.tasks.append((uid, event_id, endpoint_id, delay_s))
 
 

@@ -95,6 +95,7 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     ("WEBHOOK_DISABLE_AFTER_SECONDS", "600", "webhook_disable_after_s", 600.0),
     ("WEBHOOK_MAX_ENDPOINTS", "3", "webhook_max_endpoints", 3),
     ("WEBHOOK_EARLY_TASK_WAIT_SECONDS", "2", "webhook_early_task_wait_s", 2.0),
+    ("WEBHOOK_FAN_OUT_GRACE_SECONDS", "5", "webhook_fan_out_grace_s", 5.0),
     ("LIMIT_SHARDS", "4", "limit_shards", 4),
     ("PHONE_PROMPTS_PER_10_MINUTES", "2", "phone_prompts_per_10_min", 2),
     ("PHONE_IN_FLIGHT_SECONDS", "30", "phone_in_flight_s", 30.0),

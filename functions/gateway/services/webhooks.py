@@ -26,6 +26,7 @@ from gateway import errors
 from gateway.delivery_queue import DeliveryQueue
 from gateway.domain.errors import ValidationError
 from gateway.domain.events import EVENT_TYPES, parse_event_types, subscribed
+from gateway.domain.fan_out import first_attempt_task_id, is_fanned_out, needs_sweep, sweep_cutoff
 from gateway.domain.validation import parse_environment
 from gateway.domain.webhooks import (
     Attempt,
@@ -48,7 +49,16 @@ from gateway.webhook_store import EndpointLimitReached, WebhookStore
 from gateway.webhook_transport import AttemptResult, WebhookTransport
 
 _LEASE_MARGIN_S = 30.0
+# A first-attempt task is queued just before the commit that creates its delivery; one that arrives first waits up
+# to this long for that commit before the queue retries it.
+_FAN_OUT_COMMIT_WAIT_S = 2.0
 USER_AGENT = "mpesa-gateway-webhooks/1"
+
+
+@dataclass(frozen=True)
+class FanOut:
+    outcome: str  # "fanned_out" by this run, "already" by another, or "missing" (no such event)
+    queued: int
 
 
 class NotDue(Exception):
@@ -282,33 +292,100 @@ class Deliveries:
 
     # ------------------------------------------------------------------------------------------------ fan out
     def fan_out(self, uid: str, event_id: str) -> int:
-        """One delivery per enabled, subscribed endpoint, each with its task. Safe to run twice for one event."""
-        endpoints = self._store.list_endpoints(uid)
-        if not any(loaded.value.status == "enabled" for loaded in endpoints):
-            return 0  # most developers have no endpoint: one read, and the event itself is not even loaded
-        event = self._store.load_event(uid, event_id)
-        if event is None:
-            return 0
-        queued = 0
-        for loaded in endpoints:
-            endpoint = loaded.value
-            if not endpoint.receives(event["type"], _environment_of(event)):
-                continue
-            delivery = Delivery.first(event_id, endpoint.id, event["type"], self._now())
-            if not self._store.create_delivery(uid, delivery):
-                existing = self._store.load_delivery(uid, event_id, endpoint.id)
-                if existing is None or existing.value.attempts or existing.value.finished:
-                    continue  # the first run got further than creating it
-            self._queue.enqueue(uid, event_id, endpoint.id, 0)
-            queued += 1
-        log_event(Event.WEBHOOK_FANNED_OUT, uid=uid, event_id=event_id, type=event["type"], endpoints=queued)
-        return queued
+        """One delivery per enabled, subscribed endpoint, each with its first task; returns how many were queued.
+        Run by the Firestore trigger, and by the sweep for an event the trigger never finished."""
+        return self._fan_out(uid, event_id, "trigger").queued
+
+    def _fan_out(self, uid: str, event_id: str, source: str) -> FanOut:
+        """Safe to run twice for one event, even at once (a trigger and the sweep may race):
+
+        - the deliveries are created and the event marked `fanned_out` in one commit, conditional on the event being
+          unchanged since it was read, so of two runs one commits and the other, reloading, finds it marked;
+        - each endpoint's first task is named after the event and the endpoint, so the queue keeps one of two;
+        - the tasks are queued *before* that commit: if this run dies or its queueing fails, the event stays
+          unmarked and the sweep runs it again (the reverse order could mark an event whose tasks never got queued).
+          A task that arrives before its delivery exists waits for the commit (`attempt`).
+        """
+        endpoints = [loaded.value for loaded in self._store.list_endpoints(uid) if loaded.value.status == "enabled"]
+        if not endpoints:
+            # Most developers have no endpoint: one read, and one write that keeps the event out of the sweep.
+            marked = self._store.mark_fanned_out(uid, event_id, self._now())
+            return FanOut("fanned_out" if marked else "missing", 0)
+        lost_once: list[bool] = []
+
+        def attempt() -> FanOut:
+            loaded = self._store.load_event_versioned(uid, event_id)
+            if loaded is None:
+                return FanOut("missing", 0)
+            event = loaded.value
+            if is_fanned_out(event):
+                return FanOut("already", 0)
+            targets = [e for e in endpoints if e.receives(event["type"], _environment_of(event))]
+            # A delivery can already exist only if a redelivery or an earlier fan-out made it: read them only after
+            # a lost commit, never on the usual path.
+            existing = {d.endpoint_id: d for d in self._store.list_deliveries(uid, event_id)} if lost_once else {}
+            now = self._now()
+            for endpoint in targets:
+                started = existing.get(endpoint.id)
+                if started is None or not (started.attempts or started.finished):
+                    task_id = first_attempt_task_id(event_id, endpoint.id)
+                    self._queue.enqueue(uid, event_id, endpoint.id, 0, task_id=task_id)
+            fresh = [Delivery.first(event_id, e.id, event["type"], now) for e in targets if e.id not in existing]
+            try:
+                self._store.commit_fan_out(uid, event_id, fresh, loaded.version, now)
+            except WriteConflict:
+                lost_once.append(True)
+                raise
+            return FanOut("fanned_out", len(targets))
+
+        result = retry_on_conflict(attempt)
+        if result.outcome == "fanned_out":
+            log_event(Event.WEBHOOK_FANNED_OUT, uid=uid, event_id=event_id, endpoints=result.queued, source=source)
+        return result
+
+    def sweep(self) -> dict[str, int]:
+        """Fan out, across developers, the events still not fanned out a grace period after they were written: their
+        trigger failed or was dropped (Firestore triggers are not retried). Pages of the oldest first, at most
+        `webhook_sweep_max_events` per run; one event that fails is counted and left for the next run."""
+        settings = self._settings
+        now = self._now()
+        grace_s = settings.webhook_fan_out_grace_s
+        summary = {"examined": 0, "fanned_out": 0, "deliveries": 0, "already": 0, "missing": 0, "errors": 0}
+        cursor: Any = None
+        pages = 0
+        while summary["examined"] < settings.webhook_sweep_max_events:
+            limit = min(settings.webhook_sweep_page_size, settings.webhook_sweep_max_events - summary["examined"])
+            page, cursor = self._store.events_to_sweep(sweep_cutoff(now, grace_s), limit, cursor)
+            pages += 1
+            for uid, event_id, event in page:
+                summary["examined"] += 1
+                if not needs_sweep(event, now, grace_s):
+                    summary["already"] += 1  # the query's answer is re-checked by the rule itself
+                    continue
+                try:
+                    result = self._fan_out(uid, event_id, "sweep")
+                except Exception as failure:  # noqa: BLE001 - one bad event must not stop the sweep
+                    summary["errors"] += 1
+                    log_event(
+                        Event.WEBHOOK_SWEEP_RUN, "ERROR", uid=uid, event_id=event_id, exception=type(failure).__name__
+                    )
+                    continue
+                summary[result.outcome] += 1
+                summary["deliveries"] += result.queued
+            if cursor is None:
+                break
+        more = int(cursor is not None)
+        severity = "WARNING" if summary["fanned_out"] or summary["errors"] else "INFO"
+        log_event(Event.WEBHOOK_SWEEP_RUN, severity, **dict[str, Any](summary), pages=pages, more=more, grace_s=grace_s)
+        return {**summary, "pages": pages, "more": more}
 
     # ------------------------------------------------------------------------------------------------ attempt
     def attempt(self, uid: str, event_id: str, endpoint_id: str) -> str:
         """Run the delivery's next attempt if it is due; returns the delivery's status afterwards. Raises NotDue
         when it is not due (or held by another worker) so the queue tries again later."""
         loaded = self._store.load_delivery(uid, event_id, endpoint_id)
+        if loaded is None:
+            loaded = self._await_fan_out(uid, event_id, endpoint_id)
         while loaded is not None and not loaded.value.finished:
             wait = self._wait_s(loaded.value)
             if wait <= 0:
@@ -341,6 +418,23 @@ class Deliveries:
             )
             return "cancelled"
         return self._send(uid, event, endpoint.value, claimed, version)
+
+    def _await_fan_out(self, uid: str, event_id: str, endpoint_id: str) -> Versioned[Delivery] | None:
+        """The delivery of a first-attempt task that arrived before its fan-out's commit: wait briefly for it. While
+        the event is still not marked fanned out, NotDue makes the queue retry (a fan-out that died after queueing
+        is finished by the sweep); once it is marked (or gone), a delivery still missing was never meant to be."""
+        waited, pause = 0.0, 0.05
+        while True:
+            event = self._store.load_event(uid, event_id)
+            if event is None or is_fanned_out(event):
+                return self._store.load_delivery(uid, event_id, endpoint_id)
+            if waited >= _FAN_OUT_COMMIT_WAIT_S:
+                raise NotDue(1.0)
+            self._sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 0.5)
+            loaded = self._store.load_delivery(uid, event_id, endpoint_id)
+            if loaded is not None:
+                return loaded
 
     def _wait_s(self, delivery: Delivery) -> float:
         now = self._now()
