@@ -78,6 +78,15 @@ class PushContext:
 
 
 @dataclass(frozen=True)
+class SettlementContext:
+    """What settling a routed callback reads, in one round trip: the payment and the payer whose number the route
+    names (None when no number was given or the document does not exist)."""
+
+    payment: Versioned[Payment] | None
+    payer: Versioned[Payer] | None
+
+
+@dataclass(frozen=True)
 class CallbackAudit:
     """One callback or query answer as it arrived. The raw body is kept as bounded text: Firestore refuses some
     valid JSON (integers of 2^63 and more, nesting deeper than 20), and an audit copy must never break a callback."""
@@ -519,6 +528,26 @@ class PaymentRepository(FirestoreAdapter):
             else None,
         )
 
+    def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
+        """One round trip (a batched get) for the payment a callback settles and its payer (`msisdn`, from the
+        callback route; None reads the payment alone)."""
+        if not _usable_document_id(payment_id):
+            return SettlementContext(None, None)
+        refs = [self._payment(uid, payment_id)]
+        if msisdn is not None and _usable_document_id(msisdn):
+            refs.append(self._payer(uid, msisdn))
+        found = {snapshot.reference.path: snapshot for snapshot in self.client.get_all(refs)}
+        payment = found.get(refs[0].path)
+        payer = found.get(refs[1].path) if len(refs) > 1 else None
+        return SettlementContext(
+            payment=Versioned(payment_from_document(payment.to_dict() or {}), payment.update_time)
+            if payment is not None and payment.exists
+            else None,
+            payer=Versioned(payer_from_document(payer.to_dict() or {}), payer.update_time)
+            if payer is not None and payer.exists
+            else None,
+        )
+
     def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None:
         snapshot = self._limit(uid, shard_name(shard_index)).get()
         if not snapshot.exists:
@@ -732,6 +761,7 @@ class PaymentStore(Protocol):
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None: ...
     def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None: ...
     def load_push_context(self, uid: str, msisdn: str, shard_index: int) -> PushContext: ...
+    def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext: ...
     def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None: ...
     def load_window(self, uid: str, name: str) -> Versioned[SlidingWindow] | None: ...
     def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None: ...
@@ -750,9 +780,11 @@ def update_payment(
     payment_id: str,
     change: Callable[[Payment], Change | None],
     loaded: Versioned[Payment] | None = None,
+    load: Callable[[], Versioned[Payment] | None] | None = None,
 ) -> Payment | None:
     """Load the payment, let `change` decide (the new payment plus any writes that go with it, or None for no
-    change), and save it only if nobody wrote since; on a lost race load again and decide again.
+    change), and save it only if nobody wrote since; on a lost race load again and decide again. `load` replaces
+    `load_payment` when the caller reads more with the payment in the same round trip.
 
     Returns the payment as stored afterwards, or None when it does not exist.
     """
@@ -761,7 +793,7 @@ def update_payment(
     def attempt() -> Payment | None:
         nonlocal current
         if current is None:
-            current = repository.load_payment(uid, payment_id)
+            current = load() if load is not None else repository.load_payment(uid, payment_id)
             if current is None:
                 return None
         decided = change(current.value)

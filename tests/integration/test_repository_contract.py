@@ -35,6 +35,7 @@ from gateway.repository import (
     SavePayment,
     SaveShard,
     SaveWindow,
+    SettlementContext,
     WriteConflict,
     update_payment,
 )
@@ -254,6 +255,43 @@ def test_push_context_reads_registry_payer_and_shard_in_one_go(store: PaymentSto
     store.commit([SaveShard(owner, 3, taken, context.shard.version)])
     with pytest.raises(WriteConflict):
         store.commit([SaveShard(owner, 3, taken, context.shard.version)])  # stale
+
+
+def test_settlement_context_reads_the_payment_and_its_payer_in_one_go(store: PaymentStore) -> None:
+    owner = uid()
+    msisdn = "254712345678"
+    payment = new_payment(checkout_request_id="ws_CO_" + secrets.token_hex(8))
+    empty = store.load_settlement_context(owner, payment.id, msisdn)
+    assert (empty.payment, empty.payer) == (None, None)
+    payer = Payer(msisdn, T0, T0, 2, 1, 150, in_flight=PhoneLock(payment.id, T0 + timedelta(seconds=90)))
+    store.commit([SavePayment(owner, payment), SavePayer(owner, payer)])
+
+    context = store.load_settlement_context(owner, payment.id, msisdn)
+
+    assert context.payment is not None and context.payment.value == payment
+    assert context.payer is not None and context.payer.value == payer
+    # The same versions a load of each alone gives.
+    assert context.payment.version == getattr(store.load_payment(owner, payment.id), "version", None)
+    assert context.payer.version == getattr(store.load_payer(owner, msisdn), "version", None)
+    # Without a number, the payment alone; a number with no payer document yet, no payer; another tenant, nothing.
+    alone = store.load_settlement_context(owner, payment.id, None)
+    assert alone.payment is not None and alone.payment.value == payment and alone.payer is None
+    assert store.load_settlement_context(owner, payment.id, "254700000001").payer is None
+    assert store.load_settlement_context(uid(), payment.id, msisdn) == SettlementContext(None, None)
+    # An id that can be no document finds nothing, without an error from Firestore.
+    assert store.load_settlement_context(owner, "pay/x", msisdn) == SettlementContext(None, None)
+
+    # Both versions are preconditions of the settling commit, which wins once.
+    accepted = payment.accept(payment.checkout_request_id or "", "m-1", T0, POLICY)
+    released = payer.release(payment.id)
+    store.commit(
+        [SavePayment(owner, accepted, context.payment.version), SavePayer(owner, released, context.payer.version)]
+    )
+    with pytest.raises(WriteConflict):
+        store.commit([SavePayer(owner, released, context.payer.version)])
+    again = store.load_settlement_context(owner, payment.id, msisdn)
+    assert again.payment is not None and again.payment.value == accepted
+    assert again.payer is not None and again.payer.value == released and again.payer.value.in_flight is None
 
 
 def test_windows_round_trip_with_preconditions(store: PaymentStore) -> None:

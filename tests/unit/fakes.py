@@ -43,6 +43,7 @@ from gateway.repository import (
     SavePayment,
     SaveShard,
     SaveWindow,
+    SettlementContext,
     Versioned,
     Write,
     WriteConflict,
@@ -160,6 +161,17 @@ class FakeRepository:
             payer=Versioned(payer[0], payer[1]) if payer else None,
             shard_index=shard_index,
             shard=Versioned(shard[0], shard[1]) if shard else None,
+        )
+
+    def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
+        self.calls["load_settlement_context"] += 1
+        if not _usable_document_id(payment_id):
+            return SettlementContext(None, None)  # as Firestore: such an id names no document, and nothing is read
+        payment = self.payments.get((uid, payment_id))
+        payer = self.payers.get((uid, msisdn)) if msisdn is not None else None
+        return SettlementContext(
+            payment=Versioned(payment[0], payment[1]) if payment else None,
+            payer=Versioned(payer[0], payer[1]) if payer else None,
         )
 
     def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None:

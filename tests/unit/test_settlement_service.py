@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from gateway.domain.payment import (
     PushState,
 )
 from gateway.http import Developer
-from gateway.repository import SavePayment
+from gateway.repository import SavePayer, SavePayment, SettlementContext
 from tests.unit.fakes import (
     ALICE,
     BOB,
@@ -169,6 +170,56 @@ def test_concurrent_duplicates_settle_once(ready: World) -> None:
     assert stored(ready, payment).status is PaymentStatus.SUCCEEDED
     assert payer_counts(ready) == (1, 1, 10)
     assert sorted(actions(ready, payment)) == ["ignore"] * 7 + ["settle"]
+
+
+def test_a_callback_reads_its_route_then_the_payment_and_its_payer_together_and_commits_once(ready: World) -> None:
+    """What the README's performance table counts: two read round trips (the route, then the payment with the
+    payer the route names) and one commit, for a first callback and for a duplicate alike."""
+    payment = pay(ready)
+    body = stk_callback(checkout_of(payment))
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].in_flight is not None, "the push holds the phone"
+    ready.repo.calls.clear()
+
+    deliver(ready, payment, body)
+
+    assert dict(ready.repo.calls) == {"load_callback_route": 1, "load_settlement_context": 1, "commit": 1}
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].in_flight is None, "the settlement frees the phone"
+    ready.repo.calls.clear()
+
+    deliver(ready, payment, body)
+
+    assert dict(ready.repo.calls) == {"load_callback_route": 1, "load_settlement_context": 1, "commit": 1}
+    assert payer_counts(ready) == (1, 1, 10)
+
+
+def test_a_payer_changed_after_the_read_is_read_again_with_the_payment(
+    ready: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payer read with the payment carries its version into the commit: when another settlement counted on the
+    same phone meanwhile, the commit loses, and the next attempt reads both again (never a stale payer)."""
+    payment = pay(ready)
+    read = ready.repo.load_settlement_context
+    raced: list[bool] = []
+
+    def read_then_race(uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
+        context = read(uid, payment_id, msisdn)
+        if not raced:
+            raced.append(True)
+            assert context.payer is not None
+            counted = replace(context.payer.value, payment_count=context.payer.value.payment_count + 5)
+            ready.repo.commit([SavePayer(uid, counted, context.payer.version)])
+        return context
+
+    monkeypatch.setattr(ready.repo, "load_settlement_context", read_then_race)
+    ready.repo.calls.clear()
+
+    deliver(ready, payment, stk_callback(checkout_of(payment)))
+
+    assert ready.repo.calls["load_settlement_context"] == 2 and ready.repo.calls["load_payer"] == 0
+    assert stored(ready, payment).status is PaymentStatus.SUCCEEDED
+    assert payer_counts(ready) == (6, 1, 10), "the other count is kept and this payment is counted once"
+    assert ready.repo.payers[(ALICE.uid, MSISDN)][0].in_flight is None
+    assert actions(ready, payment) == ["settle"]
 
 
 def test_a_failure_after_a_success_changes_nothing(ready: World) -> None:

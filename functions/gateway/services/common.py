@@ -230,6 +230,7 @@ def update_payment(
     payment_id: str,
     change: Callable[[Payment], Change | None],
     loaded: Versioned[Payment] | None = None,
+    load: Callable[[], Versioned[Payment] | None] | None = None,
 ) -> Payment | None:
     """gateway.repository.update_payment with the change's events added to its commit."""
 
@@ -240,4 +241,4 @@ def update_payment(
         after, writes = decided
         return after, [*writes, *event_writes(uid, before, after)]
 
-    return _update_payment(repository, uid, payment_id, with_events, loaded)
+    return _update_payment(repository, uid, payment_id, with_events, loaded, load)

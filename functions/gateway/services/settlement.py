@@ -140,8 +140,18 @@ class Settlement(UseCase):
     ) -> Payment | None:
         """Apply a result exactly once: of N concurrent duplicates one commit wins, the rest reload, see a settled
         payment and store only their audit copy. `checkout_request_id` is the one a callback names; `msisdn` the
-        payer's full number from the server-only route, when the caller has it."""
+        payer's full number from the server-only route, when the caller has it: the payer is then read with the
+        payment, in one round trip, on every attempt."""
         applied: list[Applied] = []
+        # The payer read with the payment of the attempt under way, by number (a lost race reads both again).
+        read_with: dict[str, Versioned[Payer] | None] = {}
+
+        def load() -> Versioned[Payment] | None:
+            context = self._repo.load_settlement_context(uid, payment_id, msisdn)
+            read_with.clear()
+            if msisdn is not None:
+                read_with[msisdn] = context.payer
+            return context.payment
 
         def change(payment: Payment) -> tuple[Payment, list[Write]]:
             payment = payment.with_msisdn(msisdn)
@@ -153,13 +163,13 @@ class Settlement(UseCase):
             number = (payment.msisdn or self._route_msisdn(payment)) if settlement.counts_for_payer else None
             if number is not None:
                 # Counts the result and frees the phone for its next prompt.
-                loaded_payer = self._repo.load_payer(uid, number)
+                loaded_payer = read_with[number] if number in read_with else self._repo.load_payer(uid, number)
                 payer = loaded_payer.value if loaded_payer else Payer.first_seen(number, self._now())
                 version = loaded_payer.version if loaded_payer else None
                 writes.append(SavePayer(uid, payer.count(settlement, self._now()), version))
             return settlement.after, writes
 
-        stored = update_payment(self._repo, uid, payment_id, change, loaded)
+        stored = update_payment(self._repo, uid, payment_id, change, loaded, load)
         if stored is None:
             return None
         decision = applied[0].decision
