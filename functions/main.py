@@ -4,11 +4,15 @@ Deploy discovery imports this module, so nothing here touches the network or bui
 lazily, once per instance, on the first request (gateway/container.py).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from firebase_functions import firestore_fn, https_fn, options, scheduler_fn, tasks_fn
+from firebase_functions import https_fn, options, scheduler_fn, tasks_fn
 
 from gateway import api
+from gateway.triggers import on_document_created
+
+if TYPE_CHECKING:
+    from firebase_functions import firestore_fn
 
 options.set_global_options(region="us-central1", max_instances=20)
 
@@ -73,8 +77,9 @@ def events(req: https_fn.Request) -> https_fn.Response:
     return api.events(req)
 
 
-@firestore_fn.on_document_created(document="developers/{uid}/events/{eventId}")
-def on_event_created(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+# Declared like firestore_fn.on_document_created, which would import gRPC into every function's cold start.
+@on_document_created(document="developers/{uid}/events/{eventId}")
+def on_event_created(event: "firestore_fn.Event[firestore_fn.DocumentSnapshot | None]") -> None:
     """A payment commit wrote an event: queue its delivery to each of the developer's endpoints."""
     api.fan_out_event(event.params["uid"], event.params["eventId"])
 
