@@ -153,8 +153,8 @@ class Settlement(UseCase):
                 read_with[msisdn] = context.payer
             return context.payment
 
-        def change(payment: Payment) -> tuple[Payment, list[Write]]:
-            payment = payment.with_msisdn(msisdn)
+        def change(loaded_payment: Payment) -> tuple[Payment, list[Write]]:
+            payment = loaded_payment.with_msisdn(msisdn)
             if checkout_request_id is not None and not payment.answers_to(checkout_request_id):
                 raise _NamesAnotherRequest()
             settlement = payment.apply(outcome, source, self._now(), checkout_request_id)
@@ -167,6 +167,10 @@ class Settlement(UseCase):
                 payer = loaded_payer.value if loaded_payer else Payer.first_seen(number, self._now())
                 version = loaded_payer.version if loaded_payer else None
                 writes.append(SavePayer(uid, payer.count(settlement, self._now()), version))
+            if settlement.after == payment:
+                # Nothing changed (a duplicate): only the audit copy is written, not the payment again (its full
+                # number, added above for the decision, is never stored with it).
+                return loaded_payment, writes
             return settlement.after, writes
 
         stored = update_payment(self._repo, uid, payment_id, change, loaded, load)
