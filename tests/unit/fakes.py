@@ -543,19 +543,47 @@ def accepted(checkout_request_id: str, merchant_request_id: str = "29115-1") -> 
 
 
 class MemoryApiKeyStore:
-    """The ApiKeyStore port over a dict: records with versions, saves guarded by them; counts reads from outside."""
+    """The ApiKeyStore port over a dict: records and each developer's count of active keys, with versions; writes
+    guarded by them, all or nothing, under a lock (threads race on it as on Firestore); counts reads from outside."""
 
     def __init__(self) -> None:
         from gateway.domain.api_key import ApiKeyRecord
 
         self.documents: dict[str, tuple[ApiKeyRecord, int]] = {}
+        self.counts: dict[str, tuple[int, int]] = {}  # uid -> (active keys, version)
         self.reads = Counter[str]()
         self._versions = itertools.count(1)
+        self._lock = threading.Lock()
 
-    def create(self, key_sha256: str, record: Any) -> None:
-        if key_sha256 in self.documents:
-            raise RuntimeError("already exists")
-        self.documents[key_sha256] = (record, next(self._versions))
+    def _count_is_at(self, active: Any) -> bool:
+        current = self.counts.get(active.uid)
+        return (current is None) if active.version is None else (current is not None and current[1] == active.version)
+
+    def create(self, key_sha256: str, record: Any, active: Any) -> bool:
+        with self._lock:
+            if key_sha256 in self.documents:
+                raise RuntimeError("already exists")
+            if not self._count_is_at(active):
+                return False
+            self.documents[key_sha256] = (record, next(self._versions))
+            self.counts[active.uid] = (active.count, next(self._versions))
+            return True
+
+    def load_active_count(self, uid: str) -> Any:
+        from gateway.api_key_store import ActiveKeyCount
+
+        self.reads["load_active_count"] += 1
+        found = self.counts.get(uid)
+        return None if found is None else ActiveKeyCount(uid, found[0], found[1])
+
+    def find_by_id(self, uid: str, key_id: str) -> Any:
+        from gateway.api_key_store import StoredKey
+
+        self.reads["find_by_id"] += 1
+        for sha, (record, version) in list(self.documents.items()):
+            if record.uid == uid and record.key_id == key_id:
+                return StoredKey(sha, record, version)
+        return None
 
     def find(self, key_sha256: str) -> Any:
         from gateway.api_key_store import StoredKey
@@ -572,9 +600,14 @@ class MemoryApiKeyStore:
             StoredKey(sha, record, version) for sha, (record, version) in self.documents.items() if record.uid == uid
         ]
 
-    def save(self, stored: Any, record: Any) -> bool:
-        current = self.documents.get(stored.key_sha256)
-        if current is None or current[1] != stored.version:
-            return False
-        self.documents[stored.key_sha256] = (record, next(self._versions))
-        return True
+    def save(self, stored: Any, record: Any, active: Any = None) -> bool:
+        with self._lock:
+            current = self.documents.get(stored.key_sha256)
+            if current is None or current[1] != stored.version:
+                return False
+            if active is not None and not self._count_is_at(active):
+                return False
+            self.documents[stored.key_sha256] = (record, next(self._versions))
+            if active is not None:
+                self.counts[active.uid] = (active.count, next(self._versions))
+            return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -100,6 +101,76 @@ def test_the_number_of_active_keys_is_limited(keys: Keys) -> None:
     assert caught.value.code == "too_many_api_keys"
     limited.service.revoke(ALICE, one.record.key_id)
     limited.service.create(ALICE, {"name": "3", "environment": "sandbox"})
+    assert limited.store.counts["alice"][0] == 2
+
+
+def test_a_create_reads_the_count_and_never_lists_the_keys(keys: Keys) -> None:
+    for n in range(5):
+        keys.service.create(ALICE, {"name": str(n), "environment": "sandbox"})
+    assert keys.store.reads["list_for"] == 1  # the first create only: no count stored yet for a new developer
+    assert keys.store.reads["load_active_count"] == 5
+    created = keys.service.create(ALICE, {"name": "x", "environment": "sandbox"})
+    keys.service.revoke(ALICE, created.record.key_id)  # finds the key by id, not by listing
+    assert keys.store.reads["list_for"] == 1
+    assert keys.store.counts["alice"][0] == 5
+
+
+def test_keys_made_before_the_count_existed_are_counted_from_their_records(keys: Keys) -> None:
+    limited = make(max_api_keys_per_developer=3)
+    made = [limited.service.create(ALICE, {"name": str(n), "environment": "sandbox"}) for n in range(3)]
+    limited.service.revoke(ALICE, made[0].record.key_id)
+    limited.store.counts.clear()  # as the code before the count left them: records only
+    limited.service.create(ALICE, {"name": "fills the place", "environment": "sandbox"})
+    with pytest.raises(errors.Unprocessable):
+        limited.service.create(ALICE, {"name": "one too many", "environment": "sandbox"})
+    assert limited.store.counts["alice"][0] == 3
+
+
+def test_a_create_that_keeps_losing_its_commit_reads_again_then_gives_up_with_503() -> None:
+    class AlwaysRaced(MemoryApiKeyStore):
+        def create(self, key_sha256: str, record: Any, active: Any) -> bool:
+            self.counts[active.uid] = (0, -len(self.counts))  # someone else moved the count on meanwhile
+            return False
+
+    store, slept = AlwaysRaced(), []
+    service = ApiKeys(Settings(project_id="unit"), store, FakeClock(), Ticker(), sleep=slept.append)
+    with pytest.raises(errors.ServiceUnavailable) as caught:
+        service.create(ALICE, {"name": "shop", "environment": "sandbox"})
+    assert caught.value.code == "api_keys_busy"
+    assert store.reads["load_active_count"] == len(slept) == 30 and max(slept) <= 0.2
+    assert store.documents == {}
+
+
+def test_a_revocation_that_loses_to_a_create_reads_the_count_again(keys: Keys) -> None:
+    class CreateLandsFirst(MemoryApiKeyStore):
+        raced = False
+
+        def save(self, stored: Any, record: Any, active: Any = None) -> bool:
+            if active is not None and not self.raced:
+                self.raced = True
+                other = ApiKeys(Settings(project_id="unit"), self, keys.clock, keys.ticker)
+                other.create(ALICE, {"name": "new", "environment": "sandbox"})
+            return super().save(stored, record, active)
+
+    store = CreateLandsFirst()
+    service = ApiKeys(Settings(project_id="unit"), store, keys.clock, keys.ticker, sleep=lambda _: None)
+    created = service.create(ALICE, {"name": "old", "environment": "sandbox"})
+    service.revoke(ALICE, created.record.key_id)
+    assert store.raced
+    active = [record for record, _ in store.documents.values() if not record.revoked]
+    assert len(active) == 1 and store.counts["alice"][0] == 1
+
+
+def test_the_list_shows_revoked_keys_for_30_days(keys: Keys) -> None:
+    old = keys.service.create(ALICE, {"name": "old", "environment": "sandbox"})
+    kept = keys.service.create(ALICE, {"name": "kept", "environment": "sandbox"})
+    revoked = keys.service.revoke(ALICE, old.record.key_id)
+    assert revoked.expires_at == revoked.revoked_at + timedelta(days=30)
+    assert kept.record.expires_at is None
+    keys.clock.advance(30 * 86400 - 1)
+    assert {record.key_id for record in keys.service.list(ALICE)} == {old.record.key_id, kept.record.key_id}
+    keys.clock.advance(1)
+    assert [record.key_id for record in keys.service.list(ALICE)] == [kept.record.key_id]
 
 
 def test_another_developers_key_id_is_not_found(keys: Keys) -> None:

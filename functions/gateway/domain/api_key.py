@@ -33,6 +33,9 @@ CHECKSUM_CHARS: Final = 6  # 62**6 > 2**32: every CRC32 fits
 KEY_ID_PREFIX: Final = "key_"
 KEY_ID_RANDOM_CHARS: Final = 24
 MAX_NAME_LENGTH: Final = 100
+# A revoked key is still listed (and still answers `api_key_revoked`) for this long; then its record expires
+# (`expires_at`, a Firestore TTL field) and the key is merely unknown (`invalid_api_key`).
+REVOKED_KEYS_KEPT_FOR: Final = timedelta(days=30)
 
 MODE_OF: Final[dict[Environment, Mode]] = {"sandbox": "test", "production": "live"}
 ENVIRONMENT_OF: Final[dict[Mode, Environment]] = {"test": "sandbox", "live": "production"}
@@ -81,6 +84,16 @@ class ApiKeyRecord:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the record may be deleted: REVOKED_KEYS_KEPT_FOR after its revocation; never while it is active."""
+        return None if self.revoked_at is None else self.revoked_at + REVOKED_KEYS_KEPT_FOR
+
+    def listed(self, now: datetime) -> bool:
+        """Whether GET api_keys shows it: active, or revoked less than REVOKED_KEYS_KEPT_FOR ago (the TTL deletes
+        records a day or so late; the list does not wait for it)."""
+        return self.expires_at is None or now < self.expires_at
 
     def revoke(self, at: datetime) -> ApiKeyRecord:
         """Revoked once: revoking again keeps the first time."""
