@@ -435,8 +435,8 @@ class Payments(UseCase):
     ) -> Payment:
         """One payment. A caller bound to an environment (an API key, or `?environment=`) sees only that
         environment's payments: another one's is a 404, exactly like a missing one."""
+        # No registry read: the payments live under the caller's own uid, which is all a read needs.
         environment = resolve_environment(parse_environment(environment), developer)
-        self._repo.ensure_developer(developer.uid, developer.email)
         loaded: Versioned[Payment] | None = None
         if checkout_request_id is not None:
             loaded = self._repo.find_payment_by_checkout(developer.uid, checkout_request_id)
@@ -460,7 +460,6 @@ class Payments(UseCase):
     ) -> PaymentPage:
         """Newest first; only one environment's payments for a caller bound to one (an API key, `?environment=`)."""
         environment = resolve_environment(parse_environment(environment), developer)
-        self._repo.ensure_developer(developer.uid, developer.email)
         if status is not None and status not in {s.value for s in PaymentStatus}:
             raise errors.InvalidRequest(
                 "invalid_status", f"status must be one of {', '.join(s.value for s in PaymentStatus)}", "status"
