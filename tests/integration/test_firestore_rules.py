@@ -38,6 +38,7 @@ COLLECTIONS = [
     "quarantined_callback",
     "api_key",
     "limit",
+    "counter",
 ]
 # payers/{msisdn} is server-only: its id is a full phone number, which clients never see (the API masks it).
 READABLE_BY_OWNER = {"developer", "payment"}
@@ -146,6 +147,7 @@ def world() -> Iterator[World]:
         "quarantined_callback": f"quarantined_callbacks/rules_{tag}",
         "api_key": f"api_keys/rules_{tag}",
         "limit": f"{dev}/limits/push-0",
+        "counter": f"{dev}/counters/api_keys",
     }
     fresh = {
         "developer": f"developers/{newcomer.uid}",
@@ -157,6 +159,7 @@ def world() -> Iterator[World]:
         "quarantined_callback": f"quarantined_callbacks/new_{tag}",
         "api_key": f"api_keys/new_{tag}",
         "limit": f"{dev}/limits/credential_puts",
+        "counter": f"{dev}/counters/new_{tag}",
     }
     contents = {
         "developer": {"email": owner.email, "shortcode": "174379"},
@@ -169,6 +172,7 @@ def world() -> Iterator[World]:
         # Even the owner of a key may not read its record: the hash is the key's only stored trace.
         "api_key": {"uid": owner.uid, "key_id": f"key_{tag}", "environment": "sandbox", "hint": "mpg_test_...abcd"},
         "limit": {"day": "2026-12-01", "day_count": 3},
+        "counter": {"active": 1},  # how many API keys the developer holds: server-only, like the keys
     }
     seeded = list(existing.values())
     for collection, path in existing.items():
@@ -288,6 +292,7 @@ def test_listing_another_developers_payments_is_denied(world: World, actor: str)
         "../../api_keys",
         "payers",
         "limits",
+        "counters",
     ],
 )
 def test_the_owner_cannot_list_server_only_collections(world: World, collection_path: str) -> None:
