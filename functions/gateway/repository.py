@@ -116,6 +116,8 @@ class SavePayment:
     uid: str
     payment: Payment
     version: Any = None  # None: create, the payment must not exist yet
+    # The payment as loaded at `version`, when the saver has it: only the fields that differ from it are written.
+    before: Payment | None = None
 
 
 @dataclass(frozen=True)
@@ -639,9 +641,15 @@ class PaymentRepository(FirestoreAdapter):
 
     def _add(self, batch: Any, write: Write) -> None:
         if isinstance(write, SavePayment):
-            self._save(
-                batch, self._payment(write.uid, write.payment.id), payment_to_document(write.payment), write.version
-            )
+            document = payment_to_document(write.payment)
+            if write.version is not None and write.before is not None:
+                # The precondition holds the stored document to the one `before` was read from: what did not change
+                # stays as stored (and reads back the same), so it is neither encoded nor sent again.
+                stored = payment_to_document(write.before)
+                document = {name: value for name, value in document.items() if stored.get(name) != value} or {
+                    "id": write.payment.id
+                }
+            self._save(batch, self._payment(write.uid, write.payment.id), document, write.version)
         elif isinstance(write, SavePayer):
             self._save(batch, self._payer(write.uid, write.payer.msisdn), payer_to_document(write.payer), write.version)
         elif isinstance(write, CreateCallbackRoute):
@@ -717,7 +725,7 @@ class PaymentRepository(FirestoreAdapter):
         if version is None:
             batch.create(ref, document)
         else:
-            # Every field is written, so an update replaces the whole document, but only if nobody wrote since.
+            # Every field given is written (a map replaces the whole map), but only if nobody wrote since.
             batch.update(ref, document, option=self.client.write_option(last_update_time=version))
 
 
@@ -805,7 +813,7 @@ def update_payment(
                 if writes:
                     repository.commit(writes)
             else:
-                repository.commit([SavePayment(uid, after, current.version), *writes])
+                repository.commit([SavePayment(uid, after, current.version, current.value), *writes])
         except WriteConflict:
             current = None
             raise

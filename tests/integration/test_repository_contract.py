@@ -19,7 +19,15 @@ import pytest
 from gateway import errors
 from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import DeveloperLimits, PhoneLock, PushShard, SlidingWindow
-from gateway.domain.payment import Payer, Payment, PaymentPolicy, PaymentStatus, PushState, ReportedOutcome
+from gateway.domain.payment import (
+    Payer,
+    Payment,
+    PaymentOutcome,
+    PaymentPolicy,
+    PaymentStatus,
+    PushState,
+    ReportedOutcome,
+)
 from gateway.repository import (
     AddAudit,
     AddQuarantine,
@@ -37,6 +45,8 @@ from gateway.repository import (
     SaveWindow,
     SettlementContext,
     WriteConflict,
+    payment_from_document,
+    payment_to_document,
     update_payment,
 )
 from gateway.settings import Settings
@@ -372,6 +382,48 @@ def test_due_payments_are_pending_ones_whose_check_time_has_come(store: PaymentS
     # The version that comes with a due payment is good for a save.
     owner_uid, loaded = mine[0]
     store.commit([SavePayment(owner_uid, loaded.value.mark_outcome_unknown(now, POLICY), loaded.version)])
+
+
+def test_a_save_writes_what_changed_and_the_payment_reads_back_whole_from_an_older_document(
+    store: PaymentStore,
+) -> None:
+    """update_payment writes only the fields that differ from the payment as loaded (its precondition holds the
+    document to that one). The payment reads back exactly as decided, also when its document was written before
+    later fields existed and still carries the full number; the fields left alone stay as they were."""
+    owner = uid()
+    checkout = "ws_CO_" + secrets.token_hex(8)
+    payment = new_payment().accept(checkout, "m-1", T0, POLICY)
+    older = {
+        name: value
+        for name, value in payment_to_document(payment).items()
+        if name not in ("phone", "currency", "updated_at", "paid_phone", "query_attempts")
+    }
+    older["msisdn"] = "254712345678"
+    if isinstance(store, FakeRepository):
+        store.payments[(owner, payment.id)] = (payment_from_document(older), -1)
+    else:
+        store.client.collection("developers").document(owner).collection("payments").document(payment.id).create(older)
+    loaded = store.load_payment(owner, payment.id)
+    assert loaded is not None and loaded.value.msisdn == "254712345678" and loaded.value.phone == "2547******78"
+    outcome = PaymentOutcome(result_code="1032", result_desc="Request cancelled by user")
+
+    def cancel(current: Payment) -> tuple[Payment, list[Any]]:
+        return current.apply(outcome, "callback", T0 + timedelta(seconds=9), checkout).after, []
+
+    after = update_payment(store, owner, payment.id, cancel)
+
+    assert after is not None and after.status is PaymentStatus.CANCELLED
+    reloaded = store.load_payment(owner, payment.id)
+    assert reloaded is not None and reloaded.value == after
+    # A second change on top of the first reads back too (a duplicate's decision changes nothing: no write).
+    assert update_payment(store, owner, payment.id, cancel) == after
+    again = store.load_payment(owner, payment.id)
+    assert again is not None and again.value == after and again.version == reloaded.version
+    if not isinstance(store, FakeRepository):
+        raw = store.client.collection("developers").document(owner).collection("payments").document(payment.id)
+        stored = raw.get().to_dict() or {}
+        assert stored["status"] == "cancelled" and stored["msisdn"] == "254712345678"
+        assert "currency" not in stored and "phone" not in stored, "unchanged fields are not written again"
 
 
 def test_update_payment_decides_again_after_a_lost_race(store: PaymentStore) -> None:

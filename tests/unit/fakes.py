@@ -17,7 +17,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -266,6 +266,11 @@ class FakeRepository:
         if isinstance(write, SavePayment):
             # Through the real document mapping, so the fake keeps exactly what Firestore would (no full number).
             stored = payment_from_document(payment_to_document(write.payment))
+            earlier = self.payments.get((write.uid, write.payment.id))
+            if write.version is not None and earlier is not None and earlier[0].msisdn is not None:
+                # An update leaves the fields it does not write: a document from before the route kept the full
+                # number still carries it.
+                stored = replace(stored, msisdn=earlier[0].msisdn)
             self.payments[(write.uid, write.payment.id)] = (stored, version)
         elif isinstance(write, SavePayer):
             self.payers[(write.uid, write.payer.msisdn)] = (write.payer, version)
