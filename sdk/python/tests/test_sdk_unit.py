@@ -408,13 +408,15 @@ def test_a_non_json_error_body_still_maps_by_status() -> None:
 
 
 def test_every_sdk_error_is_a_gateway_error() -> None:
-    """Every error an API call can raise is a GatewayError. The one exception is the webhook verifier's: it judges a
-    delivery the developer's own server received, not an answer of the gateway."""
+    """Every error an API call can raise is a GatewayError. The exceptions are the webhook verifier's: they judge a
+    delivery the developer's own server received (or the secret it was given), not an answer of the gateway."""
+    verifier_errors = {"WebhookVerificationError", "WebhookSecretError"}
     for name in mpesa_gateway.__all__:
         value = getattr(mpesa_gateway, name)
-        if isinstance(value, type) and issubclass(value, Exception) and name != "WebhookVerificationError":
+        if isinstance(value, type) and issubclass(value, Exception) and name not in verifier_errors:
             assert issubclass(value, GatewayError), name
-    assert not issubclass(mpesa_gateway.WebhookVerificationError, GatewayError)
+    for name in verifier_errors:
+        assert not issubclass(getattr(mpesa_gateway, name), GatewayError)
 
 
 # ------------------------------------------------------------------------------------------------ models
