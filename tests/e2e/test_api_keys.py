@@ -13,7 +13,9 @@ import hashlib
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests import support
+from tests import support, tenants
 
 KEYS_URL = support.function_url("api_keys")
 PUSH_URL = support.function_url("stk_push")
@@ -309,6 +311,28 @@ def admin_query(parent: str, structured_query: dict[str, Any]) -> list[dict[str,
     )
     assert response.status_code == 200, response.text[:300]
     return [row["document"] for row in response.json() if "document" in row]
+
+
+def test_racing_creates_over_http_stop_at_the_limit(alice: support.SignedUpDeveloper) -> None:
+    """30 POSTs at once through the Functions emulator: exactly the 20 allowed are created, the rest are 422, none
+    is a 5xx, and the list then shows 20 active keys (tests/integration/test_api_key_limit_race.py races harder)."""
+    limit = tenants.local_settings().max_api_keys_per_developer  # what the stack's functions were given
+
+    def post(n: int) -> requests.Response:
+        body = {"name": f"racer {n}", "environment": "sandbox"}
+        return requests.post(KEYS_URL, json=body, headers=alice.headers, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        answers = list(pool.map(post, range(30)))
+    statuses = Counter(answer.status_code for answer in answers)
+    print(f"\n30 racing POST /api_keys: {dict(statuses)}")
+    CREATED_KEYS.extend(answer.json()["key"] for answer in answers if answer.status_code == 201)
+    assert statuses == Counter({201: limit, 422: 30 - limit}), [a.text for a in answers if a.status_code >= 500]
+    for answer in answers:
+        if answer.status_code == 422:
+            assert_error(answer, 422, "too_many_api_keys")
+    listed = requests.get(KEYS_URL, headers=alice.headers, timeout=60).json()["data"]
+    assert sum(1 for item in listed if item["revoked_at"] is None) == limit
 
 
 def test_no_key_is_stored_or_logged_anywhere() -> None:
