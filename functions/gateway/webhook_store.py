@@ -228,6 +228,14 @@ class WebhookStore(FirestoreAdapter):
             return False
         return True
 
+    def mark_all_fanned_out(self, events: list[tuple[str, str]], now: Any) -> None:
+        """Mark many (uid, event id) fanned out, in batches of Firestore's 500 writes; all of a batch or none."""
+        for start in range(0, len(events), 500):
+            batch = self.client.batch()
+            for uid, event_id in events[start : start + 500]:
+                batch.update(self._event(uid, event_id), {FANNED_OUT: True, FANNED_OUT_AT: now})
+            batch.commit()
+
     def events_to_sweep(
         self, cutoff: Any, limit: int, after: Any = None
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], Any]:

@@ -37,6 +37,18 @@ class FailingOnceStore(WebhookStore):
     """A fan-out that dies between queueing its tasks and its commit (an instance crash, a Firestore error)."""
 
     fail_next_commit = False
+    fail_next_batch_mark = False
+    endpoint_listings = 0
+
+    def list_endpoints(self, uid: str) -> Any:
+        self.endpoint_listings += 1
+        return super().list_endpoints(uid)
+
+    def mark_all_fanned_out(self, events: list[tuple[str, str]], now: Any) -> None:
+        if self.fail_next_batch_mark:
+            self.fail_next_batch_mark = False
+            raise RuntimeError("injected: the batched mark failed")
+        super().mark_all_fanned_out(events, now)
 
     def commit_fan_out(self, uid: str, event_id: str, deliveries: Any, version: Any, now: Any) -> None:
         if self.fail_next_commit:
@@ -207,8 +219,10 @@ def test_the_sweep_reads_in_pages_up_to_its_cap_and_leaves_the_rest_to_the_next_
         bob = developer()
         for _ in range(7):
             write_event(rig, bob.uid)
+        assert isinstance(rig.store, FailingOnceStore)
         first = rig.webhooks.deliveries.sweep()
         assert (first["examined"], first["fanned_out"], first["pages"], first["more"]) == (5, 5, 3, 1)
+        assert rig.store.endpoint_listings == 1  # bob's endpoints are read once per run, not once per event
         second = rig.webhooks.deliveries.sweep()
         assert (second["examined"], second["fanned_out"], second["more"]) == (2, 2, 0)
         assert rig.webhooks.deliveries.sweep()["examined"] == 0
@@ -279,3 +293,13 @@ def sweep_past_a_failure(rig: Rig) -> None:
     assert rig.webhooks.deliveries.sweep()["fanned_out"] == 1
     assert rig.drain() == ["succeeded", "succeeded"]
     assert sorted(d.headers["webhook-id"] for d in rig.receiver.wait_for(url, 2)) == sorted([first, second])
+
+
+def test_when_a_batched_mark_fails_the_sweep_marks_those_events_one_by_one(rig: Rig) -> None:
+    bob = developer()
+    events = [write_event(rig, bob.uid) for _ in range(3)]
+    assert isinstance(rig.store, FailingOnceStore)
+    rig.store.fail_next_batch_mark = True
+    summary = rig.webhooks.deliveries.sweep()
+    assert (summary["examined"], summary["fanned_out"], summary["errors"]) == (3, 3, 0)
+    assert all(event_doc(rig, bob.uid, event_id)["fanned_out"] is True for event_id in events)

@@ -296,7 +296,10 @@ class Deliveries:
         Run by the Firestore trigger, and by the sweep for an event the trigger never finished."""
         return self._fan_out(uid, event_id, "trigger").queued
 
-    def _fan_out(self, uid: str, event_id: str, source: str) -> FanOut:
+    def _enabled_endpoints(self, uid: str) -> list[WebhookEndpoint]:
+        return [loaded.value for loaded in self._store.list_endpoints(uid) if loaded.value.status == "enabled"]
+
+    def _fan_out(self, uid: str, event_id: str, source: str, endpoints: list[WebhookEndpoint] | None = None) -> FanOut:
         """Safe to run twice for one event, even at once (a trigger and the sweep may race):
 
         - the deliveries are created and the event marked `fanned_out` in one commit, conditional on the event being
@@ -306,7 +309,8 @@ class Deliveries:
           unmarked and the sweep runs it again (the reverse order could mark an event whose tasks never got queued).
           A task that arrives before its delivery exists waits for the commit (`attempt`).
         """
-        endpoints = [loaded.value for loaded in self._store.list_endpoints(uid) if loaded.value.status == "enabled"]
+        if endpoints is None:
+            endpoints = self._enabled_endpoints(uid)
         if not endpoints:
             # Most developers have no endpoint: one read, and one write that keeps the event out of the sweep.
             marked = self._store.mark_fanned_out(uid, event_id, self._now())
@@ -346,38 +350,67 @@ class Deliveries:
     def sweep(self) -> dict[str, int]:
         """Fan out, across developers, the events still not fanned out a grace period after they were written: their
         trigger failed or was dropped (Firestore triggers are not retried). Pages of the oldest first, at most
-        `webhook_sweep_max_events` per run; one event that fails is counted and left for the next run."""
+        `webhook_sweep_max_events` per run; one event that fails is counted and left for the next run.
+
+        A developer's endpoints are read once per run. Events of developers with no enabled endpoint (most of them)
+        only need their mark: a page's worth goes in one batched write instead of one fan-out each."""
         settings = self._settings
         now = self._now()
         grace_s = settings.webhook_fan_out_grace_s
         summary = {"examined": 0, "fanned_out": 0, "deliveries": 0, "already": 0, "missing": 0, "errors": 0}
+        endpoints_of: dict[str, list[WebhookEndpoint]] = {}
         cursor: Any = None
         pages = 0
         while summary["examined"] < settings.webhook_sweep_max_events:
             limit = min(settings.webhook_sweep_page_size, settings.webhook_sweep_max_events - summary["examined"])
             page, cursor = self._store.events_to_sweep(sweep_cutoff(now, grace_s), limit, cursor)
             pages += 1
+            nothing_to_deliver: list[tuple[str, str]] = []
             for uid, event_id, event in page:
                 summary["examined"] += 1
                 if not needs_sweep(event, now, grace_s):
                     summary["already"] += 1  # the query's answer is re-checked by the rule itself
                     continue
                 try:
-                    result = self._fan_out(uid, event_id, "sweep")
+                    if uid not in endpoints_of:
+                        endpoints_of[uid] = self._enabled_endpoints(uid)
+                    if not endpoints_of[uid]:
+                        nothing_to_deliver.append((uid, event_id))
+                        continue
+                    result = self._fan_out(uid, event_id, "sweep", endpoints_of[uid])
                 except Exception as failure:  # noqa: BLE001 - one bad event must not stop the sweep
-                    summary["errors"] += 1
-                    log_event(
-                        Event.WEBHOOK_SWEEP_RUN, "ERROR", uid=uid, event_id=event_id, exception=type(failure).__name__
-                    )
+                    self._sweep_failed(summary, uid, event_id, failure)
                     continue
                 summary[result.outcome] += 1
                 summary["deliveries"] += result.queued
+            self._mark_all(nothing_to_deliver, summary)
             if cursor is None:
                 break
         more = int(cursor is not None)
         severity = "WARNING" if summary["fanned_out"] or summary["errors"] else "INFO"
         log_event(Event.WEBHOOK_SWEEP_RUN, severity, **dict[str, Any](summary), pages=pages, more=more, grace_s=grace_s)
         return {**summary, "pages": pages, "more": more}
+
+    def _mark_all(self, events: list[tuple[str, str]], summary: dict[str, int]) -> None:
+        if not events:
+            return
+        try:
+            self._store.mark_all_fanned_out(events, self._now())
+        except Exception:  # noqa: BLE001 - the batch failed as a whole: mark them one by one instead
+            for uid, event_id in events:
+                try:
+                    marked = self._store.mark_fanned_out(uid, event_id, self._now())
+                except Exception as failure:  # noqa: BLE001 - one bad event must not stop the sweep
+                    self._sweep_failed(summary, uid, event_id, failure)
+                    continue
+                summary["fanned_out" if marked else "missing"] += 1
+            return
+        summary["fanned_out"] += len(events)
+
+    @staticmethod
+    def _sweep_failed(summary: dict[str, int], uid: str, event_id: str, failure: Exception) -> None:
+        summary["errors"] += 1
+        log_event(Event.WEBHOOK_SWEEP_RUN, "ERROR", uid=uid, event_id=event_id, exception=type(failure).__name__)
 
     # ------------------------------------------------------------------------------------------------ attempt
     def attempt(self, uid: str, event_id: str, endpoint_id: str) -> str:
