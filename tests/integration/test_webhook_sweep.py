@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,3 +304,24 @@ def test_when_a_batched_mark_fails_the_sweep_marks_those_events_one_by_one(rig: 
     summary = rig.webhooks.deliveries.sweep()
     assert (summary["examined"], summary["fanned_out"], summary["errors"]) == (3, 3, 0)
     assert all(event_doc(rig, bob.uid, event_id)["fanned_out"] is True for event_id in events)
+
+
+def test_a_redelivery_before_the_fan_out_leaves_one_delivery_that_is_sent_once(rig: Rig) -> None:
+    """The events API can resend an event its trigger has not fanned out yet: the fan-out's commit then finds that
+    delivery, keeps it (no second one) and still marks the event."""
+    alice = developer()
+    url = rig.receiver.new_url()
+    endpoint, _ = rig.webhooks.endpoints.create(alice, {"url": url})
+    event_id = write_event(rig, alice.uid, age=timedelta(0))
+    assert rig.webhooks.events.redeliver(alice, event_id, endpoint.id) == [endpoint.id]
+    assert rig.drain() == ["succeeded"]
+    rig.webhooks.deliveries.fan_out(alice.uid, event_id)
+    assert event_doc(rig, alice.uid, event_id)["fanned_out"] is True
+    assert delivery_ids(rig, alice.uid, event_id) == [endpoint.id]
+    # The fan-out queued its first task before its commit found the delivery (it reads deliveries only after a lost
+    # commit); that task finds the delivery finished and sends nothing.
+    assert rig.drain() == ["succeeded"]
+    time.sleep(0.3)
+    assert len(rig.receiver.wait_for(url)) == 1
+    [logged] = rig.webhooks.events.deliveries(alice, event_id)
+    assert len(logged.attempts) == 1 and logged.trigger == "manual"
