@@ -2,6 +2,7 @@
 
     payment commit ──(same commit)──> developers/{uid}/events/{evt}        (services.common.save_payment)
         └─ Firestore trigger (on_event_created) ── fan_out: one delivery document + one task per endpoint
+           (or, if that trigger failed or never ran, sweep_webhook_events ── sweep ── the same fan_out)
               └─ Cloud Tasks (webhookdelivery) ── attempt: claim (lease), sign, POST, record, schedule the next
 
 Nothing here runs in the instance that settled the payment: the trigger and the queue are the platform's, so a
