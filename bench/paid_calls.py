@@ -260,8 +260,13 @@ def _reads_figure(m: dict[str, Any]) -> Figure:
         value == 0,
         ""
         if value == 0
-        else f"every warm push reads {', '.join(read)} before its intent commit (counted on the "
-        "wire); issue 14 asks for a per-instance set-up cache and checks folded into the commit's preconditions",
+        else f"every warm push reads {', '.join(read)} in one round trip before its intent commit (counted on the "
+        "wire). Kept on purpose: they are what the push decides on and what the intent commit's preconditions guard "
+        "(the payer's phone lock and 10-minute window, one limiter shard, the set-up with its secret version and "
+        "limits). A per-instance cache cannot stand in for the payer (every settlement rewrites it, on another "
+        "instance) nor for a shard other instances draw from, and a cached set-up would let a warm instance push "
+        "with rotated-out keys; committing on a guess instead of reading turns every returning payer into a lost "
+        "commit plus the read. The round trip is the 'Firestore read' of 'parts of a keyed push'",
     )
 
 
