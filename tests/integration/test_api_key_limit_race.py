@@ -135,6 +135,18 @@ def test_racing_revocations_and_creates_leave_the_count_true() -> None:
     assert 5 <= len(result.created) <= 15
 
 
+def test_racing_revocations_of_one_key_move_the_count_once() -> None:
+    keys, store = service()
+    dev = developer()
+    made = [keys.create(dev, {"name": f"k{n}", "environment": "sandbox"}) for n in range(3)]
+    key_id = made[0].record.key_id
+    result = race([lambda: keys.revoke(dev, key_id) for _ in range(10)])
+
+    assert result.outcomes == Counter({"ok": 10})
+    counted = store.load_active_count(dev.uid)
+    assert counted is not None and counted.count == 2 == active_in_firestore(store, dev.uid)
+
+
 def test_keys_made_before_the_count_existed_are_counted_once_from_their_records() -> None:
     keys, store = service()
     dev = developer()

@@ -126,6 +126,17 @@ def test_keys_made_before_the_count_existed_are_counted_from_their_records(keys:
     assert limited.store.counts["alice"][0] == 3
 
 
+def test_revoking_twice_or_first_after_the_old_code_moves_the_count_once(keys: Keys) -> None:
+    made = [keys.service.create(ALICE, {"name": str(n), "environment": "sandbox"}) for n in range(3)]
+    keys.store.counts.clear()  # as the code before the count left them: records only
+    keys.service.revoke(ALICE, made[0].record.key_id)  # the first change counts the records: 3 active, then 2
+    assert keys.store.counts["alice"][0] == 2
+    keys.service.revoke(ALICE, made[0].record.key_id)  # already revoked: answers the same, the count stays
+    assert keys.store.counts["alice"][0] == 2
+    keys.service.revoke(ALICE, made[1].record.key_id)
+    assert keys.store.counts["alice"][0] == 1
+
+
 def test_a_create_that_keeps_losing_its_commit_reads_again_then_gives_up_with_503() -> None:
     class AlwaysRaced(MemoryApiKeyStore):
         def create(self, key_sha256: str, record: Any, active: Any) -> bool:
