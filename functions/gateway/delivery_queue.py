@@ -53,10 +53,9 @@ class CloudTasksQueue:
             options = functions.TaskOptions(
                 schedule_delay_seconds=math.ceil(delay_s) if delay_s >= 1 else None, task_id=task_id
             )
+        queue = self._task_queue()  # outside the try: a ValueError building the queue is never the echo below
         try:
-            self._task_queue().enqueue(
-                {"data": {"uid": uid, "event_id": event_id, "endpoint_id": endpoint_id}}, options
-            )
+            queue.enqueue({"data": {"uid": uid, "event_id": event_id, "endpoint_id": endpoint_id}}, options)
         except (exceptions.AlreadyExistsError, exceptions.ConflictError):
             # Cloud Tasks answers ALREADY_EXISTS, the Tasks emulator a bare 409: that task is queued already.
             if task_id is None:
