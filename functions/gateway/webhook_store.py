@@ -253,8 +253,15 @@ class WebhookStore(FirestoreAdapter):
         if after is not None:
             query = query.start_after(after)
         documents = list(query.limit(limit).stream())
-        # The parent of events/{id} is developers/{uid}: the uid comes from the path.
-        page = [(doc.reference.parent.parent.id, doc.id, doc.to_dict() or {}) for doc in documents]
+        # The uid comes from the path, developers/{uid}/events/{id}; a collection group spans every collection named
+        # "events", so any other one is skipped rather than read as a tenant's (the cursor still moves past it).
+        page = [
+            (developer.id, doc.id, doc.to_dict() or {})
+            for doc in documents
+            if (developer := doc.reference.parent.parent) is not None
+            and developer.parent.id == "developers"
+            and developer.parent.parent is None
+        ]
         return page, (documents[-1] if len(documents) == limit else None)
 
     def list_events(

@@ -214,6 +214,28 @@ def test_the_sweep_takes_only_unmarked_events_past_the_grace_period(rig: Rig) ->
     assert rig.webhooks.deliveries.sweep()["examined"] == 0
 
 
+def test_the_sweep_takes_only_developers_events_from_its_collection_group(rig: Rig) -> None:
+    """The collection group spans every collection named "events": one elsewhere, even shaped like an outbox entry,
+    is neither read as a tenant's (its parent document's id is no uid) nor a crash (a root one has no parent)."""
+    alice = developer()
+    ours = write_event(rig, alice.uid)
+    shaped = {"type": "payment.succeeded", "created_at": datetime.now(UTC) - LONG_AGO, "data": {}, "fanned_out": False}
+    rig.store.client.document("events/evt_root").set({**shaped, "id": "evt_root"})
+    rig.store.client.document(f"teams/{alice.uid}/events/evt_team").set({**shaped, "id": "evt_team"})
+    rig.store.client.document(f"orgs/o1/developers/{alice.uid}/events/evt_nested").set({**shaped, "id": "evt_nested"})
+
+    summary = rig.webhooks.deliveries.sweep()
+
+    assert (summary["examined"], summary["fanned_out"], summary["errors"]) == (1, 1, 0)
+    assert event_doc(rig, alice.uid, ours)["fanned_out"] is True
+    for path in (
+        "events/evt_root",
+        f"teams/{alice.uid}/events/evt_team",
+        f"orgs/o1/developers/{alice.uid}/events/evt_nested",
+    ):
+        assert rig.store.client.document(path).get().to_dict()["fanned_out"] is False
+
+
 def test_the_sweep_reads_in_pages_up_to_its_cap_and_leaves_the_rest_to_the_next_run() -> None:
     rig = build_rig(webhook_sweep_page_size=2, webhook_sweep_max_events=5)
     try:
