@@ -56,7 +56,9 @@ def reconcile_payments(event: scheduler_fn.ScheduledEvent) -> None:
     api.reconcile_payments()
 
 
-@scheduler_fn.on_schedule(schedule="every 5 minutes")
+# A run fans out up to webhook_sweep_max_events (2,000), each a read, a task per endpoint and a commit: more than the
+# 60 s default allows in production; 240 s still ends before the next run starts.
+@scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=240)
 def sweep_webhook_events(event: scheduler_fn.ScheduledEvent) -> None:
     """Fan out events whose Firestore trigger failed or never ran (the platform does not retry triggers)."""
     api.sweep_webhook_events()
