@@ -489,16 +489,10 @@ class PaymentRepository(FirestoreAdapter):
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
         if not _usable_document_id(payment_id):
             return None
-        snapshot = self._payment(uid, payment_id).get()
-        if not snapshot.exists:
-            return None
-        return Versioned(payment_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+        return _versioned(self._payment(uid, payment_id).get(), payment_from_document)
 
     def load_payer(self, uid: str, msisdn: str) -> Versioned[Payer] | None:
-        snapshot = self._payer(uid, msisdn).get()
-        if not snapshot.exists:
-            return None
-        return Versioned(payer_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+        return _versioned(self._payer(uid, msisdn).get(), payer_from_document)
 
     def load_idempotency(self, uid: str, key_hash: str) -> Versioned[IdempotencyRecord] | None:
         snapshot = self._idempotency(uid, key_hash).get()
@@ -522,12 +516,8 @@ class PaymentRepository(FirestoreAdapter):
         return PushContext(
             developer=(developer.to_dict() or {}) if developer is not None and developer.exists else None,
             shard_index=shard_index,
-            payer=Versioned(payer_from_document(payer.to_dict() or {}), payer.update_time)
-            if payer is not None and payer.exists
-            else None,
-            shard=Versioned(shard_from_document(shard.to_dict() or {}), shard.update_time)
-            if shard is not None and shard.exists
-            else None,
+            payer=_versioned(payer, payer_from_document),
+            shard=_versioned(shard, shard_from_document),
         )
 
     def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
@@ -539,22 +529,13 @@ class PaymentRepository(FirestoreAdapter):
         if msisdn is not None and _usable_document_id(msisdn):
             refs.append(self._payer(uid, msisdn))
         found = {snapshot.reference.path: snapshot for snapshot in self.client.get_all(refs)}
-        payment = found.get(refs[0].path)
-        payer = found.get(refs[1].path) if len(refs) > 1 else None
         return SettlementContext(
-            payment=Versioned(payment_from_document(payment.to_dict() or {}), payment.update_time)
-            if payment is not None and payment.exists
-            else None,
-            payer=Versioned(payer_from_document(payer.to_dict() or {}), payer.update_time)
-            if payer is not None and payer.exists
-            else None,
+            payment=_versioned(found.get(refs[0].path), payment_from_document),
+            payer=_versioned(found.get(refs[1].path), payer_from_document) if len(refs) > 1 else None,
         )
 
     def load_shard(self, uid: str, shard_index: int) -> Versioned[PushShard] | None:
-        snapshot = self._limit(uid, shard_name(shard_index)).get()
-        if not snapshot.exists:
-            return None
-        return Versioned(shard_from_document(snapshot.to_dict() or {}), snapshot.update_time)
+        return _versioned(self._limit(uid, shard_name(shard_index)).get(), shard_from_document)
 
     def load_window(self, uid: str, name: str) -> Versioned[SlidingWindow] | None:
         snapshot = self._limit(uid, name).get()
@@ -731,6 +712,13 @@ class PaymentRepository(FirestoreAdapter):
 
 def shard_name(index: int) -> str:
     return f"push-{index}"
+
+
+def _versioned(snapshot: Any, decode: Callable[[Mapping[str, Any]], T]) -> Versioned[T] | None:
+    """A read document decoded with the version it was read at; None for one missing (or not returned)."""
+    if snapshot is None or not snapshot.exists:
+        return None
+    return Versioned(decode(snapshot.to_dict() or {}), snapshot.update_time)
 
 
 def _usable_document_id(value: str) -> bool:
