@@ -825,6 +825,20 @@ def test_reconcile_reads_each_developers_set_ups_once_per_sweep(ready: World) ->
     assert ready.repo.calls["daraja_setups"] - before == 2
 
 
+def test_a_status_read_or_list_is_one_read_and_touches_no_registry_entry(ready: World) -> None:
+    """What the README's performance table counts for a status poll: the payment alone (by id or by
+    CheckoutRequestID), or the page alone; the developer's registry entry is neither read nor created."""
+    payment = pay(ready)
+    for read, expected in (
+        (lambda: ready.gateway.payments.get(ALICE, payment.id, None), "load_payment"),
+        (lambda: ready.gateway.payments.get(ALICE, None, checkout_of(payment)), "find_payment_by_checkout"),
+        (lambda: ready.gateway.payments.list(ALICE, None, None, None), "list_payments"),
+    ):
+        ready.repo.calls.clear()
+        read()
+        assert dict(ready.repo.calls) == {expected: 1}
+
+
 def test_reconcile_never_creates_registry_entries(ready: World) -> None:
     pay(ready)
     ready.clock.advance(ready.settings.reconcile_after_s)
