@@ -131,6 +131,11 @@ def test_a_create_needs_the_count_at_the_version_it_was_read_at(store: ApiKeySto
     assert store.find(sha) is None
     after = store.load_active_count(uid)
     assert after is not None and after.count == 2
+    # A record under a hash that exists already is refused whole too (the count stays), never overwritten.
+    assert store.create(first_sha, record, ActiveKeyCount(uid, 3, after.version)) is False
+    unchanged = store.find(first_sha)
+    assert unchanged is not None and unchanged.record == first
+    assert store.load_active_count(uid) == after
     assert {stored.key_sha256 for stored in store.list_for(uid)} == {first_sha, second_sha}
 
 

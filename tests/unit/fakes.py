@@ -566,10 +566,8 @@ class MemoryApiKeyStore:
 
     def create(self, key_sha256: str, record: Any, active: Any) -> bool:
         with self._lock:
-            if key_sha256 in self.documents:
-                raise RuntimeError("already exists")
-            if not self._count_is_at(active):
-                return False
+            if key_sha256 in self.documents or not self._count_is_at(active):
+                return False  # as FirestoreApiKeyStore: a record under that hash exists, or the count moved on
             self.documents[key_sha256] = (record, next(self._versions))
             self.counts[active.uid] = (active.count, next(self._versions))
             return True
