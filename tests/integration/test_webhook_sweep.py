@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from gateway.domain.fan_out import first_attempt_task_id
 from gateway.http import Developer
 from gateway.repository import AddEvent, PaymentRepository
 from gateway.services.webhooks import NotDue, Webhooks
@@ -284,6 +285,24 @@ def test_a_fan_out_that_died_after_queueing_is_finished_by_the_sweep_and_sends_o
     assert (run["severity"], run["examined"], run["fanned_out"], run["deliveries"]) == ("WARNING", 1, 1, 1)
     [swept] = [line for line in logged if line.get("event") == "webhook_fanned_out"]
     assert (swept["source"], swept["event_id"], swept["endpoints"]) == ("sweep", event_id, 1)
+
+
+def test_a_sweep_after_the_first_task_gave_up_queues_a_task_under_a_new_name(rig: Rig) -> None:
+    alice = developer()
+    url = rig.receiver.new_url()
+    endpoint, _ = rig.webhooks.endpoints.create(alice, {"url": url})
+    event_id = write_event(rig, alice.uid, age=timedelta(hours=3))
+    # The trigger queued the first task under the event's first name hours ago, died before its commit, and that
+    # task has since given up; the queue (like Cloud Tasks within its hour) refuses the name again.
+    rig.queue.names.add(first_attempt_task_id(event_id, endpoint.id))
+
+    summary = rig.webhooks.deliveries.sweep()
+
+    assert (summary["fanned_out"], summary["deliveries"]) == (1, 1)
+    assert len(rig.queue.tasks) == 1, "the committed delivery has a task"
+    assert rig.drain() == ["succeeded"]
+    [received] = rig.receiver.wait_for(url)
+    assert received.headers["webhook-id"] == event_id
 
 
 def test_a_task_for_an_endpoint_the_committed_fan_out_left_out_ends_missing(rig: Rig) -> None:

@@ -43,9 +43,23 @@ def needs_sweep(event: Mapping[str, Any], now: datetime, grace_s: float) -> bool
     return created_at <= sweep_cutoff(now, grace_s)
 
 
-def first_attempt_task_id(event_id: str, endpoint_id: str) -> str:
+# A first task gives up after about 95 minutes (webhookdelivery's retry config in main.py) and Cloud Tasks refuses
+# its name for about an hour after that. A fan-out that runs later than this after the event (a long outage, a sweep
+# behind a backlog) must not reuse the name, or the delivery it commits would have no task.
+TASK_NAME_PERIOD = timedelta(hours=1)
+
+
+def first_attempt_task_id(
+    event_id: str, endpoint_id: str, created_at: datetime | None = None, now: datetime | None = None
+) -> str:
     """The name of the task of an event's first attempt at one endpoint. Cloud Tasks refuses a second task with the
     same name (for about an hour after the first ran), so a trigger and a sweep that both fan one event out queue
-    one task per endpoint. Event ids are random, which also spreads the names as Cloud Tasks advises."""
-    name = _TASK_ID_UNSAFE.sub("-", f"{event_id}-{endpoint_id}-first")
+    one task per endpoint. The name also carries the hour since the event was written (from the second hour on),
+    so a fan-out that comes after the first task gave up queues a new one. Event ids are random, which also spreads
+    the names as Cloud Tasks advises."""
+    period = 0
+    if created_at is not None and now is not None:
+        period = max(0, int((now - created_at) / TASK_NAME_PERIOD))
+    suffix = "first" if period == 0 else f"first-h{period}"
+    name = _TASK_ID_UNSAFE.sub("-", f"{event_id}-{endpoint_id}-{suffix}")
     return name[:500]

@@ -330,10 +330,13 @@ class Deliveries:
             # a lost commit, never on the usual path.
             existing = {d.endpoint_id: d for d in self._store.list_deliveries(uid, event_id)} if lost_once else {}
             now = self._now()
+            created_at = event.get("created_at")
             for endpoint in targets:
                 started = existing.get(endpoint.id)
                 if started is None or not (started.attempts or started.finished):
-                    task_id = first_attempt_task_id(event_id, endpoint.id)
+                    task_id = first_attempt_task_id(
+                        event_id, endpoint.id, created_at if isinstance(created_at, datetime) else None, now
+                    )
                     self._queue.enqueue(uid, event_id, endpoint.id, 0, task_id=task_id)
             fresh = [Delivery.first(event_id, e.id, event["type"], now) for e in targets if e.id not in existing]
             try:

@@ -68,6 +68,23 @@ def test_the_first_task_of_an_event_and_endpoint_has_one_name() -> None:
     assert name != first_attempt_task_id("evt_0123abce", "we_89ef")
 
 
+def test_a_fan_out_after_the_first_task_could_have_given_up_names_its_task_anew() -> None:
+    written = NOW - timedelta(minutes=3)
+    first = first_attempt_task_id("evt_0123abcd", "we_89ef", written, NOW)
+    # Within the first hour (the trigger, and a sweep after it) the name is the event's first one...
+    assert (
+        first
+        == first_attempt_task_id("evt_0123abcd", "we_89ef")
+        == first_attempt_task_id("evt_0123abcd", "we_89ef", written, written + timedelta(minutes=59))
+    )
+    # ...later each hour has its own, so a queue that still refuses an earlier name takes the new task.
+    later = [first_attempt_task_id("evt_0123abcd", "we_89ef", written, written + timedelta(hours=h)) for h in (1, 2, 5)]
+    assert len({first, *later}) == 4
+    assert later[0] == first_attempt_task_id("evt_0123abcd", "we_89ef", written, written + timedelta(minutes=119))
+    # A clock behind the event's own time is the first hour, not a negative one.
+    assert first_attempt_task_id("evt_0123abcd", "we_89ef", written, written - timedelta(seconds=5)) == first
+
+
 @pytest.mark.parametrize(
     ("event_id", "endpoint_id"),
     [("evt_" + "a" * 24, "we_" + "b" * 24), ("evt.with/odd:chars", "we id"), ("e" * 400, "w" * 400)],
