@@ -117,6 +117,7 @@ class Pusher:
         self._accounts = accounts
         self._api_key = api_key  # authenticate with the account's API key instead of its ID token
         self._next = 0
+        self.last: tuple[Account, str] | None = None  # the account and payment id of the last push
 
     def push(self, phone: str) -> float:
         account = self._accounts[self._next % len(self._accounts)]
@@ -131,7 +132,63 @@ class Pusher:
             raise RateLimited(answer.headers.get("Retry-After", ""))
         if answer.status_code != 201:
             raise RuntimeError(f"push to {self._url} failed: {answer.status_code} {answer.text[:300]}")
+        self.last = (account, str(answer.json()["id"]))
         return elapsed
+
+
+class StatusReads:
+    """The status path against its floor: GET payment_status?id= through the Functions emulator for settled
+    payments (settled, so the read never asks Daraja), rotating over a few developers, and the floor's one read:
+    the same payment document read straight from the Firestore emulator."""
+
+    def __init__(self, http: requests.Session, client: Any) -> None:
+        self._http = http
+        self._client = client
+        self._targets: list[tuple[Account, str]] = []
+        self._next = 0
+
+    def settle_one_each(self, pusher: Pusher, phones: PhoneNumbers, developers: int) -> None:
+        """One payment per developer, its success callback delivered by the simulator through the stack."""
+        for _ in range(developers):
+            phone = phones.take()
+            set_scenario(phone, delay_ms=50, callbacks=1, http=self._http)
+            pusher.push(phone)
+            assert pusher.last is not None
+            self._targets.append(pusher.last)
+        deadline = time.monotonic() + 60
+        for account, payment_id in self._targets:
+            while self._get(account, payment_id)[1] != "succeeded":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"payment {payment_id} was not settled within 60 s")
+                time.sleep(0.2)
+
+    def _get(self, account: Account, payment_id: str) -> tuple[float, str]:
+        started = time.perf_counter()
+        answer = self._http.get(
+            f"{FUNCTIONS_URL}/payment_status",
+            params={"id": payment_id},
+            headers={"Authorization": f"Bearer {account.id_token}"},
+            timeout=60,
+        )
+        elapsed = time.perf_counter() - started
+        if answer.status_code != 200:
+            raise RuntimeError(f"payment_status failed: {answer.status_code} {answer.text[:300]}")
+        return elapsed, str(answer.json()["status"])
+
+    def _target(self) -> tuple[Account, str]:
+        self._next += 1
+        return self._targets[self._next % len(self._targets)]
+
+    def status(self) -> float:
+        return self._get(*self._target())[0]
+
+    def raw_read(self) -> float:
+        account, payment_id = self._target()
+        ref = self._client.document(f"developers/{account.uid}/payments/{payment_id}")
+        started = time.perf_counter()
+        if not ref.get().exists:
+            raise RuntimeError(f"payment {payment_id} is not in the Firestore emulator")
+        return time.perf_counter() - started
 
 
 class RawCommits:
@@ -268,6 +325,27 @@ def _floor_figures(result: Run, label: str, samples: Samples, target: float, pus
         )
     )
     return floor
+
+
+def _status_figure(result: Run, samples: Samples) -> None:
+    """The status path: warm payment_status p50 / (hello p50 + one raw document read p50), same rounds."""
+    p50 = {kind: samples.p(kind, 50) for kind in ("status", HELLO, "read")}
+    floor = p50[HELLO] + p50["read"]
+    ratio = p50["status"] / floor
+    result.figures.append(
+        Figure(
+            PHASE,
+            f"warm payment_status p50 / floor ({len(samples.by_kind['status'])} rounds)",
+            f"{ratio:.2f}x ({ms(p50['status'])} vs floor {ms(floor)} = hello {ms(p50[HELLO])} + one read "
+            f"{ms(p50['read'])}); p95 {ms(samples.p('status', 95))}",
+            "-",
+            value=ratio,
+            note="a status poll by id with an ID token, of a settled payment (no Daraja query): one read round trip "
+            "(the payment) since it no longer reads the developer's registry entry; no issue sets a target. The "
+            "floor is the hello world through the emulator plus the same document read straight from the Firestore "
+            "emulator, in the same rounds",
+        )
+    )
 
 
 def _floor_note(
@@ -698,8 +776,14 @@ def run(result: Run, count: int = 100, realistic_count: int = 30) -> None:
         def hello() -> float:
             return _timed(lambda: http.get(hello_url, timeout=60).raise_for_status())
 
+        status_reads = StatusReads(http, firestore_client())
+        progress(PHASE, "settling one payment for each of 4 developers (the status path reads them)")
+        status_reads.settle_one_each(emulator, phones, 4)
+
         instant: dict[str, Callable[[], float]] = {
             "push": push_via(emulator),
+            "status": status_reads.status,
+            "read": status_reads.raw_read,
             HELLO: hello,
             "direct": direct_via(),
             "commit": commit,
@@ -749,6 +833,7 @@ def run(result: Run, count: int = 100, realistic_count: int = 30) -> None:
         _api_key_figure(result, samples)
         _direct_figure(result, f"Daraja-like {DARAJA_LIKE_MS} ms", slow, "push", "direct", TARGET_DIRECT_DARAJA_LIKE)
         _direct_figure(result, "instant simulator", samples, "push", "direct", None)
+        _status_figure(result, samples)
         result.figures += diagnosed  # after the figures they explain
     finally:
         if raw is not None:
