@@ -460,7 +460,9 @@ class Deliveries:
         """The delivery of a first-attempt task that arrived before its fan-out's commit: wait briefly for it. While
         the event is still not marked fanned out, NotDue makes the queue retry (a fan-out that died after queueing
         is finished by the sweep); once it is marked (or gone), a delivery still missing was never meant to be."""
-        waited, pause = 0.0, 0.05
+        # Short pauses: the commit usually lands within milliseconds of the queueing, and a delivery found late by a
+        # long pause is latency (the polls are reads of one document, at most ~25 in the whole wait).
+        waited, pause = 0.0, 0.02
         while True:
             event = self._store.load_event(uid, event_id)
             if event is None or is_fanned_out(event):
@@ -468,7 +470,7 @@ class Deliveries:
             if waited >= _FAN_OUT_COMMIT_WAIT_S:
                 raise NotDue(1.0)
             self._sleep(pause)
-            waited, pause = waited + pause, min(pause * 2, 0.5)
+            waited, pause = waited + pause, min(pause * 2, 0.1)
             loaded = self._store.load_delivery(uid, event_id, endpoint_id)
             if loaded is not None:
                 return loaded
