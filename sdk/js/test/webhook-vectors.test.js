@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { WebhookSecretError, WebhookVerificationError, verifyWebhook } from '../src/webhooks.js';
+import { WebhookSecretError, WebhookVerificationError, secretKey, verifyWebhook } from '../src/webhooks.js';
 
 const file = JSON.parse(readFileSync(new URL('../../webhook-vectors.json', import.meta.url), 'utf8'));
 
@@ -46,6 +46,13 @@ for (const vector of file.vectors) {
 
 test('a secret error is not a verification error', () => {
   assert.ok(!(new WebhookSecretError('x') instanceof WebhookVerificationError));
+});
+
+test('secretKey checks a secret on its own, as verifyWebhook does first (the start-up check the README shows)', () => {
+  for (const vector of file.vectors) {
+    if (vector.expected.error === 'invalid_secret') assert.throws(() => secretKey(vector.secret), WebhookSecretError);
+  }
+  assert.equal(secretKey(file.vectors[0].secret).length > 0, true);
 });
 
 test('now is Unix seconds: a milliseconds value is refused loudly, a Date works', () => {

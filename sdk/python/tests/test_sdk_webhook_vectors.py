@@ -13,7 +13,13 @@ from typing import Any, get_args
 
 import pytest
 
-from mpesa_gateway.webhooks import VerificationCode, WebhookSecretError, WebhookVerificationError, verify_webhook
+from mpesa_gateway.webhooks import (
+    VerificationCode,
+    WebhookSecretError,
+    WebhookVerificationError,
+    secret_key,
+    verify_webhook,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTOR_FILE = ROOT / "sdk" / "webhook-vectors.json"
@@ -45,6 +51,15 @@ def test_a_secret_error_is_not_a_verification_error() -> None:
     """A receiver answering WebhookVerificationError with 400 must not swallow its own misconfiguration."""
     assert not issubclass(WebhookSecretError, WebhookVerificationError)
     assert issubclass(WebhookSecretError, ValueError)  # what the verifier raised for a bad secret before
+
+
+def test_secret_key_checks_a_secret_on_its_own_as_the_readme_shows() -> None:
+    bad = [v for v in VECTORS if v["expected"].get("error") == "invalid_secret"]
+    assert bad, "the vectors have malformed secrets"
+    for vector in bad:
+        with pytest.raises(WebhookSecretError):
+            secret_key(vector["secret"])
+    assert len(secret_key(VECTORS[0]["secret"])) >= 24
 
 
 def test_the_vectors_cover_every_outcome() -> None:
