@@ -54,12 +54,9 @@ class FirebaseAuthenticator:
 
     def _default_app(self) -> Any:
         # firebase_admin is heavy to import; do it on the first authenticated request, once per instance.
-        import firebase_admin
+        from gateway.firebase_app import default_app
 
-        try:
-            return firebase_admin.get_app()
-        except ValueError:
-            return firebase_admin.initialize_app(options={"projectId": self._settings.project_id})
+        return default_app(self._settings.project_id)
 
     def _firebase_app(self) -> Any:
         if self._app is None:

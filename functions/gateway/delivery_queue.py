@@ -33,13 +33,11 @@ class CloudTasksQueue:
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
-                    import firebase_admin
                     from firebase_admin import functions
 
-                    try:
-                        app = firebase_admin.get_app()
-                    except ValueError:
-                        app = firebase_admin.initialize_app(options={"projectId": self._settings.project_id})
+                    from gateway.firebase_app import default_app
+
+                    app = default_app(self._settings.project_id)
                     self._queue = functions.task_queue(
                         f"locations/{self._settings.region}/functions/{DELIVERY_FUNCTION}", app=app
                     )
