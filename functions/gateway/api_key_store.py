@@ -19,9 +19,8 @@ from typing import Any, Protocol, cast
 
 from gateway import errors
 from gateway.domain.api_key import ApiKeyRecord, Environment
-from gateway.firestore_client import FirestoreAdapter
+from gateway.firestore_client import FirestoreAdapter, utc, utc_or_none
 from gateway.logs import Event, log_event
-from gateway.repository import _utc, _utc_or_none
 from gateway.settings import Settings
 
 API_KEYS = "api_keys"
@@ -88,9 +87,9 @@ def record_from_document(data: Mapping[str, Any]) -> ApiKeyRecord:
         name=data.get("name") or "",
         environment=cast(Environment, data["environment"]),
         hint=data.get("hint") or "",
-        created_at=_utc(data["created_at"]),
-        last_used_at=_utc_or_none(data.get("last_used_at")),
-        revoked_at=_utc_or_none(data.get("revoked_at")),
+        created_at=utc(data["created_at"]),
+        last_used_at=utc_or_none(data.get("last_used_at")),
+        revoked_at=utc_or_none(data.get("revoked_at")),
     )
 
 

@@ -19,7 +19,6 @@ Layout:
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +33,14 @@ from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import PhoneLock, PushBucket, PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus, PushState, ReportedOutcome
 from gateway.domain.phone import mask_msisdn
-from gateway.firestore_client import FirestoreAdapter
+from gateway.firestore_client import (
+    FirestoreAdapter,
+    decode_page_token,
+    encode_page_token,
+    usable_document_id,
+    utc,
+    utc_or_none,
+)
 
 CALLBACK_TOKENS = "callback_tokens"
 QUARANTINE = "quarantined_callbacks"
@@ -279,11 +285,11 @@ def payment_from_document(data: Mapping[str, Any]) -> Payment:
         metadata=dict(data.get("metadata") or {}),
         environment=data.get("environment") or "",
         shortcode=data.get("shortcode") or "",
-        created_at=_utc(data["created_at"]),
-        updated_at=_utc(data.get("updated_at") or data["created_at"]),
+        created_at=utc(data["created_at"]),
+        updated_at=utc(data.get("updated_at") or data["created_at"]),
         # Payments stored before intent-first pushes always had Daraja's answer.
         push_state=PushState(data.get("push_state") or PushState.ACCEPTED.value),
-        push_lease_until=_utc_or_none(data.get("push_lease_until")),
+        push_lease_until=utc_or_none(data.get("push_lease_until")),
         checkout_request_id=data.get("checkout_request_id"),
         merchant_request_id=data.get("merchant_request_id"),
         result_code=data.get("result_code"),
@@ -300,13 +306,13 @@ def payment_from_document(data: Mapping[str, Any]) -> Payment:
             result_desc=reported.get("result_desc") or "",
             amount=reported.get("amount"),
             mpesa_receipt_number=reported.get("mpesa_receipt_number"),
-            at=_utc(reported["at"]),
+            at=utc(reported["at"]),
         ),
-        settled_at=_utc_or_none(data.get("settled_at")),
+        settled_at=utc_or_none(data.get("settled_at")),
         settled_by=data.get("settled_by"),
-        next_check_at=_utc_or_none(data.get("next_check_at")),
+        next_check_at=utc_or_none(data.get("next_check_at")),
         query_attempts=int(data.get("query_attempts") or 0),
-        last_queried_at=_utc_or_none(data.get("last_queried_at")),
+        last_queried_at=utc_or_none(data.get("last_queried_at")),
     )
 
 
@@ -328,12 +334,12 @@ def payer_to_document(payer: Payer) -> dict[str, Any]:
 def payer_from_document(data: Mapping[str, Any]) -> Payer:
     return Payer(
         msisdn=data["msisdn"],
-        first_seen_at=_utc(data["first_seen_at"]),
-        last_seen_at=_utc(data["last_seen_at"]),
+        first_seen_at=utc(data["first_seen_at"]),
+        last_seen_at=utc(data["last_seen_at"]),
         payment_count=int(data.get("payment_count") or 0),
         succeeded_count=int(data.get("succeeded_count") or 0),
         total_paid=int(data.get("total_paid") or 0),
-        recent_prompts=SlidingWindow(tuple(_utc(t) for t in data.get("recent_prompts") or ())),
+        recent_prompts=SlidingWindow(tuple(utc(t) for t in data.get("recent_prompts") or ())),
         in_flight=_phone_lock(data.get("in_flight")),
     )
 
@@ -341,7 +347,7 @@ def payer_from_document(data: Mapping[str, Any]) -> Payer:
 def _phone_lock(data: Any) -> PhoneLock | None:
     if not isinstance(data, Mapping) or not data.get("payment_id"):
         return None
-    return PhoneLock(str(data["payment_id"]), _utc(data["until"]))
+    return PhoneLock(str(data["payment_id"]), utc(data["until"]))
 
 
 def shard_to_document(shard: PushShard) -> dict[str, Any]:
@@ -365,7 +371,7 @@ def shard_from_document(data: Mapping[str, Any]) -> PushShard:
                     environment,
                     PushBucket(
                         tokens=float(value.get("tokens") or 0.0),
-                        refilled_at=_utc_or_none(value.get("refilled_at")),
+                        refilled_at=utc_or_none(value.get("refilled_at")),
                         day=str(value.get("day") or ""),
                         day_count=int(value.get("day_count") or 0),
                     ),
@@ -393,21 +399,11 @@ def idempotency_from_document(data: Mapping[str, Any]) -> IdempotencyRecord | No
         fingerprint=data["fingerprint"],
         payment_id=data["payment_id"],
         state="done" if data.get("state") == "done" else "in_progress",
-        created_at=_utc(data["created_at"]),
-        expires_at=_utc(data["expires_at"]),
-        lease_expires_at=_utc(data.get("lease_expires_at") or data["created_at"]),
+        created_at=utc(data["created_at"]),
+        expires_at=utc(data["expires_at"]),
+        lease_expires_at=utc(data.get("lease_expires_at") or data["created_at"]),
         status=int(data["status"]) if data.get("status") is not None else None,
     )
-
-
-def _utc(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise ValueError("expected a timestamp")
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _utc_or_none(value: Any) -> datetime | None:
-    return None if value is None else _utc(value)
 
 
 # ------------------------------------------------------------------------------------------------ adapter
@@ -487,7 +483,7 @@ class PaymentRepository(FirestoreAdapter):
 
     # ---------------------------------------------------------------------------------------------- loads
     def load_payment(self, uid: str, payment_id: str) -> Versioned[Payment] | None:
-        if not _usable_document_id(payment_id):
+        if not usable_document_id(payment_id):
             return None
         return _versioned(self._payment(uid, payment_id).get(), payment_from_document)
 
@@ -500,7 +496,7 @@ class PaymentRepository(FirestoreAdapter):
         return Versioned(record, snapshot.update_time) if record is not None else None
 
     def load_callback_route(self, token_sha256: str) -> CallbackRoute | None:
-        if not _usable_document_id(token_sha256):
+        if not usable_document_id(token_sha256):
             return None
         snapshot = self._route(token_sha256).get()
         if not snapshot.exists:
@@ -523,10 +519,10 @@ class PaymentRepository(FirestoreAdapter):
     def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
         """One round trip (a batched get) for the payment a callback settles and its payer (`msisdn`, from the
         callback route; None reads the payment alone)."""
-        if not _usable_document_id(payment_id):
+        if not usable_document_id(payment_id):
             return SettlementContext(None, None)
         refs = [self._payment(uid, payment_id)]
-        if msisdn is not None and _usable_document_id(msisdn):
+        if msisdn is not None and usable_document_id(msisdn):
             refs.append(self._payer(uid, msisdn))
         found = {snapshot.reference.path: snapshot for snapshot in self.client.get_all(refs)}
         return SettlementContext(
@@ -542,7 +538,7 @@ class PaymentRepository(FirestoreAdapter):
         if not snapshot.exists:
             return None
         times = (snapshot.to_dict() or {}).get("times") or ()
-        return Versioned(SlidingWindow(tuple(_utc(t) for t in times)), snapshot.update_time)
+        return Versioned(SlidingWindow(tuple(utc(t) for t in times)), snapshot.update_time)
 
     def find_payment_by_checkout(self, uid: str, checkout_request_id: str) -> Versioned[Payment] | None:
         from google.cloud import firestore
@@ -576,12 +572,12 @@ class PaymentRepository(FirestoreAdapter):
             query = query.start_after(self._page_cursor(uid, page_token))
         documents = list(query.limit(limit + 1).stream())
         page = [payment_from_document(doc.to_dict() or {}) for doc in documents[:limit]]
-        next_token = _encode_page_token(documents[limit - 1].id) if len(documents) > limit else None
+        next_token = encode_page_token(documents[limit - 1].id) if len(documents) > limit else None
         return page, next_token
 
     def _page_cursor(self, uid: str, page_token: str) -> Any:
-        payment_id = _decode_page_token(page_token)
-        snapshot = self._payment(uid, payment_id).get() if _usable_document_id(payment_id) else None
+        payment_id = decode_page_token(page_token)
+        snapshot = self._payment(uid, payment_id).get() if usable_document_id(payment_id) else None
         if snapshot is None or not snapshot.exists:
             raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
         return snapshot
@@ -719,28 +715,6 @@ def _versioned(snapshot: Any, decode: Callable[[Mapping[str, Any]], T]) -> Versi
     if snapshot is None or not snapshot.exists:
         return None
     return Versioned(decode(snapshot.to_dict() or {}), snapshot.update_time)
-
-
-def _usable_document_id(value: str) -> bool:
-    # Firestore rejects "/", "." / "..", and reserved __x__ ids with an error; such ids can never exist here.
-    return (
-        0 < len(value) <= 200
-        and "/" not in value
-        and value not in (".", "..")
-        and not (value.startswith("__") and value.endswith("__"))
-    )
-
-
-def _encode_page_token(payment_id: str) -> str:
-    return base64.urlsafe_b64encode(payment_id.encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str) -> str:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError):
-        raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token") from None
 
 
 Change = tuple[Payment, list[Write]]

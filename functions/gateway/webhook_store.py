@@ -15,16 +15,15 @@ from typing import Any
 from gateway import errors
 from gateway.domain.fan_out import FANNED_OUT, FANNED_OUT_AT
 from gateway.domain.webhooks import Attempt, Delivery, WebhookEndpoint
-from gateway.firestore_client import FirestoreAdapter
-from gateway.repository import (
-    Versioned,
-    WriteConflict,
-    _decode_page_token,
-    _encode_page_token,
-    _usable_document_id,
-    _utc,
-    _utc_or_none,
+from gateway.firestore_client import (
+    FirestoreAdapter,
+    decode_page_token,
+    encode_page_token,
+    usable_document_id,
+    utc,
+    utc_or_none,
 )
+from gateway.repository import Versioned, WriteConflict
 
 
 class EndpointLimitReached(Exception):
@@ -58,12 +57,12 @@ def endpoint_from_document(data: Mapping[str, Any]) -> WebhookEndpoint:
         enabled_events=tuple(data.get("enabled_events") or ("*",)),
         status="disabled" if data.get("status") == "disabled" else "enabled",
         disabled_reason=data.get("disabled_reason"),
-        created_at=_utc(data["created_at"]),
-        updated_at=_utc(data.get("updated_at") or data["created_at"]),
+        created_at=utc(data["created_at"]),
+        updated_at=utc(data.get("updated_at") or data["created_at"]),
         secret_version=str(data["secret_version"]),
         previous_secret_version=data.get("previous_secret_version"),
-        previous_secret_expires_at=_utc_or_none(data.get("previous_secret_expires_at")),
-        failing_since=_utc_or_none(data.get("failing_since")),
+        previous_secret_expires_at=utc_or_none(data.get("previous_secret_expires_at")),
+        failing_since=utc_or_none(data.get("failing_since")),
         environment=data.get("environment") if data.get("environment") in ("sandbox", "production") else None,
     )
 
@@ -103,15 +102,15 @@ def delivery_from_document(data: Mapping[str, Any]) -> Delivery:
         endpoint_id=data["endpoint_id"],
         event_type=data.get("event_type") or "",
         status=data["status"],
-        created_at=_utc(data["created_at"]),
-        updated_at=_utc(data.get("updated_at") or data["created_at"]),
-        next_attempt_at=_utc(data["next_attempt_at"]),
+        created_at=utc(data["created_at"]),
+        updated_at=utc(data.get("updated_at") or data["created_at"]),
+        next_attempt_at=utc(data["next_attempt_at"]),
         failures=int(data.get("failures") or 0),
-        lease_until=_utc_or_none(data.get("lease_until")),
+        lease_until=utc_or_none(data.get("lease_until")),
         trigger=data.get("trigger") or "automatic",
         attempts=tuple(
             Attempt(
-                at=_utc(a["at"]),
+                at=utc(a["at"]),
                 endpoint_id=a.get("endpoint_id") or data["endpoint_id"],
                 url=a.get("url") or "",
                 status_code=a.get("status_code"),
@@ -149,7 +148,7 @@ class WebhookStore(FirestoreAdapter):
         return len(list(self._endpoints(uid).select([]).stream()))
 
     def load_endpoint(self, uid: str, endpoint_id: str) -> Versioned[WebhookEndpoint] | None:
-        if not _usable_document_id(endpoint_id):
+        if not usable_document_id(endpoint_id):
             return None
         snapshot = self._endpoints(uid).document(endpoint_id).get()
         if not snapshot.exists:
@@ -188,13 +187,13 @@ class WebhookStore(FirestoreAdapter):
 
     # ---------------------------------------------------------------------------------------------- events
     def load_event(self, uid: str, event_id: str) -> dict[str, Any] | None:
-        if not _usable_document_id(event_id):
+        if not usable_document_id(event_id):
             return None
         snapshot = self._event(uid, event_id).get()
         return (snapshot.to_dict() or {}) if snapshot.exists else None
 
     def load_event_versioned(self, uid: str, event_id: str) -> Versioned[dict[str, Any]] | None:
-        if not _usable_document_id(event_id):
+        if not usable_document_id(event_id):
             return None
         snapshot = self._event(uid, event_id).get()
         return Versioned(snapshot.to_dict() or {}, snapshot.update_time) if snapshot.exists else None
@@ -278,19 +277,19 @@ class WebhookStore(FirestoreAdapter):
             "__name__", direction=firestore.Query.DESCENDING
         )
         if page_token is not None:
-            event_id = _decode_page_token(page_token)
-            snapshot = self._event(uid, event_id).get() if _usable_document_id(event_id) else None
+            event_id = decode_page_token(page_token)
+            snapshot = self._event(uid, event_id).get() if usable_document_id(event_id) else None
             if snapshot is None or not snapshot.exists:
                 raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
             query = query.start_after(snapshot)
         documents = list(query.limit(limit + 1).stream())
         page = [doc.to_dict() or {} for doc in documents[:limit]]
-        next_token = _encode_page_token(documents[limit - 1].id) if len(documents) > limit else None
+        next_token = encode_page_token(documents[limit - 1].id) if len(documents) > limit else None
         return page, next_token
 
     # ------------------------------------------------------------------------------------------ deliveries
     def load_delivery(self, uid: str, event_id: str, endpoint_id: str) -> Versioned[Delivery] | None:
-        if not (_usable_document_id(event_id) and _usable_document_id(endpoint_id)):
+        if not (usable_document_id(event_id) and usable_document_id(endpoint_id)):
             return None
         snapshot = self._delivery(uid, event_id, endpoint_id).get()
         if not snapshot.exists:

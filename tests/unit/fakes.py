@@ -27,6 +27,7 @@ from gateway.domain.daraja_setup import Setups, entries_of, setups_of
 from gateway.domain.idempotency import IdempotencyRecord
 from gateway.domain.limits import PushShard, SlidingWindow
 from gateway.domain.payment import Payer, Payment, PaymentStatus
+from gateway.firestore_client import decode_page_token, encode_page_token, usable_document_id
 from gateway.http import Developer
 from gateway.repository import (
     AddAudit,
@@ -47,9 +48,6 @@ from gateway.repository import (
     Versioned,
     Write,
     WriteConflict,
-    _decode_page_token,
-    _encode_page_token,
-    _usable_document_id,
     payment_from_document,
     payment_to_document,
 )
@@ -165,7 +163,7 @@ class FakeRepository:
 
     def load_settlement_context(self, uid: str, payment_id: str, msisdn: str | None) -> SettlementContext:
         self.calls["load_settlement_context"] += 1
-        if not _usable_document_id(payment_id):
+        if not usable_document_id(payment_id):
             return SettlementContext(None, None)  # as Firestore: such an id names no document, and nothing is read
         payment = self.payments.get((uid, payment_id))
         payer = self.payers.get((uid, msisdn)) if msisdn is not None else None
@@ -202,14 +200,14 @@ class FakeRepository:
             mine = [p for p in mine if p.status.value == status]
         mine.sort(key=lambda p: (p.created_at, p.id), reverse=True)
         if page_token is not None:
-            after_id = _decode_page_token(page_token)
-            cursor = self.payments.get((uid, after_id)) if _usable_document_id(after_id) else None
+            after_id = decode_page_token(page_token)
+            cursor = self.payments.get((uid, after_id)) if usable_document_id(after_id) else None
             if cursor is None:
                 raise errors.InvalidRequest("invalid_page_token", "page_token is not valid", "page_token")
             key = (cursor[0].created_at, cursor[0].id)
             mine = [p for p in mine if (p.created_at, p.id) < key]
         page = mine[:limit]
-        next_token = _encode_page_token(page[-1].id) if len(mine) > limit else None
+        next_token = encode_page_token(page[-1].id) if len(mine) > limit else None
         return page, next_token
 
     def due_payments(self, now: datetime, limit: int) -> list[tuple[str, Versioned[Payment]]]:

@@ -17,8 +17,9 @@ from gateway import errors
 from gateway.daraja import DarajaApp, DarajaOutcomeUnknown, StkPushOrder
 from gateway.domain.errors import ValidationError
 from gateway.domain.payment import FLAG_CHECKOUT_MISMATCH, FLAG_OUTCOME_UNKNOWN, Payment, PaymentStatus, PushState
+from gateway.firestore_client import encode_page_token
 from gateway.http import Developer
-from gateway.repository import CallbackRoute, SavePayment, Write, _encode_page_token, payment_to_document
+from gateway.repository import CallbackRoute, SavePayment, Write, payment_to_document
 from gateway.secrets import CredentialStore
 from gateway.services import Gateway, PushResult
 from gateway.services.settlement import plausible_callback_token
@@ -174,7 +175,11 @@ def test_a_push_records_a_pending_payment_and_hands_daraja_a_token_url(ready: Wo
     assert re.fullmatch(r"pay_[0-9a-f]{24}", payment.id)
     assert payment.status is PaymentStatus.PENDING
     assert (payment.msisdn, payment.amount, payment.currency) == (MSISDN, 10, "KES")
-    assert (payment.account_reference, payment.description, dict(payment.metadata)) == ("INV-1", "Order 1", {"order": 7})
+    assert (payment.account_reference, payment.description, dict(payment.metadata)) == (
+        "INV-1",
+        "Order 1",
+        {"order": 7},
+    )
     assert (payment.environment, payment.shortcode) == ("sandbox", "174379")
     assert payment.created_at == T0 and payment.flags == ()
     assert payment.checkout_request_id == "ws_CO_29112026060000000001"
@@ -268,7 +273,9 @@ def test_an_invalid_body_is_refused_before_anything_is_stored(ready: World) -> N
             "500.001.1001",
         ),
         (
-            errors.DarajaError("daraja_rejected_request", "Invalid PhoneNumber", http_status=400, daraja_code="400.002.02"),
+            errors.DarajaError(
+                "daraja_rejected_request", "Invalid PhoneNumber", http_status=400, daraja_code="400.002.02"
+            ),
             "400.002.02",
         ),
         # No code of Daraja's: ours is kept instead.
@@ -696,11 +703,11 @@ def test_list_shows_only_the_callers_payments(ready: World) -> None:
     foreign = ready.gateway.payments.list(BOB, None, "1", None)
     assert foreign.next_page_token is None
     with pytest.raises(errors.InvalidRequest) as raised:
-        ready.gateway.payments.list(ALICE, None, None, _encode_page_token(bobs.id))
+        ready.gateway.payments.list(ALICE, None, None, encode_page_token(bobs.id))
     assert raised.value.code == "invalid_page_token"
 
 
-@pytest.mark.parametrize("token", ["!!!", "bm90LWEtcGF5bWVudA", _encode_page_token("pay_" + "0" * 24), "%%%%"])
+@pytest.mark.parametrize("token", ["!!!", "bm90LWEtcGF5bWVudA", encode_page_token("pay_" + "0" * 24), "%%%%"])
 def test_list_refuses_a_page_token_that_names_no_payment(ready: World, token: str) -> None:
     push(ready)
 
@@ -732,7 +739,9 @@ def test_list_refuses_a_bad_limit(ready: World, limit: str) -> None:
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, 20), ("", 20), ("1", 1), ("07", 7), ("100", 100)])
-def test_list_limit_defaults_to_20(ready: World, monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: int) -> None:
+def test_list_limit_defaults_to_20(
+    ready: World, monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: int
+) -> None:
     asked: list[tuple[Any, ...]] = []
     real = ready.repo.list_payments
 
