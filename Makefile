@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FUNCTIONS_VENV := functions/venv
 STAMP_DIR := .stack
 
-.PHONY: install dev test test-unit demo lint bench clean help console chromium screenshots
+.PHONY: install dev schedules test test-unit demo lint bench clean help console chromium screenshots
 
 help:
 	@echo "make test   install everything, start the local stack, run all test tiers, stop the stack"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo   install everything, start the stack if needed, run the end-to-end walk-through"
 	@echo "            (KEEP=1 leaves the stack running so the console at http://127.0.0.1:5000 shows it)"
 	@echo "make dev    start the whole local stack in the foreground (Ctrl-C stops it)"
+	@echo "make schedules  run the scheduled functions (reconcile, webhook sweep) every 60 s against the stack"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  benchmarks; writes bench/results/latest.json"
 	@echo "make console      build the developer console into console/dist (Hosting serves it)"
@@ -76,6 +77,10 @@ install: $(STAMP_DIR)/venv.stamp $(STAMP_DIR)/functions-venv.stamp $(STAMP_DIR)/
 
 dev: install
 	@$(PY) scripts/stack.py dev
+
+# The emulator runs no scheduled function; this is the local stack's Cloud Scheduler (scripts/local_scheduler.py).
+schedules: install
+	@$(PY) scripts/stack.py ensure -- $(PY) scripts/local_scheduler.py
 
 # Every test that needs nothing running: the stack-free tiers, and the SDKs' unit tests (-m "not stack" leaves out
 # the SDK tests that need the stack).
