@@ -40,14 +40,19 @@ def test_a_lost_callback_is_settled_by_the_local_schedule_without_anyone_reading
     time.sleep(local_settings().reconcile_after_s + 1)
     assert payment_doc(tenant, payment["id"])["status"] == "pending"
 
-    returncode, jobs = run_scheduler_once()
+    # One run examines up to RECONCILE_BATCH_SIZE due payments, oldest check first; on a stack other suites left
+    # due payments on, this one may take a further run or two.
+    runs = []
+    for _ in range(5):
+        runs.append(run_scheduler_once())
+        if payment_doc(tenant, payment["id"])["status"] != "pending":
+            break
 
-    assert returncode == 0, jobs
-    assert set(jobs) == {"reconcile_payments", "sweep_webhook_events"}
-    assert "error" not in jobs["sweep_webhook_events"], jobs
-    reconciled = jobs["reconcile_payments"]
-    assert "error" not in reconciled and reconciled["result"]["examined"] >= 1, reconciled  # type: ignore[index]
+    for returncode, jobs in runs:
+        assert returncode == 0, jobs
+        assert set(jobs) == {"reconcile_payments", "sweep_webhook_events"}
+        assert "error" not in jobs["reconcile_payments"] and "error" not in jobs["sweep_webhook_events"], jobs
     stored = payment_doc(tenant, payment["id"])
-    assert stored["status"] == "succeeded" and "settled_by_query" in stored["flags"]
+    assert stored["status"] == "succeeded" and "settled_by_query" in stored["flags"], (stored["status"], len(runs))
     queries = support.simulator_requests("stk_query", tenant.app.shortcode)
     assert any(q.get("checkout_request_id") == payment["checkout_request_id"] for q in queries)
