@@ -510,6 +510,11 @@ def run(story: Story) -> None:
     print(f"\nThe console: {CONSOLE_URL}  (`make demo KEEP=1` leaves the stack running to open it)", flush=True)
     for developer in (amina, brian):
         print(f"   sign in as {developer.name:<6} {developer.email}  password {developer.password}", flush=True)
+    print(
+        "   the emulator runs no scheduled function: `make schedules` runs reconcile_payments and "
+        "sweep_webhook_events against the running stack every 60 s, as Cloud Scheduler would",
+        flush=True,
+    )
 
 
 def main() -> int:
