@@ -37,20 +37,10 @@ from scripts import stack_config  # noqa: E402
 JOBS = ("reconcile_payments", "sweep_webhook_events")
 
 
-def local_env() -> dict[str, str]:
-    """The variables functions/.env.local gives the functions on the local stack."""
-    env: dict[str, str] = {}
-    for line in (ROOT / "functions" / ".env.local").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() and not name.startswith("#") and value:
-            env[name.strip()] = value.strip()
-    return env
-
-
 def configure(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     """Point this process's gateway library at the stack, as the Functions emulator points the functions."""
     config = stack_config.load()
-    environ.update(local_env())
+    environ.update(stack_config.functions_local_env())
     environ.update(config.env())
     # firebase-admin finds the Tasks emulator through this variable, as the Functions emulator sets it.
     environ["CLOUD_TASKS_EMULATOR_HOST"] = config.endpoints["tasks"].address

@@ -81,6 +81,17 @@ class StackConfig:
         }
 
 
+def functions_local_env(root: Path = ROOT) -> dict[str, str]:
+    """functions/.env.local: the variables the Functions emulator loads into every worker of the local stack (the
+    scheduler, tests and guards that act as those functions read them from here)."""
+    env: dict[str, str] = {}
+    for line in (root / "functions" / ".env.local").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() and not name.startswith("#") and value:
+            env[name.strip()] = value.strip()
+    return env
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())

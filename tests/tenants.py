@@ -4,11 +4,11 @@ their Firestore subtree for assertions that the HTTP API does not expose (payer 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
 
+from scripts import stack_config
 from tests import support
 
 PUSH_URL = support.function_url("stk_push")
@@ -89,12 +89,7 @@ def quarantined(*, token: str | None = None, checkout_request_id: str | None = N
 
 def local_env() -> dict[str, str]:
     """The variables functions/.env.local gives the functions in the local stack."""
-    env: dict[str, str] = {}
-    for line in (Path(__file__).resolve().parents[1] / "functions" / ".env.local").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() and not name.startswith("#") and value:
-            env[name.strip()] = value.strip()
-    return env
+    return stack_config.functions_local_env()
 
 
 def local_settings() -> Any:

@@ -15,7 +15,7 @@ def test_it_points_the_library_at_the_stack_with_the_functions_local_settings() 
     assert environ["FIRESTORE_EMULATOR_HOST"] == config.endpoints["firestore"].address
     assert environ["CLOUD_TASKS_EMULATOR_HOST"] == config.endpoints["tasks"].address
     assert environ["GCLOUD_PROJECT"] == config.project_id and config.project_id.startswith("demo-")
-    assert environ["RECONCILE_AFTER_SECONDS"] == local_scheduler.local_env()["RECONCILE_AFTER_SECONDS"]
+    assert environ["RECONCILE_AFTER_SECONDS"] == stack_config.functions_local_env()["RECONCILE_AFTER_SECONDS"]
 
 
 def test_a_failing_job_is_reported_and_the_next_one_still_runs() -> None:

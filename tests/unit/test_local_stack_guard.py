@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import flask
@@ -23,8 +22,7 @@ from gateway.auth import FirebaseAuthenticator
 from gateway.http import ApiResponse, Call, Developer, serve
 from gateway.secrets import SecretManagerBackend
 from gateway.settings import Settings, get_settings
-
-ENV_LOCAL = Path(__file__).resolve().parents[2] / "functions" / ".env.local"
+from scripts import stack_config
 
 # Every variable the guard reads, so each case starts from nothing but its own.
 GUARD_INPUTS = (
@@ -92,8 +90,7 @@ COMBINATIONS = [
 
 def _env_local() -> dict[str, str]:
     """functions/.env.local, which the Functions emulator loads into every worker."""
-    pairs = (line.split("=", 1) for line in ENV_LOCAL.read_text().splitlines() if "=" in line and line[:1] != "#")
-    return {name.strip(): value.strip() for name, value in pairs}
+    return stack_config.functions_local_env()
 
 
 def _emulator_worker(project_id: str) -> dict[str, str]:
