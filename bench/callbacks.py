@@ -129,6 +129,19 @@ def _record(client: Any, uid: str, items: list[Pending]) -> None:
     batch.commit()
 
 
+def record_all(client: Any, uid: str, items: list[Pending]) -> None:
+    """Store these payments with their routes, RECORD_BATCH per commit, CONCURRENCY commits at a time."""
+    chunks = [items[start : start + RECORD_BATCH] for start in range(0, len(items), RECORD_BATCH)]
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(lambda chunk: _record(client, uid, chunk), chunks))
+
+
+def callback_server(name: str) -> Child:
+    """functions-framework serving mpesa_callback on a free port: the function as deployed, without the emulator's
+    proxy. No push is made through it, so its callback base is a dead address."""
+    return functions_framework(name, "mpesa_callback", free_port(), DARAJA_URL, "http://127.0.0.1:9")
+
+
 def _post_all(base_url: str, items: list[Pending], label: str) -> tuple[list[tuple[float, int]], float]:
     """POST each item's callback, CONCURRENCY at a time: (latency, status) per item, in order, and the elapsed time."""
     local = threading.local()
@@ -358,14 +371,11 @@ def run(result: Run, count: int = 2000) -> None:
     children: list[Child] = []
     raw: RawSettles | None = None
     try:
-        port = free_port()
-        server = functions_framework("ff-mpesa_callback", "mpesa_callback", port, DARAJA_URL, "http://127.0.0.1:9")
+        server = callback_server("ff-mpesa_callback")
         children.append(server)
         progress(PHASE, f"recording {len(items)} pending payments for {uid}; starting functions-framework")
         started = time.perf_counter()
-        chunks = [items[start : start + RECORD_BATCH] for start in range(0, len(items), RECORD_BATCH)]
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(lambda chunk: _record(client, uid, chunk), chunks))
+        record_all(client, uid, items)
         recorded_s = time.perf_counter() - started
         raw = RawSettles(client, count)
         server.wait_http(server.url)

@@ -4,7 +4,7 @@ the duplicate rate, on the local stack's own delivery path.
 A developer signed up in the Auth emulator registers one endpoint through the `webhook_endpoints` function (the
 stack's Functions emulator), for `payment.succeeded`, pointing at a small HTTP receiver in this process that checks
 every delivery's signature with the `standardwebhooks` reference library. Its pending payments are recorded in
-process as an accepted push leaves them (bench/callbacks.py's `_record`), and settled by Daraja-shaped success
+process as an accepted push leaves them (bench/callbacks.py `record_all`), and settled by Daraja-shaped success
 callbacks POSTed to functions-framework serving mpesa_callback, as bench/callbacks.py does. Each settlement commits
 a `payment.succeeded` event; from there the path is the stack's: the Firestore trigger (`on_event_created`) fans it
 out and enqueues a Cloud Tasks task, and the Tasks emulator runs `webhookdelivery`, which signs and POSTs.
@@ -32,15 +32,12 @@ from typing import Any
 
 import requests
 
-from bench.callbacks import CONCURRENCY, RECORD_BATCH, Pending, _pending, _record
+from bench.callbacks import CONCURRENCY, Pending, _pending, callback_server, record_all
 from bench.common import (
-    DARAJA_URL,
     FUNCTIONS_URL,
     Child,
     PhoneNumbers,
     firestore_client,
-    free_port,
-    functions_framework,
     ms,
     percentile,
     progress,
@@ -228,13 +225,8 @@ def run(result: Run, burst: int = BURST) -> None:
         phones = PhoneNumbers()
         items = [_pending("WH", i, phones) for i in range(1 + LATENCY_SAMPLES + burst)]
         probe, timed, bursting = items[0], items[1 : 1 + LATENCY_SAMPLES], items[1 + LATENCY_SAMPLES :]
-        chunks = [items[start : start + RECORD_BATCH] for start in range(0, len(items), RECORD_BATCH)]
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(lambda chunk: _record(client, uid, chunk), chunks))
-        port = free_port()
-        server = functions_framework(
-            "ff-mpesa_callback-webhooks", "mpesa_callback", port, DARAJA_URL, "http://127.0.0.1:9"
-        )
+        record_all(client, uid, items)
+        server = callback_server("ff-mpesa_callback-webhooks")
         children.append(server)
         server.wait_http(server.url)
         base_url = server.url.rstrip("/")
