@@ -55,7 +55,6 @@ LATENCY_RATE = 4.0  # settlements per second while latency is measured
 BURST = 1000  # issue 12: 1,000 settlements to one receiver
 DELIVERY_TIMEOUT_S = 150.0  # how long the burst's deliveries may take before the missing ones are reported
 DUPLICATE_GRACE_S = 3.0  # kept listening after the last first delivery, for duplicates
-SWEEP_GRACE_S = 5.0  # functions/.env.local's WEBHOOK_FAN_OUT_GRACE_SECONDS
 SWEEP_WAIT_S = 60.0  # how long the events the sweep fanned out may take to arrive
 PROBE_TIMEOUT_S = 150.0  # the probe waits out the trigger backlog a previous run (or suite) left, up to this long
 
@@ -131,26 +130,31 @@ class Receiver:
 
 def _scheduled_sweep() -> dict[str, int]:
     """sweep_webhook_events, in this process against the stack, as Cloud Scheduler runs it every 5 minutes in
-    production: the fan-out of events whose trigger never finished (the local grace period, 5 s, has passed)."""
-    import os
-    from dataclasses import replace
+    production: the fan-out of events whose trigger never finished (the local grace period has passed).
 
-    from bench.paid_calls import settings
+    Its settings are the functions' own on the local stack, gathered as scripts/local_scheduler.py gathers them, but
+    into a dict: not into os.environ, where the later phases' functions-framework children and gateway.container's
+    cached settings would pick up .env.local (fault injection, short revocation cache) and change their figures."""
+    import os
+
     from gateway.delivery_queue import CloudTasksQueue
     from gateway.services.webhooks import Webhooks
+    from gateway.settings import Settings
     from gateway.webhook_secrets import SecretManagerVersions, WebhookSecrets
     from gateway.webhook_store import WebhookStore
     from gateway.webhook_transport import WebhookTransport
-    from scripts import stack_config
+    from scripts import local_scheduler
 
-    # firebase-admin finds the Tasks emulator through this variable, as the Functions emulator sets it for the stack.
-    os.environ.setdefault("CLOUD_TASKS_EMULATOR_HOST", stack_config.load().endpoints["tasks"].address)
-    current = replace(settings(), webhook_fan_out_grace_s=SWEEP_GRACE_S)
+    env: dict[str, str] = {}
+    local_scheduler.configure(env)
+    # firebase-admin reads the Tasks emulator's address from os.environ only; nothing but the delivery queue uses it.
+    os.environ.setdefault("CLOUD_TASKS_EMULATOR_HOST", env["CLOUD_TASKS_EMULATOR_HOST"])
+    current = Settings.from_env(env)
     webhooks = Webhooks.build(
         current,
         WebhookStore(current),
         WebhookSecrets(SecretManagerVersions(current)),
-        WebhookTransport(current.webhook_timeout_s, allow_loopback=True),
+        WebhookTransport(current.webhook_timeout_s, allow_loopback=current.local_stack_trusted),
         CloudTasksQueue(current),
     )
     return webhooks.deliveries.sweep()
