@@ -13,7 +13,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,28 +91,40 @@ class Rig:
         return event_id
 
 
-@pytest.fixture
-def rig() -> Iterator[Rig]:
+def build_rig(
+    project_id: str = RIG_PROJECT_ID,
+    store_type: type[WebhookStore] = WebhookStore,
+    sleep: Callable[[float], None] = time.sleep,
+    **overrides: Any,
+) -> Rig:
+    """The real adapters on the emulators around a recording queue (test_webhook_sweep builds its rig here too)."""
     settings = Settings(
-        project_id=RIG_PROJECT_ID,
+        project_id=project_id,
         secret_manager_emulator_host=support.SECRET_MANAGER_HOST,
         firestore_emulator_host=support.FIRESTORE_HOST,
         webhook_retry_scale=0.001,  # 5 s -> 5 ms, 5 min -> 0.3 s, 30 min -> 1.8 s
         webhook_early_task_wait_s=3.0,
         webhook_timeout_s=2.0,
+        **overrides,
     )
     queue = RecordingQueue()
-    store = WebhookStore(settings)
+    store = store_type(settings)
     webhooks = Webhooks.build(
         settings,
         store,
         WebhookSecrets(SecretManagerVersions(settings)),
         WebhookTransport(settings.webhook_timeout_s, allow_loopback=settings.local_stack_trusted),
         queue,
+        sleep=sleep,
     )
-    receiver = WebhookReceiver()
-    yield Rig(webhooks, queue, store, PaymentRepository(settings), receiver, settings)
-    receiver.close()
+    return Rig(webhooks, queue, store, PaymentRepository(settings), WebhookReceiver(), settings)
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    built = build_rig()
+    yield built
+    built.receiver.close()
 
 
 def developer() -> Developer:

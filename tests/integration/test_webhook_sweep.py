@@ -21,15 +21,11 @@ import pytest
 
 from gateway.domain.fan_out import first_attempt_task_id
 from gateway.http import Developer
-from gateway.repository import AddEvent, PaymentRepository
-from gateway.services.webhooks import NotDue, Webhooks
-from gateway.settings import Settings
-from gateway.webhook_secrets import SecretManagerVersions, WebhookSecrets
+from gateway.repository import AddEvent
+from gateway.services.webhooks import NotDue
 from gateway.webhook_store import WebhookStore
-from gateway.webhook_transport import WebhookTransport
-from tests import support
-from tests.integration.test_webhook_delivery import RecordingQueue, Rig
-from tests.support import WebhookReceiver
+from tests.integration.test_webhook_delivery import Rig
+from tests.integration.test_webhook_delivery import build_rig as delivery_rig
 
 GRACE_S = 60.0
 LONG_AGO = timedelta(minutes=10)
@@ -60,27 +56,13 @@ class FailingOnceStore(WebhookStore):
 
 
 def build_rig(**overrides: Any) -> Rig:
-    settings = Settings(
-        project_id="demo-sweep-" + secrets.token_hex(4),  # demo-: trusted as the local stack; fresh: our events only
-        secret_manager_emulator_host=support.SECRET_MANAGER_HOST,
-        firestore_emulator_host=support.FIRESTORE_HOST,
-        webhook_retry_scale=0.001,
-        webhook_early_task_wait_s=3.0,
-        webhook_timeout_s=2.0,
+    return delivery_rig(
+        "demo-sweep-" + secrets.token_hex(4),  # demo-: trusted as the local stack; fresh: our events only
+        FailingOnceStore,
+        sleep=lambda _s: None,  # a task waiting for its fan-out's commit gives up at once here
         webhook_fan_out_grace_s=GRACE_S,
         **overrides,
     )
-    queue = RecordingQueue()
-    store = FailingOnceStore(settings)
-    webhooks = Webhooks.build(
-        settings,
-        store,
-        WebhookSecrets(SecretManagerVersions(settings)),
-        WebhookTransport(settings.webhook_timeout_s, allow_loopback=True),
-        queue,
-        sleep=lambda _s: None,  # a task waiting for its fan-out's commit gives up at once here
-    )
-    return Rig(webhooks, queue, store, PaymentRepository(settings), WebhookReceiver(), settings)
 
 
 @pytest.fixture
