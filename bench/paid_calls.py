@@ -52,12 +52,9 @@ MAX_PUSH_COMMITS = 2  # the intent, then Daraja's answer
 BENCH_PUSH_LIMITS = (("production", 10_000.0, 10_000_000), ("sandbox", 10_000.0, 10_000_000))
 
 
-def settings(callback_base_url: str | None = None) -> Any:
+def settings() -> Any:
     from gateway.settings import Settings
 
-    raised: dict[str, Any] = (
-        {"push_limits": BENCH_PUSH_LIMITS} if "push_limits" in Settings.__dataclass_fields__ else {}
-    )
     return Settings(
         project_id=PROJECT_ID,
         functions_emulator=True,
@@ -66,8 +63,8 @@ def settings(callback_base_url: str | None = None) -> Any:
         secret_manager_emulator_host=SECRET_MANAGER_HOST,
         daraja_sandbox_url=DARAJA_URL,
         daraja_production_url=DARAJA_URL,
-        callback_base_url=callback_base_url or dead_url(),
-        **raised,
+        callback_base_url=dead_url(),
+        push_limits=BENCH_PUSH_LIMITS,
     )
 
 
