@@ -168,10 +168,14 @@ def test_a_sweep_racing_other_fan_outs_of_the_same_events_still_delivers_each_on
     wait_past_grace(left)
     deliveries = container.webhooks().deliveries
     start = threading.Barrier(5)
+    failures: list[BaseException] = []  # a racer's exception would otherwise only be printed by its thread
 
     def race(event_id: str) -> None:
         start.wait(timeout=60)
-        deliveries.fan_out(tenant.developer.uid, event_id)
+        try:
+            deliveries.fan_out(tenant.developer.uid, event_id)
+        except Exception as failure:  # asserted below
+            failures.append(failure)
 
     racers = [threading.Thread(target=race, args=(event["id"],)) for event in left.values() for _ in range(2)]
     for racer in racers:
@@ -180,4 +184,5 @@ def test_a_sweep_racing_other_fan_outs_of_the_same_events_still_delivers_each_on
     sweep_until_marked(tenant, dropped["id"])
     for racer in racers:
         racer.join(timeout=60)
+    assert not any(racer.is_alive() for racer in racers) and failures == []
     assert_delivered_once(receiver, url, secret, tenant, dropped["id"], left)
