@@ -103,9 +103,8 @@ def run(result: Run, runs: int = 8) -> None:
                 ""
                 if ratio <= TARGET_RATIO
                 else f"; MISS: gateway.api ({dict(slowest).get('gateway.api', 0.0) * 1000:.0f} ms) is our own "
-                "modules, mostly building their dataclasses and enums; every request needs them, so a lazy import "
-                "would move that time into the first request, not remove it. gRPC (~400 ms) is no longer imported "
-                "by main.py: the first Firestore client loads it (gateway/triggers.py)"
+                "modules; every request needs them, so a lazy import would move that time into the first request, "
+                "not remove it. Whether gRPC and the other heavy clients load is the next figure"
             ),
         )
     )
